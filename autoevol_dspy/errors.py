@@ -1,0 +1,29 @@
+"""Exceptions with one-line messages a user can act on.
+
+Every error the library raises on purpose derives from :class:`AutoEvolError`, so the
+command line can print its message alone, without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AutoEvolError", "ConfigurationError", "DataError", "LMSpecError", "RunConflictError"]
+
+
+class AutoEvolError(Exception):
+    """Base class of the errors this package raises deliberately."""
+
+
+class ConfigurationError(AutoEvolError, ValueError):
+    """An option or a combination of options is invalid."""
+
+
+class DataError(AutoEvolError, ValueError):
+    """A dataset, an example file or a prompt file cannot be used as given."""
+
+
+class LMSpecError(ConfigurationError):
+    """An LM spec string cannot be turned into an LM (unknown form, missing extra, key or file)."""
+
+
+class RunConflictError(AutoEvolError):
+    """A run directory or study already holds a run made with different settings."""

