@@ -14,7 +14,7 @@ __all__ = ["CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord
 
 SCHEMA_VERSION = 1
 
-TrialKind = Literal["baseline", "candidate"]
+TrialKind = Literal["baseline", "candidate", "incumbent"]
 TrialStatus = Literal["complete", "pruned", "failed"]
 
 

@@ -80,6 +80,8 @@ class AutoEvolInstruct(Teleprompter):
         rounds: int = 1,
         patience: int = 1,
         early_stop: bool = True,
+        deduplicate: bool = True,
+        reevaluate_incumbent: bool = False,
         optimizer_temperature: float | None = 0.6,
         predictor_choice: PredictorChoice | None = None,
         input_field: str = "instruction",
@@ -109,6 +111,8 @@ class AutoEvolInstruct(Teleprompter):
             _positive("max_lm_calls", max_lm_calls)
         self.max_lm_calls = max_lm_calls
         self.early_stop = early_stop
+        self.deduplicate = deduplicate
+        self.reevaluate_incumbent = reevaluate_incumbent
         self.optimizer_temperature = optimizer_temperature
         self.predictor_choice = predictor_choice or RoundRobin()
         self.input_field = input_field
@@ -118,6 +122,12 @@ class AutoEvolInstruct(Teleprompter):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.result: RunResult | None = None
+
+    @classmethod
+    def paper_protocol(cls, **settings: Any) -> "AutoEvolInstruct":
+        """The paper's evaluation protocol, for comparisons: every candidate and the incumbent on the
+        whole dev set each step, no deduplication, no early stop. Selects the same methods, for more calls."""
+        return cls(**{**settings, "early_stop": False, "deduplicate": False, "reevaluate_incumbent": True})
 
     # Public API ------------------------------------------------------------------------------------
 
@@ -192,6 +202,7 @@ class AutoEvolInstruct(Teleprompter):
             "rounds": self.rounds,
             "seed": self.seed,
             "optimizer_temperature": self.optimizer_temperature,
+            "protocol": "paper" if self.reevaluate_incumbent or not self.deduplicate else "autoevol",
             "detectors": [d.name for d in detectors] if detectors is not None else None,
             "metric": getattr(self.metric, "__name__", type(self.metric).__name__) if self.metric else None,
             "metric_threshold": self.metric_threshold,
@@ -309,6 +320,8 @@ class _Run:
                 continue
             instructions = {**incumbent.instructions, predictor: proposal.instructions}
             key = candidate_key(instructions)
+            if not self.config.deduplicate:
+                key = f"{key}-s{proposal.sample}"
             if key in candidates:
                 candidates[key].samples.append(proposal.sample)
             else:
@@ -327,6 +340,18 @@ class _Run:
             usage=self.meter.report() - before,
         )
 
+    def remeasure(self, step: int, incumbent: TrialRecord) -> TrialRecord:
+        """Paper protocol: evaluate the incumbent again on the whole dev set (recorded as its own trial)."""
+        key = f"{incumbent.candidate_key}-incumbent"
+        trial = self.tracker.find_trial(step=step, candidate_key=key)
+        if trial is None:
+            evaluation = self.evaluate(incumbent.instructions, bound=None, label=f"step {step} incumbent")
+            trial = self.record(
+                evaluation, step=step, kind="incumbent", candidate_key=key,
+                instructions=incumbent.instructions, parent_trial=incumbent.number,
+            )
+        return trial if trial.status == "complete" else incumbent
+
     def run_step(self, step: int, incumbent: TrialRecord, without_improvement: int) -> StepOutcome:
         plan = self.tracker.plan(step)
         if plan is None:
@@ -339,6 +364,8 @@ class _Run:
         )
         best: TrialRecord | None = None
         budget_exhausted = False
+        if self.config.reevaluate_incumbent:
+            incumbent = self.remeasure(step, incumbent)
         for number, candidate in enumerate(plan.candidates, start=1):
             trial = self.tracker.find_trial(step=step, candidate_key=candidate.key)
             if trial is None:

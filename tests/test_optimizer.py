@@ -231,3 +231,19 @@ def test_samples_use_distinct_rollout_ids_above_zero_temperature():
 
 def test_bucket_is_stable():
     assert bucket("x") == bucket("x")
+
+
+def test_paper_protocol_selects_the_same_methods_with_more_calls():
+    script = {60: [method(80), method(40), method(40), method(70)], 40: [method(90), method(35)]}
+    train, dev = dev_and_train(40)
+    runs = {}
+    for name in ("autoevol", "paper"):
+        world = World(dict(script))
+        settings = dict(evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm, num_candidates=4,
+                        batch_size=4, dev_size=20, max_steps=2, patience=3, num_threads=1, progress=False)
+        opt = AutoEvolInstruct.paper_protocol(**settings) if name == "paper" else AutoEvolInstruct(**settings)
+        compiled = opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+        runs[name] = (compiled.method, opt.result.usage.calls, [s.incumbent_failure_rate for s in opt.result.steps])
+    assert runs["paper"][0] == runs["autoevol"][0] == method(35)
+    assert runs["paper"][2] == runs["autoevol"][2]
+    assert runs["autoevol"][1] < runs["paper"][1]
