@@ -164,11 +164,11 @@ def run_optimize(args: argparse.Namespace) -> int:
     options["judge"] = _flag(args, "judge")
     config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
+    lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
     loaded = load_instructions(args.seeds, column=config.column)
     initial = _read_method(config.initial_method) if config.initial_method else INITIAL_METHOD
     out.mkdir(parents=True, exist_ok=True)
     _prepare_run_dir(out, config, restart=args.restart)
-    lms = _build_lms(config)
     detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if config.judge else [])
     optimizer = AutoEvolInstruct(
         **lms,
@@ -223,9 +223,9 @@ def run_evolve(args: argparse.Namespace) -> int:
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
     config: EvolveConfig = merge_config(EvolveConfig, file_values, options)
+    lms = _build_lms(config, optimizer=False)
     method = _read_method(args.method)
     loaded = load_instructions(args.seeds, column=config.column)
-    lms = _build_lms(config, optimizer=False)
     summary = evolve_dataset(
         loaded,
         method=method,
@@ -239,7 +239,12 @@ def run_evolve(args: argparse.Namespace) -> int:
         overwrite=args.restart,
         progress=not args.no_progress,
     )
-    print(summary.describe() if hasattr(summary, "describe") else summary)
+    print(f"evolved {summary.rows} rows ({summary.new_rows} new, {summary.resumed_rows} from an earlier run) "
+          f"of {summary.seeds} seeds x {summary.rounds} round(s)")
+    print(f"failures: {summary.failures} ({summary.failure_rate:.1%}) {summary.failures_by_category}")
+    print(f"output:   {summary.out_path} ({summary.kept} rows kept, {summary.dropped} dropped)")
+    if not summary.complete:
+        print("some seeds stopped on LM errors; rerun the same command to retry them")
     return 0
 
 

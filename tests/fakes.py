@@ -39,6 +39,11 @@ class Call:
         return "program"
 
 
+def parse_inputs(text: str) -> dict[str, str]:
+    """The input fields of a ChatAdapter-formatted user message."""
+    return {name: value.strip() for name, value in _FIELD.findall(text)}
+
+
 class ScriptedEngine:
     """Answers each request with ``responder(call)``, formatted for DSPy's ChatAdapter."""
 
@@ -50,7 +55,7 @@ class ScriptedEngine:
     def complete(self, request):
         system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or [])
         last = request.messages[-1].text or ""
-        inputs = {name: value.strip() for name, value in _FIELD.findall(last)}
+        inputs = parse_inputs(last)
         call = Call(system=system, inputs=inputs)
         with self.lock:
             self.calls.append(call)

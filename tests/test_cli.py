@@ -1,0 +1,134 @@
+"""End-to-end tests of the `autoevol` command, against a scripted OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stub_openai import serve
+from world import World, method
+
+SEEDS = Path(__file__).parent.parent / "examples" / "seeds.jsonl"
+
+
+def autoevol(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DSPY_CACHEDIR": os.environ.get("DSPY_CACHEDIR", ""), **(env_extra or {})}
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
+                          timeout=300, env={k: v for k, v in env.items() if v != ""})
+
+
+@pytest.fixture()
+def server():
+    world = World({60: [method(50), method(20)], 20: [method(30)]})
+    with serve(world.respond) as (api_base, counter):
+        yield api_base, counter
+
+
+@pytest.fixture()
+def initial_method(tmp_path) -> Path:
+    path = tmp_path / "initial.txt"
+    path.write_text(method(60))
+    return path
+
+
+def optimize_args(api_base: str, out: Path, initial: Path, *extra: str) -> list[str]:
+    return ["optimize", str(SEEDS), "--out", str(out), "--lm", "openai/stub", "--api-base", api_base,
+            "--initial-method", str(initial), "--steps", "2", "--candidates", "2", "--batch-size", "3",
+            "--dev-size", "10", "--threads", "2", "--no-progress", *extra]
+
+
+def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
+    api_base, counter = server
+    out = tmp_path / "run"
+    done = autoevol(*optimize_args(api_base, out, initial_method))
+    assert done.returncode == 0, done.stderr
+    assert "initial method failure rate" in done.stdout and "best method failure rate" in done.stdout
+    for name in ("study.db", "method.txt", "run.json", "report.html", "result.json"):
+        assert (out / name).is_file(), name
+    assert "QUALITY=20" in (out / "method.txt").read_text()
+    run = json.loads((out / "run.json").read_text())
+    assert run["summary"]["best_failure_rate"] <= run["summary"]["initial_failure_rate"]
+
+    calls = counter["calls"]
+    again = autoevol(*optimize_args(api_base, out, initial_method))
+    assert again.returncode == 0, again.stderr
+    assert counter["calls"] == calls, "a finished run was recomputed"
+
+
+def test_optimize_refuses_a_run_dir_made_with_other_settings(server, initial_method, tmp_path):
+    api_base, _ = server
+    out = tmp_path / "run"
+    assert autoevol(*optimize_args(api_base, out, initial_method)).returncode == 0
+    changed = optimize_args(api_base, out, initial_method)
+    changed[changed.index("--candidates") + 1] = "3"
+    refused = autoevol(*changed)
+    assert refused.returncode == 2
+    assert "candidates: 2 -> 3" in refused.stderr and "--restart" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert autoevol(*changed, "--restart").returncode == 0
+
+
+def test_config_file_with_option_override(server, initial_method, tmp_path):
+    api_base, _ = server
+    config = tmp_path / "run.toml"
+    config.write_text(f'lm = "openai/stub"\napi_base = "{api_base}"\nsteps = 1\ncandidates = 2\n'
+                      'batch_size = 3\ndev_size = 10\nthreads = 2\n')
+    out = tmp_path / "run"
+    done = autoevol("optimize", str(SEEDS), "--out", str(out), "--config", str(config), "--initial-method",
+                    str(initial_method), "--dev-size", "8", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["dev_size"] == 8 and run["settings"]["steps"] == 1
+
+
+def test_evolve_and_report(server, initial_method, tmp_path):
+    api_base, _ = server
+    out = tmp_path / "run"
+    assert autoevol(*optimize_args(api_base, out, initial_method)).returncode == 0
+    (out / "report.html").unlink()
+    report = autoevol("report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert (out / "report.html").is_file()
+
+    evolved = tmp_path / "evolved.jsonl"
+    done = autoevol("evolve", str(SEEDS), "--method", str(out), "--out", str(evolved), "--rounds", "2",
+                    "--lm", "openai/stub", "--api-base", api_base, "--threads", "2", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in evolved.read_text().splitlines()]
+    assert {row["round"] for row in rows} <= {1, 2}
+    assert len({(row["seed_id"], row["round"]) for row in rows}) == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimize", "missing.jsonl", "--out", "x"], "missing.jsonl"),
+        (["optimize", str(SEEDS), "--out", "x", "--column", "prompt"], "instruction"),
+        (["optimize", str(SEEDS), "--out", "x", "--lm", "nonsense"], "accepted"),
+        (["optimize", str(SEEDS), "--out", "x", "--lm", "openai/gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["optimize", str(SEEDS), "--out", "x", "--candidates", "0"], "candidates"),
+        (["report", "no-such-run"], "run directory not found"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("autoevol: error:")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+
+
+def test_help_explains_every_option():
+    done = subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", "optimize", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0
+    for option in ("--column", "--candidates", "--storage", "--initial-method", "--api-base", "--max-lm-calls"):
+        assert option in done.stdout
