@@ -1,0 +1,384 @@
+"""Whole-dataset evolution: loading seeds, lineage, failures, resume after a kill, shards, file round trips."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import dspy
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from autoevol_dspy import AutoEvolError, ConfigurationError, DataError, EvolInstruct, RunConflictError
+from autoevol_dspy.data import evolve_dataset, load_evolved, load_instructions, method_id, save_evolved
+import evolve_script
+from world import World, bucket, method
+
+SCRIPT = Path(__file__).parent / "evolve_script.py"
+RECORDS = [
+    {"id": "a1", "instruction": "Write a poem about rain."},
+    {"id": "a2", "instruction": "   "},
+    {"id": "a3", "instruction": "Sum 2 and 3."},
+    {"id": "a4", "instruction": "Write a poem about rain."},
+]
+
+
+def texts(count: int, prefix: str = "Task") -> list[str]:
+    return [f"{prefix} {i}: add {i} and {i + 3}, then explain." for i in range(count)]
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def keyed(rows: list[dict]) -> dict[tuple[str, int], dict]:
+    result = {(row["seed_id"], row["round"]): row for row in rows}
+    assert len(result) == len(rows), "a (seed, round) row is duplicated"
+    return result
+
+
+def evolve(world: World, seeds, out: Path, **settings):
+    settings = {"method": method(30), "rounds": 3, "num_threads": 3, "progress": False, **settings}
+    return evolve_dataset(seeds, out_path=out, evol_lm=world.lm, response_lm=world.lm, **settings)
+
+
+# Loading seeds ---------------------------------------------------------------------------------
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    name = path.name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(records), path)
+    elif name.endswith(".csv"):
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+    elif name.endswith(".json"):
+        path.write_text(json.dumps(records), encoding="utf-8")
+    else:
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    return path
+
+
+@pytest.mark.parametrize("name", ["seeds.jsonl", "seeds.json", "seeds.csv", "seeds.parquet", "seeds.jsonl.gz"])
+def test_loads_each_file_format(tmp_path, name):
+    loaded = load_instructions(_write(tmp_path / name, RECORDS), column="instruction")
+    assert [(s.seed_id, s.instruction) for s in loaded] == [("a1", "Write a poem about rain."), ("a3", "Sum 2 and 3.")]
+    assert (loaded.rows, loaded.skipped_empty, loaded.duplicates) == (4, 1, 1)
+    assert loaded.source == str(tmp_path / name)
+
+
+def test_loads_a_dataset_a_list_of_strings_dicts_and_examples():
+    dataset = datasets.Dataset.from_dict({"question": ["Q one?", "", "Q two?"], "answer": ["1", "", "2"]})
+    loaded = load_instructions(dataset, column="question")
+    assert [(s.seed_id, s.instruction) for s in loaded] == [("0", "Q one?"), ("2", "Q two?")]
+    assert [s.seed_id for s in load_instructions(["x", "y"])] == ["0", "1"]
+    from_dicts = load_instructions([{"prompt": "p1", "n": 1}, {"prompt": "p2"}], column="prompt")
+    assert from_dicts.instructions == ["p1", "p2"]
+    from_examples = load_instructions([dspy.Example(instruction="e1"), dspy.Example(instruction="e2")])
+    assert from_examples.instructions == ["e1", "e2"]
+    examples = from_examples.examples()
+    assert examples[1].inputs().toDict() == {"instruction": "e2"} and examples[1].seed_id == "1"
+
+
+def test_ids_come_from_an_id_column_when_asked_or_present():
+    rows = [{"qid": 7, "id": "x", "text": "t1"}, {"qid": 9, "id": "y", "text": "t2"}]
+    assert [s.seed_id for s in load_instructions(rows, column="text")] == ["x", "y"]
+    assert [s.seed_id for s in load_instructions(rows, column="text", id_column="qid")] == ["7", "9"]
+
+
+def test_empty_rows_are_skipped_and_duplicates_dropped_with_counts_logged(caplog):
+    caplog.set_level(logging.INFO, logger="autoevol_dspy.data")
+    loaded = load_instructions(["a  b", "", None, "  ", "c", "a b", " c "], column="instruction")
+    assert [(s.seed_id, s.instruction) for s in loaded] == [("0", "a  b"), ("4", "c")]
+    assert (loaded.rows, loaded.skipped_empty, loaded.duplicates) == (7, 3, 2)
+    assert "3 empty rows skipped, 2 duplicates dropped" in caplog.text
+
+
+def _not_utf8(tmp_path: Path) -> Path:
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"instruction": "ok"}\n{"instruction": "caf\xe9"}\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_source", "kwargs", "pattern"),
+    [
+        (lambda d: d / "missing.jsonl", {}, r"missing\.jsonl: no such file"),
+        (lambda d: _write(d / "s.jsonl", RECORDS), {"column": "prompt"},
+         r"no column 'prompt'; it has: id, instruction"),
+        (_not_utf8, {}, r"latin\.jsonl is not UTF-8 text: byte 0xe9 on line 2"),
+        (lambda d: _write(d / "e.jsonl", [{"instruction": " "}, {"instruction": None}]), {},
+         r"no usable rows .*2 rows, 2 empty"),
+        (lambda d: (d / "bad.jsonl").write_text('{"instruction": "a"}\n{oops\n') and d / "bad.jsonl", {},
+         r"bad\.jsonl line 2 is not valid JSON"),
+        (lambda d: (d / "s.txt").write_text("x") and d / "s.txt", {}, r"unsupported file type"),
+        (lambda d: [{"turns": ["a", "b"]}], {"column": "turns"}, r"column 'turns' holds a list in row 0"),
+        (lambda d: [{"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}], {},
+         r"id '1' is used by rows 0 and 1"),
+        (lambda d: datasets.DatasetDict({"train": datasets.Dataset.from_dict({"a": ["x"]})}), {}, r"pick one split"),
+        (lambda d: 42, {}, r"cannot read seeds from a int"),
+    ],
+)
+def test_bad_input_is_one_line_data_error(tmp_path, make_source, kwargs, pattern):
+    with pytest.raises(DataError, match=pattern) as caught:
+        load_instructions(make_source(tmp_path), **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+# Evolving --------------------------------------------------------------------------------------
+
+
+def test_lineage_over_three_rounds(tmp_path):
+    world, seeds = World(), texts(8)
+    summary = evolve(world, load_instructions(seeds), tmp_path / "out.jsonl", method=method(0))
+    rows = keyed(rows_of(tmp_path / "out.jsonl"))
+    assert set(rows) == {(str(i), r) for i in range(8) for r in (1, 2, 3)}
+    for i, seed in enumerate(seeds):
+        first, second, third = (rows[(str(i), r)] for r in (1, 2, 3))
+        assert first["parent"] == seed and first["evolved_instruction"].startswith(seed)
+        assert second["parent"] == first["evolved_instruction"]
+        assert third["parent"] == second["evolved_instruction"]
+        assert {row["instruction"] for row in (first, second, third)} == {seed}
+        assert all(row["response"] and row["failure"] is None for row in (first, second, third))
+    assert {row["method_id"] for row in rows.values()} == {method_id(method(0))}
+    assert set(rows_of(tmp_path / "out.jsonl")[0]) == {
+        "seed_id", "round", "parent", "instruction", "evolved_instruction", "response", "failure",
+        "failure_reason", "method_id",
+    }
+    assert (summary.rows, summary.kept, summary.failures, summary.complete) == (24, 24, 0, True)
+    assert summary.usage.by_role["evolution"].calls == 24 and summary.usage.by_role["response"].calls == 24
+
+
+def _expected_chains(seeds: list[str], quality: int, rounds: int) -> dict[str, int]:
+    """How many rows each seed gets: its chain ends at the first round whose parent the world fails."""
+    lengths = {}
+    for i, text in enumerate(seeds):
+        current, length = text, 0
+        for _ in range(rounds):
+            length += 1
+            if bucket(current) < quality:
+                break
+            current += " Show every step and justify the result."
+        lengths[str(i)] = length
+    return lengths
+
+
+def test_a_failure_is_marked_and_ends_its_chain(tmp_path):
+    world, seeds = World(), texts(30)
+    summary = evolve(world, load_instructions(seeds), tmp_path / "out.jsonl")
+    rows = keyed(rows_of(tmp_path / "out.jsonl"))
+    lengths = _expected_chains(seeds, 30, 3)
+    assert {seed: max(r for s, r in rows if s == seed) for seed in lengths} == lengths
+    failed = [row for row in rows.values() if row["failure"]]
+    assert failed and all(row["failure"] == "unparseable_evolution" for row in failed)
+    assert all(row["evolved_instruction"] is None and row["response"] is None for row in failed)
+    assert all(rows[(row["seed_id"], row["round"])]["round"] == lengths[row["seed_id"]] for row in failed)
+    assert summary.failures == len(failed) and summary.failures_by_category == {"unparseable_evolution": len(failed)}
+    assert summary.rows == summary.kept == len(rows) and summary.dropped == 0
+    assert summary.failure_rate == pytest.approx(len(failed) / len(rows))
+    assert len(load_evolved(tmp_path / "out.jsonl", include_failures=False)) == len(rows) - len(failed)
+    text = summary.describe()
+    assert f"unparseable_evolution {len(failed)}" in text and "incomplete" not in text
+
+
+def test_dropped_failures_are_counted_not_written_and_not_redone(tmp_path):
+    world, seeds = World(), load_instructions(texts(30))
+    marked = evolve(world, seeds, tmp_path / "marked.jsonl")
+    dropped = evolve(world, seeds, tmp_path / "dropped.jsonl", drop_failures=True)
+    written = rows_of(tmp_path / "dropped.jsonl")
+    assert all(row["failure"] is None for row in written)
+    successes = [row for row in rows_of(tmp_path / "marked.jsonl") if row["failure"] is None]
+    assert keyed(written) == keyed(successes)
+    assert dropped.dropped == dropped.failures == marked.failures > 0
+    assert dropped.kept == len(written) and dropped.rows == marked.rows
+    assert dropped.dropped_path and len(rows_of(Path(dropped.dropped_path))) == dropped.dropped
+    assert len(load_evolved(tmp_path / "dropped.jsonl")) == len(written)
+
+    before = world.engine.count("evolution")
+    again = evolve(world, seeds, tmp_path / "dropped.jsonl", drop_failures=True)
+    assert world.engine.count("evolution") == before, "a dropped row was evolved again"
+    assert (again.new_rows, again.rows, again.dropped) == (0, dropped.rows, dropped.dropped)
+
+
+def test_without_response_no_answer_is_asked(tmp_path):
+    world = World()
+    evolve(world, load_instructions(texts(6)), tmp_path / "out.jsonl", method=method(0), rounds=1, with_response=False)
+    assert world.engine.count("response") == 0
+    assert all(row["response"] is None for row in rows_of(tmp_path / "out.jsonl"))
+
+
+def test_threads_see_the_lm_from_dspy_context_and_usage_is_counted(tmp_path):
+    world = World()
+    with dspy.context(lm=world.lm):
+        summary = evolve_dataset(texts(12), method=method(30), out_path=tmp_path / "out.jsonl", rounds=2,
+                                 num_threads=4, progress=False)
+    assert summary.rows == len(rows_of(tmp_path / "out.jsonl")) > 12
+    assert summary.usage.calls == len(world.engine.calls)
+
+
+def test_a_compiled_evolinstruct_is_accepted_as_the_method(tmp_path):
+    summary = evolve(World(), texts(3), tmp_path / "out.jsonl", method=EvolInstruct(method(0)), rounds=1)
+    assert summary.method_id == method_id(method(0))
+
+
+def test_raising_rounds_extends_finished_chains(tmp_path):
+    world, seeds = World(), load_instructions(texts(20))
+    evolve(world, seeds, tmp_path / "grown.jsonl", rounds=1)
+    grown = evolve(world, seeds, tmp_path / "grown.jsonl", rounds=3)
+    evolve(world, seeds, tmp_path / "direct.jsonl", rounds=3)
+    assert keyed(rows_of(tmp_path / "grown.jsonl")) == keyed(rows_of(tmp_path / "direct.jsonl"))
+    assert 0 < grown.resumed_rows < grown.rows
+
+
+# Resume ----------------------------------------------------------------------------------------
+
+
+def _script(out: Path, kill_after: int = 0) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(SCRIPT), str(out)] + (["--kill-after", str(kill_after)] if kill_after else [])
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    world = World()
+    full = evolve_dataset(
+        load_instructions(evolve_script.seed_texts(30)), method=evolve_script.METHOD,
+        out_path=tmp_path / "straight.jsonl", rounds=3, evol_lm=world.lm, response_lm=world.lm,
+        num_threads=3, progress=False,
+    )
+    expected = keyed(rows_of(tmp_path / "straight.jsonl"))
+
+    out = tmp_path / "resumed.jsonl"
+    killed = _script(out, kill_after=25)  # of about 60 evolutions
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    done_before = len(keyed(rows_of(out)))
+    assert 0 < done_before < len(expected)
+    resumed = _script(out)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+
+    assert keyed(rows_of(out)) == expected, "rows were lost, duplicated or differ"
+    assert report["resumed_rows"] == done_before and report["rows"] == full.rows == len(expected)
+    assert report["failures_by_category"] == full.failures_by_category
+    assert report["evolution_calls_this_process"] == world.engine.count("evolution") - done_before
+
+
+def test_a_partial_last_line_is_repaired(tmp_path):
+    world, seeds, out = World(), load_instructions(texts(10)), tmp_path / "out.jsonl"
+    evolve(world, seeds, out, rounds=1)
+    expected = keyed(rows_of(out))
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]) + lines[-1][:25], encoding="utf-8")  # a kill mid-write
+
+    summary = evolve(world, seeds, out, rounds=1)
+    assert summary.new_rows == 1 and keyed(rows_of(out)) == expected
+    assert out.read_text(encoding="utf-8").endswith("\n")
+    # A complete last row whose line end was lost is kept, not redone.
+    out.write_text(out.read_text(encoding="utf-8").rstrip("\n"), encoding="utf-8")
+    assert evolve(world, seeds, out, rounds=1).new_rows == 0 and keyed(rows_of(out)) == expected
+
+
+def test_another_method_is_refused_unless_overwrite(tmp_path):
+    world, seeds, out = World(), load_instructions(texts(6)), tmp_path / "out.jsonl"
+    evolve(world, seeds, out, rounds=1)
+    with pytest.raises(RunConflictError, match="different method id") as caught:
+        evolve(world, seeds, out, rounds=1, method=method(0))
+    assert "\n" not in str(caught.value) and "overwrite=True" in str(caught.value)
+    with pytest.raises(RunConflictError, match="different drop failures"):
+        evolve(world, seeds, out, rounds=1, drop_failures=True)
+    summary = evolve(world, seeds, out, rounds=1, method=method(0), overwrite=True)
+    assert summary.resumed_rows == 0 and {row["method_id"] for row in rows_of(out)} == {method_id(method(0))}
+
+
+def test_a_file_not_written_by_evolve_dataset_is_refused(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"something": "else"}\n')
+    with pytest.raises(RunConflictError, match="not written by evolve_dataset"):
+        evolve(World(), texts(3), out, rounds=1)
+
+
+def test_lm_errors_leave_seeds_for_a_rerun(tmp_path):
+    seeds, out = load_instructions(texts(8)), tmp_path / "out.jsonl"
+    broken = World(fail_response_for="Task 3:")
+    summary = evolve(broken, seeds, out, method=method(0), rounds=2)
+    assert (summary.errors, summary.complete) == (1, False)
+    assert not any(row["seed_id"] == "3" for row in rows_of(out))
+    fixed = evolve(World(), seeds, out, method=method(0), rounds=2)
+    assert (fixed.errors, fixed.complete, fixed.new_rows) == (0, True, 2)
+    assert set(keyed(rows_of(out))) == {(str(i), r) for i in range(8) for r in (1, 2)}
+
+
+def test_too_many_lm_errors_stop_the_run(tmp_path):
+    world = World(fail_response_for="Task")
+    with pytest.raises(AutoEvolError, match="stopped after 2 seeds hit LM errors"):
+        evolve(world, texts(20), tmp_path / "out.jsonl", method=method(0), num_threads=1, max_errors=1)
+    assert world.engine.count("response") == 2
+
+
+def test_options_are_checked(tmp_path):
+    with pytest.raises(ConfigurationError, match="shard"):
+        evolve(World(), texts(3), tmp_path / "out.jsonl", shard=(2, 2))
+    with pytest.raises(ConfigurationError, match=r"\.jsonl"):
+        evolve(World(), texts(3), tmp_path / "out.parquet")
+    with pytest.raises(ConfigurationError, match="no LM to evolve with"):
+        evolve_dataset(texts(3), method=method(0), out_path=tmp_path / "x.jsonl", progress=False)
+
+
+# Shards and files ------------------------------------------------------------------------------
+
+
+def test_two_shards_together_are_the_whole(tmp_path):
+    world, seeds = World(), load_instructions(texts(25))
+    evolve(world, seeds, tmp_path / "whole.jsonl")
+    first = evolve(world, seeds, tmp_path / "shard0.jsonl", shard=(0, 2))
+    second = evolve(world, seeds, tmp_path / "shard1.jsonl", shard=(1, 2))
+    rows0, rows1 = keyed(rows_of(tmp_path / "shard0.jsonl")), keyed(rows_of(tmp_path / "shard1.jsonl"))
+    assert {s for s, _ in rows0} == {str(i) for i in range(0, 25, 2)}
+    assert {s for s, _ in rows1} == {str(i) for i in range(1, 25, 2)}
+    assert {**rows0, **rows1} == keyed(rows_of(tmp_path / "whole.jsonl"))
+    assert (first.seeds, second.seeds) == (13, 12)
+    with pytest.raises(RunConflictError, match="different shard"):
+        evolve(world, seeds, tmp_path / "shard0.jsonl", shard=(1, 2))
+
+
+def test_jsonl_and_parquet_round_trip(tmp_path):
+    evolve(World(), texts(12), tmp_path / "out.jsonl")
+    original = load_evolved(tmp_path / "out.jsonl")
+    assert original.features == datasets.Features(original.features) and len(original) > 12
+    parquet = save_evolved(tmp_path / "out.jsonl", tmp_path / "copy.parquet")
+    from_parquet = load_evolved(parquet)
+    assert from_parquet.to_list() == original.to_list()
+    back = save_evolved(from_parquet, tmp_path / "again.jsonl")
+    assert rows_of(back) == rows_of(tmp_path / "out.jsonl")
+    assert save_evolved(original, tmp_path / "forced.bin", format="parquet").exists()
+    only_successes = load_evolved(parquet, include_failures=False)
+    assert all(row["failure"] is None for row in only_successes) and len(only_successes) < len(original)
+
+
+def test_two_writers_cannot_share_an_output(tmp_path):
+    from autoevol_dspy.dataio import RowStore
+
+    with RowStore(tmp_path / "out.jsonl").open(overwrite=False):
+        with pytest.raises(RunConflictError, match="being written by another process"):
+            RowStore(tmp_path / "out.jsonl").open(overwrite=False)
+
+
+def test_evolved_data_keeps_extra_columns_and_empty_files_load(tmp_path):
+    evolve(World(), texts(4), tmp_path / "out.jsonl", rounds=1)
+    tagged = load_evolved(tmp_path / "out.jsonl").add_column("split", ["train"] * 4)
+    again = load_evolved(save_evolved(tagged, tmp_path / "tagged.parquet"))
+    assert again["split"] == ["train"] * 4 and again.features["response"] == datasets.Value("string")
+    (tmp_path / "empty.jsonl").write_text("")
+    assert len(load_evolved(tmp_path / "empty.jsonl")) == 0
+    with pytest.raises(DataError, match="not evolved data"):
+        load_evolved(_write(tmp_path / "seeds.parquet", RECORDS))
