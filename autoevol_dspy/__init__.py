@@ -5,7 +5,9 @@ instruction data harder (:class:`EvolInstruct`), the instructions of any DSPy pr
 or one structured prompt.
 """
 
+from .data import EvolutionSummary, LoadedInstructions, evolve_dataset, load_evolved, load_instructions, save_evolved
 from .errors import AutoEvolError, ConfigurationError, DataError, LMSpecError, RunConflictError
+from .lm import make_lm
 from .failures import EvolInstructRules, EvolutionCase, Failure, FailureDetector, LLMJudge, PaperResponseRules
 from .method import INITIAL_METHOD, EvolInstruct
 from .parsing import parse_rewritten_instruction
@@ -37,6 +39,13 @@ __all__ = [
     "StepOutcome",
     "StepPlan",
     "TrialRecord",
+    "EvolutionSummary",
+    "LoadedInstructions",
     "UsageReport",
+    "evolve_dataset",
+    "load_evolved",
+    "load_instructions",
+    "make_lm",
     "parse_rewritten_instruction",
+    "save_evolved",
 ]

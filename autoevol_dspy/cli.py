@@ -237,6 +237,7 @@ def run_evolve(args: argparse.Namespace) -> int:
         drop_failures=config.drop_failures,
         num_threads=config.threads,
         overwrite=args.restart,
+        shard=_parse_shard(args.shard),
         progress=not args.no_progress,
     )
     print(f"evolved {summary.rows} rows ({summary.new_rows} new, {summary.resumed_rows} from an earlier run) "
@@ -246,6 +247,15 @@ def run_evolve(args: argparse.Namespace) -> int:
     if not summary.complete:
         print("some seeds stopped on LM errors; rerun the same command to retry them")
     return 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    index, slash, count = text.partition("/")
+    if not (slash and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigurationError(f"--shard takes INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4; got {text!r}")
+    return int(index), int(count)
 
 
 # report ---------------------------------------------------------------------------------------------
@@ -317,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--rounds", type=int, help="rounds of evolution; round i evolves round i-1 (default 1)")
     evolve.add_argument("--drop-failures", action="store_true", help="leave failed evolutions out of the output")
     evolve.add_argument("--no-response", action="store_true", help="do not answer evolved instructions")
+    evolve.add_argument("--shard", help="INDEX/COUNT: evolve only every COUNT-th seed starting at INDEX, to split "
+                        "a large dataset across machines (give each shard its own --out)")
     evolve.add_argument("--restart", action="store_true", help="discard the existing output and start over")
     _add_lm_options(evolve)
     _add_common_options(evolve)
