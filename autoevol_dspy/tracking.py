@@ -88,7 +88,15 @@ class RunTracker:
             "predictor": record.predictor,
             "failures_by_category": record.failures_by_category,
             "lm_calls": record.usage.calls,
+            "usage_by_role": payload["usage"]["by_role"],
+            "seconds": record.seconds,
         }
+        if len(record.instructions) == 1:
+            user_attrs["method"] = next(iter(record.instructions.values()))
+        else:
+            user_attrs["instructions"] = record.instructions
+        if record.feedback:
+            user_attrs["feedback"] = record.feedback
         if record.error:
             user_attrs["error"] = record.error
         trial = optuna.trial.create_trial(
