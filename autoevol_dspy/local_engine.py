@@ -9,11 +9,13 @@ cache, retries, history and callbacks, and the engine only turns one canonical
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +37,8 @@ from autoevol_dspy.errors import AutoEvolError
 if TYPE_CHECKING:  # pragma: no cover
     from llama_cpp import Llama
 
-__all__ = ["AsyncLlamaCppEngine", "LlamaCppEngine", "PromptTooLongError", "EMBEDDED_MODEL"]
+__all__ = ["EMBEDDED_MODEL", "AsyncLlamaCppEngine", "LlamaCppEngine", "PromptTooLongError", "default_threads",
+           "request_to_chat"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +77,17 @@ class PromptTooLongError(ContextLengthError, AutoEvolError):
         super(ContextLengthError, self).__init__(message, provider=PROVIDER)
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
+    """Half the usable cores (at least one), as llama.cpp's own default of physical cores does.
+
+    llama.cpp's worker threads spin at every barrier: once another busy process (or DSPy's own
+    Python work) takes a core, all-core decoding slows down 5-15x (benchmarks/RESULTS.md).
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
 
 
 def _text_of(parts: Any, where: str) -> str:
@@ -137,6 +146,7 @@ class LlamaCppEngine:
 
     The model loads on first use (once). A llama.cpp context is not thread-safe, so share
     one engine between LMs on the same model (see ``autoevol_dspy.lm.shared_engine``).
+    ``n_threads`` defaults to half the usable cores (see :func:`default_threads`).
     """
 
     supports_response_schema = True
@@ -161,6 +171,18 @@ class LlamaCppEngine:
     def __repr__(self) -> str:
         return f"LlamaCppEngine(model_path={str(self.model_path)!r}, n_ctx={self.n_ctx})"
 
+    # A loaded model is a shared resource, like a connection: copies of a program (DSPy and
+    # optimizers deep-copy them) keep using it, and a pickled engine reattaches to the
+    # unpickling process's shared engine for the same model and settings.
+    def __copy__(self) -> LlamaCppEngine:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LlamaCppEngine:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        return (_restore_engine, (self.dump_state(),))
+
     # -- model lifecycle -------------------------------------------------------------
 
     @property
@@ -181,7 +203,7 @@ class LlamaCppEngine:
                 provider=PROVIDER) from exc
         if not self.model_path.is_file():
             raise ConfigurationError(f"{PROVIDER}: model file not found: {self.model_path}", provider=PROVIDER)
-        threads = self.n_threads or _default_threads()
+        threads = self.n_threads or default_threads()
         extra = {} if self.seed is None else {"seed": self.seed}
         started = time.perf_counter()
         try:
@@ -191,6 +213,7 @@ class LlamaCppEngine:
             raise ConfigurationError(f"{PROVIDER}: cannot load {self.model_path}: {exc}", provider=PROVIDER) from exc
         self._formatter = _chat_formatter(llama)
         self._llama = llama
+        _LOADED.add(self)
         logger.info("loaded %s (n_ctx=%d, n_threads=%d) in %.2fs", self.model_path.name, self.n_ctx, threads,
                     time.perf_counter() - started)
         return llama
@@ -298,6 +321,31 @@ class AsyncLlamaCppEngine:
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> AsyncLlamaCppEngine:
         return cls(LlamaCppEngine.load_state(state))
+
+
+def _restore_engine(state: dict[str, Any]) -> LlamaCppEngine:
+    return LlamaCppEngine.load_state(state)
+
+
+# Engines holding a model, freed before interpreter shutdown: llama-cpp-python's own __del__
+# fails noisily once the module globals it needs are gone.
+_LOADED: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_loaded() -> None:
+    for engine in list(_LOADED):
+        # A thread still generating keeps its model: never block interpreter exit on it.
+        if not engine._lock.acquire(timeout=1.0):
+            continue
+        try:
+            llama, engine._llama = engine._llama, None
+            if llama is not None:
+                llama.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+        finally:
+            engine._lock.release()
 
 
 def _portable_path(path: Path) -> str:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import importlib.util
 import json
+import pickle
 
 import dspy
 import pytest
 
 from autoevol_dspy import lm as lm_module
 from autoevol_dspy.errors import LMSpecError
-from autoevol_dspy.lm import PLACEHOLDER_KEY, default_model_path, make_lm, shared_engine
+from autoevol_dspy.lm import OPENAI_COMPATIBLE_PREFIX, PLACEHOLDER_KEY, default_model_path, make_lm, shared_engine
 from autoevol_dspy.local_engine import EMBEDDED_MODEL, AsyncLlamaCppEngine, LlamaCppEngine
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
@@ -95,6 +97,13 @@ def test_gguf_path_must_be_a_gguf_file(tmp_path) -> None:
 
 
 @needs_local
+def test_local_context_settings_are_checked() -> None:
+    with pytest.raises(LMSpecError) as excinfo:
+        make_lm("local", n_ctx=0)
+    assert "n_ctx" in _one_line_error(excinfo)
+
+
+@needs_local
 def test_local_refuses_connection_settings() -> None:
     with pytest.raises(LMSpecError):
         make_lm("local", api_key=SECRET)
@@ -150,6 +159,17 @@ def test_local_lm_state_is_portable_and_loads_back() -> None:
     assert loaded.engine is lm.engine
 
 
+@needs_local
+def test_copies_of_a_program_share_the_engine() -> None:
+    lm = make_lm("local", temperature=0.0)
+    program = dspy.Predict("question -> answer")
+    program.lm = lm
+    copied = copy.deepcopy(program)  # optimizers deep-copy programs; the model is not copied
+    assert copied.lm is not lm and copied.lm.engine is lm.engine
+    assert copied.lm._async_engine_spec.engine is lm.engine
+    assert pickle.loads(pickle.dumps(lm)).engine is lm.engine
+
+
 def test_openai_with_env_key_keeps_key_out_of_lm(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     lm = make_lm("openai/gpt-4o-mini", temperature=0.3, max_tokens=100, cache=False, num_retries=1)
@@ -174,7 +194,9 @@ def test_openai_explicit_key_never_saved_or_printed(no_openai_key: None, tmp_pat
 
 def test_openai_compatible_server_without_key_gets_placeholder(no_openai_key: None) -> None:
     lm = make_lm("openai/smollm2", api_base="http://127.0.0.1:8080/v1", max_tokens=16)
-    assert lm.model == "openai/smollm2"
+    # DSPy's generic-server route: sends max_tokens (the openai/ route sends max_completion_tokens).
+    assert lm.model == f"{OPENAI_COMPATIBLE_PREFIX}/smollm2"
+    assert lm.kwargs["max_tokens"] == 16
     assert lm.kwargs["api_base"] == "http://127.0.0.1:8080/v1"
     assert lm.kwargs["api_key"] == PLACEHOLDER_KEY
     assert PLACEHOLDER_KEY not in json.dumps(lm.dump_state())
@@ -184,7 +206,8 @@ def test_openai_compatible_server_uses_env_key(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     lm = make_lm("openai/my-model", api_base="https://vllm.example/v1")
     assert lm.kwargs["api_base"] == "https://vllm.example/v1"
-    assert "api_key" not in lm.kwargs
+    assert lm.kwargs["api_key"] == SECRET  # the generic-server route reads no variable itself
+    assert SECRET not in json.dumps(lm.dump_state()) and SECRET not in repr(lm)
     explicit = make_lm("openai/my-model", api_base="https://vllm.example/v1", api_key="token-abc")
     assert explicit.kwargs["api_key"] == "token-abc"
     assert "token-abc" not in json.dumps(explicit.dump_state())

@@ -10,14 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dspy
 import pytest
-from dspy.lm15 import Config, ContextLengthError, Message, Request, Response
+from dspy.lm15 import Config, ContextLengthError, Message, Request, Response, UnsupportedFeatureError
 from dspy.utils.exceptions import ContextWindowExceededError
 
-pytest.importorskip("llama_cpp")
-pytestmark = pytest.mark.embedded
+from autoevol_dspy.lm import make_lm
+from autoevol_dspy.local_engine import LlamaCppEngine, PromptTooLongError, request_to_chat
 
-from autoevol_dspy.lm import make_lm  # noqa: E402
-from autoevol_dspy.local_engine import LlamaCppEngine, PromptTooLongError  # noqa: E402
+embedded = pytest.mark.embedded
 
 CITY_SCHEMA = {
     "type": "object",
@@ -27,8 +26,48 @@ CITY_SCHEMA = {
 }
 
 
+# -- request translation (no model needed) --------------------------------------------
+
+
+def test_request_translation_maps_roles_settings_and_schema() -> None:
+    request = Request(
+        model="local/x", system="Be brief.",
+        messages=(Message.user("Hi"), Message.assistant("Hello"), Message.developer("Answer in JSON.")),
+        config=Config(max_tokens=12, temperature=0.6, top_p=0.95, stop=("###",), seed=7,
+                      response_format={"type": "json_schema", "schema": CITY_SCHEMA}),
+    )
+    messages, kwargs = request_to_chat(request)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "system"]
+    assert messages[0]["content"] == "Be brief."
+    assert kwargs == {"max_tokens": 12, "temperature": 0.6, "top_p": 0.95, "seed": 7, "stop": ["###"],
+                      "response_format": {"type": "json_object", "schema": CITY_SCHEMA}}
+    plain = Request(model="local/x", messages=(Message.user("Hi"),),
+                    config=Config(response_format={"type": "json_object"}))
+    assert request_to_chat(plain)[1]["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.parametrize("config", [Config(logprobs=0), Config(service_tier="flex")])
+def test_settings_a_local_model_cannot_honour_are_refused(config: Config) -> None:
+    with pytest.raises(UnsupportedFeatureError):
+        request_to_chat(Request(model="local/x", messages=(Message.user("Hi"),), config=config))
+
+
+def test_engine_config_is_validated_without_loading() -> None:
+    with pytest.raises(ValueError):
+        LlamaCppEngine(model_path="x.gguf", n_ctx=0)
+    with pytest.raises(ValueError):
+        LlamaCppEngine(model_path="x.gguf", n_threads=0)
+    error = PromptTooLongError(prompt_tokens=3000, n_ctx=2048, model="m.gguf")
+    assert isinstance(error, ContextLengthError) and "\n" not in str(error)
+    assert "3000" in str(error) and "2048" in str(error)
+
+
+# -- the embedded model ----------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def lm() -> dspy.LM:
+    pytest.importorskip("llama_cpp")
     return make_lm("local", temperature=0.0, max_tokens=32, cache=False)
 
 
@@ -37,6 +76,7 @@ def engine(lm: dspy.LM) -> LlamaCppEngine:
     return lm.engine
 
 
+@embedded
 def test_generates_text_and_reports_usage(lm: dspy.LM) -> None:
     outputs = lm("Name one colour of the sky.")
     assert len(outputs) == 1 and isinstance(outputs[0], str) and outputs[0].strip()
@@ -46,6 +86,7 @@ def test_generates_text_and_reports_usage(lm: dspy.LM) -> None:
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
+@embedded
 def test_prompt_token_count_matches_llama_cpp(lm: dspy.LM, engine: LlamaCppEngine) -> None:
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What is 2 + 2?"}]
     counted = engine.count_prompt_tokens(messages)
@@ -54,6 +95,7 @@ def test_prompt_token_count_matches_llama_cpp(lm: dspy.LM, engine: LlamaCppEngin
     assert engine.count_tokens("hello world") >= 2
 
 
+@embedded
 def test_predict_runs_on_the_embedded_model(lm: dspy.LM) -> None:
     with dspy.context(lm=lm):
         prediction = dspy.Predict("question -> answer")(question="What is the capital of France?")
@@ -68,19 +110,19 @@ class CityFacts(dspy.Signature):
     population: int = dspy.OutputField()
 
 
+@embedded
 def test_json_adapter_gets_schema_constrained_json(lm: dspy.LM) -> None:
     json_lm = lm.copy(max_tokens=64)
     with dspy.context(lm=json_lm, adapter=dspy.JSONAdapter()):
         prediction = dspy.Predict(CityFacts)(question="Which is the largest city in Japan?")
     assert isinstance(prediction.city, str)
     assert isinstance(prediction.population, int)
-    request = json_lm.history[-1]["messages"]  # the adapter's chat; the response must be the JSON
-    assert request
-    raw = json_lm.history[-1]["outputs"][0]
-    parsed = json.loads(raw)
+    # The raw completion itself is the schema's JSON (grammar-constrained), not text to repair.
+    parsed = json.loads(json_lm.history[-1]["outputs"][0])
     assert set(parsed) == {"city", "population"}
 
 
+@embedded
 def test_direct_request_with_schema_returns_matching_json(lm: dspy.LM, engine: LlamaCppEngine) -> None:
     request = Request(
         model=lm.model,
@@ -96,6 +138,7 @@ def test_direct_request_with_schema_returns_matching_json(lm: dspy.LM, engine: L
         assert response.usage.output_tokens and response.usage.input_tokens
 
 
+@embedded
 def test_json_object_without_schema_parses(engine: LlamaCppEngine, lm: dspy.LM) -> None:
     request = Request(model=lm.model, messages=(Message.user("Describe a cat as a JSON object."),),
                       config=Config(max_tokens=48, temperature=0.0, response_format={"type": "json_object"}))
@@ -106,6 +149,7 @@ def test_json_object_without_schema_parses(engine: LlamaCppEngine, lm: dspy.LM) 
         assert response.text.lstrip().startswith("{")
 
 
+@embedded
 def test_four_threads_at_once_are_serialized(lm: dspy.LM, engine: LlamaCppEngine, monkeypatch) -> None:
     llama = engine.llama
     original = llama.create_chat_completion
@@ -133,6 +177,7 @@ def test_four_threads_at_once_are_serialized(lm: dspy.LM, engine: LlamaCppEngine
     assert peak == 1
 
 
+@embedded
 def test_overlong_prompt_raises_clear_non_retried_error(lm: dspy.LM, engine: LlamaCppEngine, monkeypatch) -> None:
     calls = []
     llama = engine.llama
@@ -155,6 +200,7 @@ def test_overlong_prompt_raises_clear_non_retried_error(lm: dspy.LM, engine: Lla
         engine.complete(request)
 
 
+@embedded
 def test_stream_and_async(lm: dspy.LM, engine: LlamaCppEngine) -> None:
     request = Request(model=lm.model, messages=(Message.user("Say hi."),), config=Config(max_tokens=8, temperature=0.0))
     kinds = [event.type for event in engine.stream(request)]
