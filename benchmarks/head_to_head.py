@@ -379,6 +379,17 @@ def verdict(rows: list[dict[str, Any]], settings: Settings) -> str:
            f"of {', '.join(behind)}."
 
 
+def spread_note(rows: list[dict[str, Any]], test_size: int) -> str:
+    """Say so when every optimizer's median is within one test question of every other's."""
+    medians = [m for m in (common.median(r["accuracy"] for r in rows if r["optimizer"] == name)
+                           for name in {r["optimizer"] for r in rows}) if m is not None]
+    if not medians or max(medians) - min(medians) > 100 / max(1, test_size) + 1e-9:
+        return ""
+    return (f"All medians lie within one test question of each other ({min(medians):.1f}-{max(medians):.1f}%, chance "
+            f"is {100 / len(CATEGORIES):.1f}%): at this scale the model's constrained answer barely depends on the "
+            "instructions any optimizer wrote, so no optimizer can pull ahead; the ranking says nothing.")
+
+
 def render_section(rows: list[dict[str, Any]], settings: Settings, seeds: list[int], sizes: tuple[int, int, int],
                    command: str, info: dict[str, Any], seconds: float) -> str:
     """The RESULTS.md section: command, machine, setup, the table and the verdict."""
@@ -411,6 +422,8 @@ def render_section(rows: list[dict[str, Any]], settings: Settings, seeds: list[i
         render_table(rows, settings),
         "",
         verdict(rows, settings),
+        "",
+        spread_note(rows, sizes[2]),
         "",
     ])
 
