@@ -366,6 +366,15 @@ def machine() -> str:
     return f"nproc {len(os.sched_getaffinity(0))} ({os.cpu_count()} CPUs), {model}, {ram}"
 
 
+def cpu_probe_ms() -> float:
+    """CPU milliseconds of a fixed pure-Python loop: how fast one core of this (shared) machine is right now."""
+    started = time.process_time()
+    total = 0
+    for i in range(1_000_000):
+        total += i * i
+    return 1000 * (time.process_time() - started)
+
+
 def load() -> str:
     """The 1/5/15-minute load averages."""
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -489,7 +498,8 @@ def report(args: argparse.Namespace, groups: dict[Key, list[Measurement]], comma
         f"Command: `{command}`",
         "",
         f"- Machine: {machine()}; Python {platform.python_version()}, DSPy {dspy.__version__}",
-        f"- Date: {dt.datetime.now().isoformat(timespec='seconds')}; load average before {loads[0]}, after {loads[1]}",
+        f"- Date: {dt.datetime.now().isoformat(timespec='seconds')}; load average before {loads[0]}, after "
+        f"{loads[1]} (probe: CPU ms of a fixed pure-Python loop, the speed of one core of this shared VM)",
         "- Stub server (`benchmarks/stub_server.py`, its own process): latency L per call, at most C calls served "
         "at once; LM `make_lm('openai/stub', api_base=..., cache=False)`; num_threads = C",
         f"- AutoEvolInstruct: mini-batch {args.batch_size}, dev {args.dev_size}, m {args.num_candidates}, "
@@ -595,9 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     quiet_libraries()
     command = "python benchmarks/orchestration.py" + (" " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "")
-    before = load()
+    before = f"{load()}, CPU probe {cpu_probe_ms():.0f} ms"
     groups = run_all(args)
-    body = report(args, groups, command, (before, load()))
+    body = report(args, groups, command, (before, f"{load()}, CPU probe {cpu_probe_ms():.0f} ms"))
     print(body)
     if not args.no_write:
         replace_section(args.results, SECTION, body)
