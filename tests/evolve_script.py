@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from autoevol_dspy.data import evolve_dataset, load_instructions  # noqa: E402
-from world import World, method  # noqa: E402
+from world import World, kill_after_evolutions, method  # noqa: E402
 
 #: The method every run of this script uses: about a third of the evolutions fail.
 METHOD = method(30)
@@ -30,20 +27,7 @@ def seed_texts(count: int) -> list[str]:
 
 def killing_world(kill_after: int) -> World:
     """A World that SIGKILLs this process at its ``kill_after``-th evolution call (0: never)."""
-    world = World()
-    calls = {"evolution": 0}
-    lock = threading.Lock()
-
-    def respond(call, original=world.respond):
-        if call.kind == "evolution" and kill_after:
-            with lock:
-                calls["evolution"] += 1
-                if calls["evolution"] >= kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
-        return original(call)
-
-    world.engine.responder = respond
-    return world
+    return kill_after_evolutions(World(), kill_after)
 
 
 def main() -> None:

@@ -6,34 +6,20 @@ Usage: python resume_script.py RUN_DIR OUT_JSON [KILL_AFTER_EVOLUTION_CALLS]
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
-from world import World, method, seeds  # noqa: E402
+from world import World, kill_after_evolutions, method, seeds  # noqa: E402
 
 
 def main() -> None:
     run_dir, out_path = Path(sys.argv[1]), Path(sys.argv[2])
     kill_after = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     world = World({60: [method(50), method(20), method(40)], 20: [method(25), method(10)]})
-    calls = {"evolution": 0}
-    lock = threading.Lock()
-
-    def respond(call, original=world.respond):
-        if call.kind == "evolution" and kill_after:
-            with lock:
-                calls["evolution"] += 1
-                if calls["evolution"] >= kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
-        return original(call)
-
-    world.engine.responder = respond
+    kill_after_evolutions(world, kill_after)
     data = seeds(40)
     optimizer = AutoEvolInstruct(
         evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm,

@@ -9,7 +9,9 @@ come from a script keyed by the incumbent's quality.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
 import threading
 from collections import defaultdict
 
@@ -70,3 +72,20 @@ class World:
                 return {"improved_instructions": method(quality, "unchanged quality")}
             return {"improved_instructions": options[index % len(options)]}
         raise AssertionError(f"unexpected call {call}")
+
+
+def kill_after_evolutions(world: World, kill_after: int) -> World:
+    """Make ``world`` SIGKILL this process at its ``kill_after``-th evolution call (0: never), for resume tests."""
+    calls = {"evolution": 0}
+    lock = threading.Lock()
+
+    def respond(call, original=world.engine.responder):
+        if call.kind == "evolution" and kill_after:
+            with lock:
+                calls["evolution"] += 1
+                if calls["evolution"] >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        return original(call)
+
+    world.engine.responder = respond
+    return world
