@@ -48,12 +48,23 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _make_lm(spec: str, settings: LMSettings, **kwargs: Any):
+def is_local_spec(spec: str) -> bool:
+    """Whether ``spec`` names an in-process llama.cpp model."""
+    return spec == "local" or spec.startswith("local:")
+
+
+def command_lm(spec: str, *, api_base: str | None, n_threads: int | None = None, **kwargs: Any):
+    """An LM for a command: local models get a larger context (and ``n_threads``), others ``api_base``."""
     from .lm import make_lm
 
-    if spec == "local" or spec.startswith("local:"):
-        return make_lm(spec, n_ctx=LOCAL_CONTEXT_TOKENS, **kwargs)
-    return make_lm(spec, api_base=settings.api_base, **kwargs)
+    if is_local_spec(spec):
+        threads = {"n_threads": n_threads} if n_threads is not None else {}
+        return make_lm(spec, n_ctx=LOCAL_CONTEXT_TOKENS, **threads, **kwargs)
+    return make_lm(spec, api_base=api_base, **kwargs)
+
+
+def _make_lm(spec: str, settings: LMSettings, **kwargs: Any):
+    return command_lm(spec, api_base=settings.api_base, **kwargs)
 
 
 def _build_lms(settings: LMSettings, *, optimizer: bool = True) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import dspy
 
+from .cli import command_lm
 from .prompt import DEFAULT_HOLDOUT_SHARE, PROMPT_DEFAULTS, PromptResult, load_examples, load_prompt, optimize_prompt
 from .prompt_metrics import METRIC_NAMES, metric_from_name
 
@@ -24,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 #: Files a prompt run writes into OUT_DIR; ``--restart`` removes them.
 PROMPT_RUN_FILES = ("study.db", "result.json", "prompt.txt", "prompt_result.json", "report.html")
-LOCAL_CONTEXT_TOKENS = 4096
 #: Settings of the command and the AutoEvolInstruct argument each one sets.
 _OPTIMIZER_OPTIONS = {"steps": "max_steps", "candidates": "num_candidates", "batch_size": "batch_size",
                       "dev_size": "dev_size", "threads": "num_threads", "seed": "seed", "max_lm_calls": "max_lm_calls"}
@@ -76,16 +76,8 @@ def add_prompt_command(subparsers: Any) -> None:
     parser.set_defaults(handler=run_prompt_command)
 
 
-def _is_local(spec: str) -> bool:
-    return spec == "local" or spec.startswith("local:")
-
-
 def _make_lm(spec: str, args: argparse.Namespace, **kwargs: Any) -> dspy.LM:
-    from .lm import make_lm
-
-    if _is_local(spec):
-        return make_lm(spec, n_ctx=LOCAL_CONTEXT_TOKENS, n_threads=args.local_threads, **kwargs)
-    return make_lm(spec, api_base=args.api_base, **kwargs)
+    return command_lm(spec, api_base=args.api_base, n_threads=args.local_threads, **kwargs)
 
 
 def _adapter(*lms: dspy.LM) -> dspy.Adapter | None:
