@@ -5,16 +5,44 @@ instruction data harder (:class:`EvolInstruct`), the instructions of any DSPy pr
 or one structured prompt.
 """
 
-from .data import EvolutionSummary, LoadedInstructions, evolve_dataset, load_evolved, load_instructions, save_evolved
-from .errors import AutoEvolError, ConfigurationError, DataError, LMSpecError, RunConflictError
-from .lm import make_lm
-from .failures import EvolInstructRules, EvolutionCase, Failure, FailureDetector, LLMJudge, PaperResponseRules
-from .method import INITIAL_METHOD, EvolInstruct
-from .parsing import parse_rewritten_instruction
-from .predictor_choice import PredictorChoice, RoundRobin
-from .records import RunResult, StepOutcome, StepPlan, TrialRecord
-from .teleprompter import AutoEvolInstruct
-from .usage import UsageReport
+from autoevol_dspy.data import (
+    EvolutionSummary,
+    LoadedInstructions,
+    evolve_dataset,
+    load_evolved,
+    load_instructions,
+    save_evolved,
+)
+from autoevol_dspy.errors import (
+    AutoEvolError,
+    ConfigurationError,
+    DataError,
+    LMSpecError,
+    RunConflictError,
+)
+from autoevol_dspy.evolution import (
+    INITIAL_METHOD,
+    EvolInstruct,
+    EvolInstructRules,
+    EvolutionCase,
+    Failure,
+    FailureDetector,
+    LLMJudge,
+    PaperResponseRules,
+    parse_rewritten_instruction,
+)
+from autoevol_dspy.lm import make_lm
+from autoevol_dspy.lm.usage import UsageReport
+from autoevol_dspy.prompt import PromptResult, optimize_prompt
+from autoevol_dspy.search import (
+    AutoEvolInstruct,
+    RunResult,
+    StepOutcome,
+    StepPlan,
+    TrialRecord,
+)
+from autoevol_dspy.search.strategies import PredictorChoice, RoundRobin
+from autoevol_dspy.tasks import EvolutionTask, ProgramTask
 
 __version__ = "0.1.0"
 
@@ -27,25 +55,29 @@ __all__ = [
     "EvolInstruct",
     "EvolInstructRules",
     "EvolutionCase",
+    "EvolutionSummary",
+    "EvolutionTask",
     "Failure",
     "FailureDetector",
     "LLMJudge",
     "LMSpecError",
+    "LoadedInstructions",
     "PaperResponseRules",
     "PredictorChoice",
+    "ProgramTask",
+    "PromptResult",
     "RoundRobin",
     "RunConflictError",
     "RunResult",
     "StepOutcome",
     "StepPlan",
     "TrialRecord",
-    "EvolutionSummary",
-    "LoadedInstructions",
     "UsageReport",
     "evolve_dataset",
     "load_evolved",
     "load_instructions",
     "make_lm",
+    "optimize_prompt",
     "parse_rewritten_instruction",
     "save_evolved",
 ]

@@ -22,8 +22,9 @@ from typing import Any
 
 import dspy
 
-from autoevol_dspy.lm import DEFAULT_N_CTX, default_model_path
-from autoevol_dspy.local_engine import LlamaCppEngine, default_threads
+from autoevol_dspy.lm.local_engine import DEFAULT_N_CTX
+from autoevol_dspy.lm.local_engine import default_model_path
+from autoevol_dspy.lm.local_engine import LlamaCppEngine, default_threads
 
 # Instruction-like prompts of the kind the evol LM sees, written for this benchmark.
 PROMPTS = (

@@ -35,7 +35,7 @@ import dspy  # noqa: E402
 
 import common  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct  # noqa: E402
-from autoevol_dspy.usage import UsageMeter  # noqa: E402
+from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
 
 logger = logging.getLogger("benchmarks.head_to_head")
 

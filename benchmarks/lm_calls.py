@@ -45,9 +45,10 @@ import dspy  # noqa: E402
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events  # noqa: E402
 
 from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
-from autoevol_dspy.lm import default_model_path, make_lm, shared_engine  # noqa: E402
-from autoevol_dspy.records import RunResult  # noqa: E402
-from autoevol_dspy.usage import ROLES  # noqa: E402
+from autoevol_dspy.lm.local_engine import default_model_path, shared_engine
+from autoevol_dspy.lm import make_lm  # noqa: E402
+from autoevol_dspy.search.records import RunResult  # noqa: E402
+from autoevol_dspy.lm.usage import ROLES  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from orchestration import load, machine, replace_section  # noqa: E402

@@ -63,7 +63,7 @@ import dspy  # noqa: E402
 
 from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
 from autoevol_dspy.lm import make_lm  # noqa: E402
-from autoevol_dspy.records import RunResult  # noqa: E402
+from autoevol_dspy.search.records import RunResult  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stub_server import StubProcess  # noqa: E402

@@ -37,9 +37,9 @@ import dspy  # noqa: E402
 
 import common  # noqa: E402
 from autoevol_dspy import INITIAL_METHOD, AutoEvolInstruct, EvolInstruct  # noqa: E402
-from autoevol_dspy.evaluation import run_cases  # noqa: E402
-from autoevol_dspy.evolution_task import EvolutionTask  # noqa: E402
-from autoevol_dspy.usage import UsageMeter  # noqa: E402
+from autoevol_dspy.search.evaluation import run_cases  # noqa: E402
+from autoevol_dspy.tasks.evolution import EvolutionTask  # noqa: E402
+from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
 from methods import IN_DEPTH_METHOD  # noqa: E402
 
 logger = logging.getLogger("benchmarks.quality")

@@ -30,7 +30,7 @@ import dspy
 
 from autoevol_dspy import AutoEvolError, AutoEvolInstruct
 from autoevol_dspy.lm import make_lm
-from autoevol_dspy.task import get_instructions
+from autoevol_dspy.tasks.base import get_instructions
 
 logger = logging.getLogger("compile_program")
 

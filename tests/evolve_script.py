@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from autoevol_dspy.data import evolve_dataset, load_instructions  # noqa: E402
+from autoevol_dspy.data import evolve_dataset
+from autoevol_dspy.data.seeds import load_instructions  # noqa: E402
 from world import World, kill_after_evolutions, method  # noqa: E402
 
 #: The method every run of this script uses: about a third of the evolutions fail.

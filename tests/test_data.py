@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from autoevol_dspy import AutoEvolError, ConfigurationError, DataError, EvolInstruct, RunConflictError
-from autoevol_dspy.data import evolve_dataset, load_evolved, load_instructions, method_id, save_evolved
+from autoevol_dspy.data import evolve_dataset, method_id
+from autoevol_dspy.data.io import load_evolved, save_evolved
+from autoevol_dspy.data.seeds import load_instructions
 import evolve_script
 from world import World, bucket, method
 
@@ -366,7 +368,7 @@ def test_jsonl_and_parquet_round_trip(tmp_path):
 
 
 def test_two_writers_cannot_share_an_output(tmp_path):
-    from autoevol_dspy.dataio import RowStore
+    from autoevol_dspy.data.io import RowStore
 
     with RowStore(tmp_path / "out.jsonl").open(overwrite=False):
         with pytest.raises(RunConflictError, match="being written by another process"):

@@ -17,10 +17,10 @@ pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.embedded
 
 from autoevol_dspy import AutoEvolInstruct, LMSpecError, RunResult  # noqa: E402
-from autoevol_dspy.cli_prompt import add_prompt_command  # noqa: E402
+from autoevol_dspy.cli.prompt import add_prompt_command  # noqa: E402
 from autoevol_dspy.lm import make_lm  # noqa: E402
 from autoevol_dspy.prompt import PromptResult  # noqa: E402
-from autoevol_dspy.task import get_instructions  # noqa: E402
+from autoevol_dspy.tasks.base import get_instructions  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

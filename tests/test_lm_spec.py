@@ -11,10 +11,12 @@ import pickle
 import dspy
 import pytest
 
-from autoevol_dspy import lm as lm_module
+from autoevol_dspy.lm import spec as lm_module
 from autoevol_dspy.errors import LMSpecError
-from autoevol_dspy.lm import OPENAI_COMPATIBLE_PREFIX, PLACEHOLDER_KEY, default_model_path, make_lm, shared_engine
-from autoevol_dspy.local_engine import EMBEDDED_MODEL, AsyncLlamaCppEngine, LlamaCppEngine
+from autoevol_dspy.lm import make_lm
+from autoevol_dspy.lm.spec import OPENAI_COMPATIBLE_PREFIX, PLACEHOLDER_KEY
+from autoevol_dspy.lm.local_engine import default_model_path, shared_engine
+from autoevol_dspy.lm.local_engine import EMBEDDED_MODEL, AsyncLlamaCppEngine, LlamaCppEngine
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 

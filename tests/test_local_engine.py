@@ -14,7 +14,7 @@ from dspy.lm15 import Config, ContextLengthError, Message, Request, Response, Un
 from dspy.utils.exceptions import ContextWindowExceededError
 
 from autoevol_dspy.lm import make_lm
-from autoevol_dspy.local_engine import LlamaCppEngine, PromptTooLongError, request_to_chat
+from autoevol_dspy.lm.local_engine import LlamaCppEngine, PromptTooLongError, request_to_chat
 
 embedded = pytest.mark.embedded
 

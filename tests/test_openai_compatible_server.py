@@ -17,7 +17,8 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("llama_cpp.server")
 pytestmark = pytest.mark.embedded
 
-from autoevol_dspy.lm import default_model_path, make_lm  # noqa: E402
+from autoevol_dspy.lm.local_engine import default_model_path
+from autoevol_dspy.lm import make_lm  # noqa: E402
 
 STARTUP_TIMEOUT_S = 90.0
 

@@ -220,8 +220,8 @@ def test_the_analysis_sees_the_trajectory_and_the_rewrite_sees_the_feedback():
 
 
 def test_samples_use_distinct_rollout_ids_above_zero_temperature():
-    from autoevol_dspy.evolution_task import EvolutionTask
-    from autoevol_dspy.proposer import InstructionProposer
+    from autoevol_dspy.tasks.evolution import EvolutionTask
+    from autoevol_dspy.search.proposer import InstructionProposer
 
     proposer = InstructionProposer(task=EvolutionTask(), lm=None, temperature=0.6, seed=0)
     configs = [proposer._config(1, sample) for sample in range(5)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autoevol_dspy import EvolInstructRules, EvolutionCase, PaperResponseRules, parse_rewritten_instruction
-from autoevol_dspy.failures import LLMJudge
+from autoevol_dspy.evolution.detectors import LLMJudge
 from fakes import scripted_lm
 
 

@@ -17,7 +17,7 @@ import dspy
 import pytest
 
 from autoevol_dspy import AutoEvolInstruct, ConfigurationError, DataError
-from autoevol_dspy.task import get_instructions
+from autoevol_dspy.tasks.base import get_instructions
 from fakes import Call, scripted_lm
 
 LABELS = ("billing", "shipping", "refund")

@@ -17,17 +17,9 @@ import dspy
 import pytest
 
 from autoevol_dspy import ConfigurationError, DataError, RunResult
-from autoevol_dspy.cli_prompt import add_prompt_command
-from autoevol_dspy.prompt import (
-    PromptProgram,
-    PromptResult,
-    load_examples,
-    load_prompt,
-    optimize_prompt,
-    prompt_examples,
-    split_holdout,
-)
-from autoevol_dspy.prompt_metrics import Contains, ExactMatch, RegexMatch, RubricJudge, metric_from_name, normalize
+from autoevol_dspy.cli.prompt import add_prompt_command
+from autoevol_dspy.prompt import PromptProgram, PromptResult, load_examples, load_prompt, optimize_prompt, prompt_examples, split_holdout
+from autoevol_dspy.prompt.metrics import Contains, ExactMatch, RegexMatch, RubricJudge, metric_from_name, normalize
 from fakes import Call, scripted_lm
 
 SENTIMENTS = ("positive", "negative", "mixed")
@@ -369,7 +361,7 @@ def cli_files(tmp_path):
 
 def test_the_prompt_command_writes_its_run_directory_and_prints_the_rates(tmp_path, monkeypatch, capsys):
     world = ReviewWorld()
-    monkeypatch.setattr("autoevol_dspy.cli_prompt.build_lms", lambda args: (world.lm, world.lm))
+    monkeypatch.setattr("autoevol_dspy.cli.prompt.build_lms", lambda args: (world.lm, world.lm))
     prompt, examples = cli_files(tmp_path)
     out = tmp_path / "out"
     argv = ["prompt", str(prompt), "--examples", str(examples), "--out", str(out), "--input", "product",
@@ -395,7 +387,7 @@ def test_the_prompt_command_refuses_bad_files_before_any_lm_is_built(tmp_path, m
     def no_lms(args):
         raise AssertionError("no LM should be built")
 
-    monkeypatch.setattr("autoevol_dspy.cli_prompt.build_lms", no_lms)
+    monkeypatch.setattr("autoevol_dspy.cli.prompt.build_lms", no_lms)
     prompt, examples = cli_files(tmp_path)
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
@@ -420,7 +412,7 @@ def test_the_prompt_command_help_renders(capsys):
 
 
 def test_in_process_models_answer_in_json():
-    from autoevol_dspy.cli_prompt import _adapter
+    from autoevol_dspy.cli.prompt import _adapter
 
     world = ReviewWorld()
     assert _adapter(world.lm, world.lm) is None

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from autoevol_dspy import AutoEvolError, AutoEvolInstruct, EvolInstruct, RunResult
-from autoevol_dspy.plot import PlotPoint, failure_rate_svg, format_rate
-from autoevol_dspy.records import CandidatePlan, StepOutcome, StepPlan, TrialRecord
-from autoevol_dspy.report import load_run, write_report
-from autoevol_dspy.tracking import RunTracker
-from autoevol_dspy.usage import RoleUsage, UsageReport
+from autoevol_dspy.report.plot import PlotPoint, failure_rate_svg, format_rate
+from autoevol_dspy.search.records import CandidatePlan, StepOutcome, StepPlan, TrialRecord
+from autoevol_dspy.report.html import load_run, write_report
+from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.lm.usage import RoleUsage, UsageReport
 from world import World, bucket, method, seeds
 
 INJECTION = "Keep <b>bold</b> & <script>alert('method')</script> out."

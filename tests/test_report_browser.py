@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from autoevol_dspy.plot import COLORS
+from autoevol_dspy.report.plot import COLORS
 from test_report import make_finished_run
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,114 @@
+"""Command-line configuration: validated with pydantic, read from TOML or YAML, overridden by options.
+
+A config file holds the same settings as the options of ``autoevol optimize`` and
+``autoevol evolve`` (dashes or underscores both work); an option given on the command
+line wins over the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autoevol_dspy.errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["EvolveConfig", "LMSettings", "OptimizeConfig", "load_config_file", "merge_config", "redact_url"]
+
+
+class LMSettings(BaseModel):
+    """Which LMs to use, by spec string (see ``make_lm``), and how long they may answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lm: str = Field("local", description="LM spec for evolution (and, unless set apart, every role)")
+    optimizer_lm: str | None = Field(None, description="LM spec of the optimizer (default: --lm)")
+    response_lm: str | None = Field(None, description="LM spec that answers evolved instructions (default: --lm)")
+    api_base: str | None = Field(None, description="base URL of an OpenAI-compatible server for openai/ specs")
+    max_tokens: int = Field(384, ge=16, description="longest reply of the evol and optimizer LMs, in tokens")
+    response_max_tokens: int = Field(256, ge=16, description="longest answer of the response LM, in tokens")
+    optimizer_temperature: float = Field(0.6, ge=0.0, le=2.0)
+    threads: int = Field(2, ge=1, description="LM calls in flight at once")
+
+
+class OptimizeConfig(LMSettings):
+    """Settings of ``autoevol optimize``."""
+
+    column: str = "instruction"
+    steps: int = Field(10, ge=0)
+    candidates: int = Field(5, ge=1)
+    batch_size: int = Field(10, ge=1)
+    dev_size: int = Field(50, ge=1)
+    rounds: int = Field(1, ge=1)
+    patience: int = Field(1, ge=1)
+    seed: int = 0
+    max_lm_calls: int | None = Field(None, ge=1)
+    storage: str | None = None
+    initial_method: str | None = None
+    judge: bool = False
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that change a run's results; a resumed run directory must match them."""
+        keep = ("column", "candidates", "batch_size", "dev_size", "rounds", "seed", "lm", "optimizer_lm",
+                "response_lm", "max_tokens", "response_max_tokens", "optimizer_temperature", "judge")
+        return {key: getattr(self, key) for key in keep}
+
+
+class EvolveConfig(LMSettings):
+    """Settings of ``autoevol evolve``."""
+
+    column: str = "instruction"
+    rounds: int = Field(1, ge=1)
+    drop_failures: bool = False
+    no_response: bool = False
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML or YAML file into a flat dict with underscore keys."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigurationError(f"config file not found: {file}")
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if file.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{file} is not valid {file.suffix.lstrip('.').upper() or 'YAML'}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{file} must hold a table of settings, not a {type(data).__name__}")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def merge_config(model: type[BaseModel], file_values: dict[str, Any], options: dict[str, Any]) -> Any:
+    """Validate file settings overridden by the options that were given (``None`` = not given)."""
+    merged = {**file_values, **{key: value for key, value in options.items() if value is not None}}
+    try:
+        return model.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+def redact_url(url: str | None) -> str | None:
+    """Drop any user name and password from a URL (storage or API base) before it is logged or saved."""
+    if not url or "@" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))

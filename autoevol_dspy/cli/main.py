@@ -1,0 +1,398 @@
+"""The ``autoevol`` command: optimize an evolving method, evolve a dataset, report, optimize a prompt.
+
+Every deliberate error ends the command with one line on stderr (exit code 2); ``--debug``
+shows the traceback instead. Rerunning an interrupted command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autoevol_dspy.cli.config import (
+    EvolveConfig,
+    LMSettings,
+    OptimizeConfig,
+    load_config_file,
+    merge_config,
+    redact_url,
+)
+from autoevol_dspy.cli.lms import command_lm
+from autoevol_dspy.errors import (
+    AutoEvolError,
+    ConfigurationError,
+    DataError,
+    RunConflictError,
+)
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("autoevol_dspy.cli")
+
+RUN_FILES = ("study.db", "run.json", "method.txt", "result.json", "report.html")
+
+
+# LM options shared by the subcommands -------------------------------------------------------------
+
+
+def _add_lm_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("LMs")
+    group.add_argument("--lm", help="LM spec that evolves instructions: 'local' (embedded SmolLM2-135M, the "
+                       "default), 'local:PATH.gguf', 'openai/MODEL', or any provider/model DSPy accepts")
+    group.add_argument("--optimizer-lm", help="LM spec that analyses and rewrites the method (default: --lm)")
+    group.add_argument("--response-lm", help="LM spec that answers evolved instructions (default: --lm)")
+    group.add_argument("--api-base", help="base URL of an OpenAI-compatible server (vLLM, llama.cpp server) "
+                       "used by openai/ specs, e.g. http://127.0.0.1:8000/v1; the key comes from OPENAI_API_KEY")
+    group.add_argument("--max-tokens", type=int, help="longest evolution / optimizer reply in tokens (default 384)")
+    group.add_argument("--response-max-tokens", type=int, help="longest response in tokens (default 256)")
+    group.add_argument("--threads", type=int, help="LM calls in flight at once (default 2)")
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML or YAML file with these settings; options given here override it")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _make_lm(spec: str, settings: LMSettings, **kwargs: Any):
+    return command_lm(spec, api_base=settings.api_base, **kwargs)
+
+
+def _build_lms(settings: LMSettings, *, optimizer: bool = True) -> dict[str, Any]:
+    """Evol LM at temperature 0 (as in the paper), optimizer LM at a temperature that makes samples differ."""
+    lms = {
+        "evol_lm": _make_lm(settings.lm, settings, temperature=0.0, max_tokens=settings.max_tokens),
+        "response_lm": _make_lm(settings.response_lm or settings.lm, settings, temperature=0.0,
+                                max_tokens=settings.response_max_tokens),
+    }
+    if optimizer:
+        lms["optimizer_lm"] = _make_lm(settings.optimizer_lm or settings.lm, settings,
+                                       temperature=settings.optimizer_temperature, max_tokens=settings.max_tokens)
+    return lms
+
+
+def _options(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _flag(args: argparse.Namespace, name: str) -> bool | None:
+    return True if getattr(args, name, False) else None
+
+
+# optimize -------------------------------------------------------------------------------------------
+
+
+def _read_method(source: str) -> str:
+    """A method from a text file, or the best method of an earlier run directory."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "method.txt"
+    if not path.is_file():
+        raise DataError(f"initial method not found: {path} (give a text file or a run directory with method.txt)")
+    text = path.read_text(encoding="utf-8").strip()
+    if not text:
+        raise DataError(f"the initial method in {path} is empty")
+    return text
+
+
+def _prepare_run_dir(out: Path, config: OptimizeConfig, *, restart: bool) -> None:
+    """Refuse to mix runs: an existing run directory must have been made with the same settings."""
+    run_json = out / "run.json"
+    if restart:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        if config.storage:
+            _delete_study(config.storage)
+        return
+    if not run_json.is_file():
+        return
+    stored = json.loads(run_json.read_text(encoding="utf-8")).get("result_settings", {})
+    current = config.result_settings()
+    differing = sorted(key for key in set(stored) | set(current) if stored.get(key) != current.get(key))
+    if differing:
+        details = ", ".join(f"{key}: {stored.get(key)!r} -> {current.get(key)!r}" for key in differing)
+        raise RunConflictError(
+            f"{out} holds a run made with different settings ({details}); rerun with --restart to start over"
+        )
+
+
+def _delete_study(storage: str) -> None:
+    import optuna
+
+    try:
+        optuna.delete_study(study_name="autoevol", storage=storage)
+    except KeyError:
+        pass
+
+
+def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, result: Any) -> None:
+    settings = config.model_dump()
+    settings["api_base"] = redact_url(config.api_base)
+    settings["storage"] = redact_url(config.storage)
+    payload = {
+        "command": "optimize",
+        "seeds": seeds,
+        "study_name": result.study_name,
+        "storage": redact_url(config.storage) or "study.db",
+        "settings": settings,
+        "result_settings": config.result_settings(),
+        "summary": {
+            "initial_failure_rate": result.initial_failure_rate,
+            "best_failure_rate": result.best_failure_rate,
+            "failure_rate_by_step": result.failure_rate_by_step,
+            "stop_reason": result.stop_reason,
+            "best_trial": result.best_trial,
+            "lm_calls": result.usage.calls,
+            "tokens": result.usage.tokens,
+        },
+        "updated": datetime.now().isoformat(timespec="seconds"),
+    }
+    (out / "run.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    """``autoevol optimize``: find a better evolving method for a seed set."""
+    import dspy
+
+    from autoevol_dspy.data.seeds import load_instructions
+    from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
+    from autoevol_dspy.evolution.method import INITIAL_METHOD, EvolInstruct
+    from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+
+    file_values = load_config_file(args.config) if args.config else {}
+    options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
+                              "response_max_tokens", "threads", "steps", "candidates", "batch_size", "dev_size",
+                              "rounds", "patience", "seed", "max_lm_calls", "storage", "initial_method"])
+    options["judge"] = _flag(args, "judge")
+    config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
+    out = Path(args.out)
+    lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
+    loaded = load_instructions(args.seeds, column=config.column)
+    initial = _read_method(config.initial_method) if config.initial_method else INITIAL_METHOD
+    out.mkdir(parents=True, exist_ok=True)
+    _prepare_run_dir(out, config, restart=args.restart)
+    detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if config.judge else [])
+    optimizer = AutoEvolInstruct(
+        **lms,
+        detectors=detectors,
+        num_candidates=config.candidates,
+        batch_size=config.batch_size,
+        dev_size=config.dev_size,
+        max_steps=config.steps,
+        rounds=config.rounds,
+        patience=config.patience,
+        optimizer_temperature=config.optimizer_temperature,
+        num_threads=config.threads,
+        seed=config.seed,
+        storage=config.storage,
+        run_dir=out,
+        max_lm_calls=config.max_lm_calls,
+        progress=not args.no_progress,
+    )
+    trainset = [dspy.Example(instruction=text) for text in loaded.instructions]
+    compiled = optimizer.compile(EvolInstruct(initial), trainset=trainset)
+    result = optimizer.result
+    (out / "method.txt").write_text(compiled.method + "\n", encoding="utf-8")
+    _write_run_json(out, config, args.seeds, result)
+    report = _write_report(out, config.storage)
+    print(f"initial method failure rate: {result.initial_failure_rate:.3f}")
+    print(f"best method failure rate:    {result.best_failure_rate:.3f}  (trial {result.best_trial}, "
+          f"stopped: {result.stop_reason}, {result.usage.calls} LM calls)")
+    print(f"best method: {out / 'method.txt'}")
+    if report is not None:
+        print(f"report:      {report}")
+    return 0
+
+
+def _write_report(out: Path, storage: str | None) -> Path | None:
+    try:
+        from autoevol_dspy.report.html import write_report
+    except ImportError:  # pragma: no cover - the report module ships with the package
+        return None
+    return write_report(out, storage=storage)
+
+
+# evolve ---------------------------------------------------------------------------------------------
+
+
+def run_evolve(args: argparse.Namespace) -> int:
+    """``autoevol evolve``: evolve a whole dataset with a method, with lineage, resumable."""
+    from autoevol_dspy.data.evolve import evolve_dataset
+    from autoevol_dspy.data.seeds import load_instructions
+
+    file_values = load_config_file(args.config) if args.config else {}
+    options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
+                              "response_max_tokens", "threads", "rounds"])
+    options["drop_failures"] = _flag(args, "drop_failures")
+    options["no_response"] = _flag(args, "no_response")
+    config: EvolveConfig = merge_config(EvolveConfig, file_values, options)
+    lms = _build_lms(config, optimizer=False)
+    method = _read_method(args.method)
+    loaded = load_instructions(args.seeds, column=config.column)
+    summary = evolve_dataset(
+        loaded,
+        method=method,
+        out_path=Path(args.out),
+        rounds=config.rounds,
+        evol_lm=lms["evol_lm"],
+        response_lm=lms["response_lm"],
+        with_response=not config.no_response,
+        drop_failures=config.drop_failures,
+        num_threads=config.threads,
+        overwrite=args.restart,
+        shard=_parse_shard(args.shard),
+        progress=not args.no_progress,
+    )
+    print(f"evolved {summary.rows} rows ({summary.new_rows} new, {summary.resumed_rows} from an earlier run) "
+          f"of {summary.seeds} seeds x {summary.rounds} round(s)")
+    print(f"failures: {summary.failures} ({summary.failure_rate:.1%}) {summary.failures_by_category}")
+    print(f"output:   {summary.out_path} ({summary.kept} rows kept, {summary.dropped} dropped)")
+    if not summary.complete:
+        print("some seeds stopped on LM errors; rerun the same command to retry them")
+    return 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    index, slash, count = text.partition("/")
+    if not (slash and index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigurationError(f"--shard takes INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/4; got {text!r}")
+    return int(index), int(count)
+
+
+# report ---------------------------------------------------------------------------------------------
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``autoevol report``: write RUN_DIR/report.html from the run's study."""
+    from autoevol_dspy.report.html import write_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run directory not found: {run_dir}")
+    storage = args.storage
+    if storage is None and (run_dir / "run.json").is_file():
+        stored = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("settings", {})
+        storage = stored.get("storage") if stored.get("storage") and "***" not in stored["storage"] else None
+    if storage is None and not (run_dir / "study.db").is_file():
+        raise DataError(f"{run_dir} holds no study.db; pass --storage URL if the run used another storage")
+    path = write_report(run_dir, storage=storage, study_name=args.study_name)
+    print(f"report: {path}")
+    return 0
+
+
+# the parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoevol",
+        description="Auto Evol-Instruct for DSPy: let an LLM optimize instructions from their failures.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    optimize = commands.add_parser(
+        "optimize", help="optimize the evolving method on a seed set",
+        description="Optimize the evolving method on seed instructions; rerunning the same command resumes.",
+    )
+    optimize.add_argument("seeds", help="seed instructions: a JSONL, JSON, CSV or Parquet file")
+    optimize.add_argument("--column", help="the column that holds the instructions (default: instruction)")
+    optimize.add_argument("--out", required=True, help="run directory: study.db, method.txt, run.json, report.html")
+    optimize.add_argument("--steps", type=int, help="most optimization steps (default 10)")
+    optimize.add_argument("--candidates", type=int, help="rewrites of the method per step, m (default 5)")
+    optimize.add_argument("--batch-size", type=int, help="seed instructions in each step's trajectory (default 10)")
+    optimize.add_argument("--dev-size", type=int, help="instructions in the fixed dev set (default 50)")
+    optimize.add_argument("--rounds", type=int, help="evolution rounds in a trajectory, l (default 1)")
+    optimize.add_argument("--patience", type=int, help="steps without improvement before stopping (default 1)")
+    optimize.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
+                          "e.g. postgresql://user@host/db to share a run between machines")
+    optimize.add_argument("--seed", type=int, help="seed of the dev split and the mini-batches (default 0)")
+    optimize.add_argument("--max-lm-calls", type=int, help="stop once this many LM calls were made")
+    optimize.add_argument("--initial-method", help="start from this method: a text file, or an earlier run "
+                          "directory (its method.txt) to warm-start")
+    optimize.add_argument("--judge", action="store_true", help="also ask the evol LM whether each evolution "
+                          "gained information (one more call per instruction)")
+    optimize.add_argument("--restart", action="store_true", help="discard the run in --out and start over")
+    _add_lm_options(optimize)
+    _add_common_options(optimize)
+    optimize.set_defaults(handler=run_optimize)
+
+    evolve = commands.add_parser(
+        "evolve", help="evolve a whole dataset with a method",
+        description="Evolve every instruction with a method, writing one JSONL row per seed and round with "
+        "lineage; rerunning the same command continues where it stopped.",
+    )
+    evolve.add_argument("seeds", help="instructions: a JSONL, JSON, CSV or Parquet file")
+    evolve.add_argument("--method", required=True, help="a run directory (its method.txt) or a method text file")
+    evolve.add_argument("--column", help="the column that holds the instructions (default: instruction)")
+    evolve.add_argument("--out", required=True, help="output JSONL file (rows with lineage)")
+    evolve.add_argument("--rounds", type=int, help="rounds of evolution; round i evolves round i-1 (default 1)")
+    evolve.add_argument("--drop-failures", action="store_true", help="leave failed evolutions out of the output")
+    evolve.add_argument("--no-response", action="store_true", help="do not answer evolved instructions")
+    evolve.add_argument("--shard", help="INDEX/COUNT: evolve only every COUNT-th seed starting at INDEX, to split "
+                        "a large dataset across machines (give each shard its own --out)")
+    evolve.add_argument("--restart", action="store_true", help="discard the existing output and start over")
+    _add_lm_options(evolve)
+    _add_common_options(evolve)
+    evolve.set_defaults(handler=run_evolve)
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html",
+                                 description="Write a self-contained HTML report of a run.")
+    report.add_argument("run_dir", help="the run directory given to optimize --out")
+    report.add_argument("--storage", help="Optuna storage URL if the run did not use RUN_DIR/study.db")
+    report.add_argument("--study-name", default="autoevol", help="study name (default: autoevol)")
+    report.add_argument("--debug", action="store_true", help="show tracebacks")
+    report.set_defaults(handler=run_report)
+
+    try:
+        from autoevol_dspy.cli.prompt import add_prompt_command
+    except ImportError:  # pragma: no cover - ships with the package
+        add_prompt_command = None
+    if add_prompt_command is not None:
+        add_prompt_command(commands)
+    return parser
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("autoevol_dspy").setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("LiteLLM", "litellm", "httpx", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    _configure_logging(debug)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (AutoEvolError, ConfigurationError) as exc:
+        if debug:
+            raise
+        print(f"autoevol: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"autoevol: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autoevol: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

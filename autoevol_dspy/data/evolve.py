@@ -1,0 +1,470 @@
+"""Whole-dataset evolution: evolve each seed for some rounds, write rows with lineage.
+
+After optimization the best method evolves the whole dataset (the paper mixed rounds
+1+2+3). :func:`evolve_dataset` evolves each seed round after round and appends one row
+per (seed, round) to a JSONL file as soon as it is done, so a killed run resumes where it
+stopped and large datasets can be split into shards across machines. File formats and
+the row store live in :mod:`autoevol_dspy.data.io`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from autoevol_dspy.data.io import RowStore
+from autoevol_dspy.data.seeds import LoadedInstructions, Seed, load_instructions
+from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
+from autoevol_dspy.evolution.detectors import (
+    EvolutionCase,
+    Failure,
+    FailureDetector,
+    default_detectors,
+)
+from autoevol_dspy.evolution.method import EvolInstruct
+from autoevol_dspy.evolution.signatures import RespondToInstruction
+from autoevol_dspy.lm.context import use_lm
+from autoevol_dspy.lm.usage import UsageMeter, UsageReport, lm_role
+from autoevol_dspy.parallel import run_parallel
+from autoevol_dspy.text import short_error
+
+__all__ = ["EvolutionSummary", "evolve_dataset", "method_id"]
+
+logger = logging.getLogger(__name__)
+
+_META_VERSION = 1
+
+
+# Evolving a dataset ----------------------------------------------------------------------------
+
+
+def method_id(method: str) -> str:
+    """A short hash of a method text, stored on every row so mixed methods are impossible to miss."""
+    return hashlib.sha256(method.encode("utf-8")).hexdigest()[:12]
+
+
+class EvolutionSummary(BaseModel):
+    """What an evolution of one output file (one shard) holds after this run, and what this run did."""
+
+    out_path: str
+    dropped_path: str | None = None
+    method_id: str
+    seeds: int = Field(description="seeds in this shard")
+    rounds: int
+    rows: int = Field(description="(seed, round) rows done so far, by earlier runs and this one")
+    kept: int = Field(description="rows in the output dataset")
+    dropped: int = Field(description="failed rows left out of it (drop_failures=True)")
+    failures: int
+    failures_by_category: dict[str, int]
+    resumed_rows: int = Field(description="rows an earlier run had already done")
+    new_rows: int = Field(description="rows this run made")
+    errors: int = Field(description="seeds whose chain stopped on an LM error in this run; a rerun retries them")
+    complete: bool = Field(description="every seed's chain has all its rounds or ended with a failure")
+    usage: UsageReport
+    seconds: float
+
+    @property
+    def failure_rate(self) -> float:
+        """Failed rows over all rows."""
+        return self.failures / self.rows if self.rows else 0.0
+
+    def describe(self) -> str:
+        """A few lines for a person (the command line prints them)."""
+        categories = ", ".join(f"{name} {count}" for name, count in sorted(self.failures_by_category.items()))
+        lines = [
+            f"evolved {self.seeds} seeds x {self.rounds} round(s) with method {self.method_id} -> {self.out_path}",
+            f"rows: {self.rows} ({self.new_rows} new, {self.resumed_rows} resumed); "
+            f"kept {self.kept}, dropped {self.dropped}",
+            f"failures: {self.failures} ({self.failure_rate:.1%})" + (f": {categories}" if categories else ""),
+            f"LM calls: {self.usage.calls}, tokens: {self.usage.tokens}, time: {self.seconds:.1f}s",
+        ]
+        if self.dropped_path:
+            lines.append(f"dropped rows: {self.dropped_path}")
+        if not self.complete:
+            lines.append(f"incomplete: {self.errors} seeds hit LM errors; rerun the same command to retry them")
+        return "\n".join(lines)
+
+
+class _RoundEvolver:
+    """Evolves one instruction by one round and judges it: the unit of work one row records."""
+
+    def __init__(
+        self,
+        method: str,
+        *,
+        evol_lm: dspy.LM | None,
+        response_lm: dspy.LM | None,
+        detectors: Sequence[FailureDetector],
+        with_response: bool,
+    ) -> None:
+        self.program = EvolInstruct(method)
+        self.respond = dspy.Predict(RespondToInstruction)
+        self.method_id = method_id(method)
+        self.evol_lm = evol_lm
+        self.response_lm = response_lm
+        self.detectors = list(detectors)
+        self.with_response = with_response
+
+    def row(self, seed: Seed, round_: int, parent: str) -> dict[str, Any]:
+        """The row for ``seed``'s round ``round_``, evolving ``parent`` (LM errors propagate)."""
+        evolved, failure = self._evolve(parent)
+        response = None
+        if failure is None:
+            failure = self._detect(EvolutionCase(instruction=parent, evolved=evolved))
+        if failure is None and self.with_response:
+            response = self._answer(evolved)
+            failure = self._detect(EvolutionCase(instruction=parent, evolved=evolved, response=response), True)
+        return {
+            "seed_id": seed.seed_id,
+            "round": round_,
+            "parent": parent,
+            "instruction": seed.instruction,
+            "evolved_instruction": evolved,
+            "response": response,
+            "failure": failure.category if failure else None,
+            "failure_reason": failure.reason if failure else None,
+            "method_id": self.method_id,
+        }
+
+    def _evolve(self, parent: str) -> tuple[str | None, Failure | None]:
+        """The evolved instruction, or the failure of a reply with none in it."""
+        try:
+            with lm_role("evolution"), use_lm(self.evol_lm):
+                evolved = self.program(instruction=parent).evolved_instruction
+        except AdapterParseError as exc:
+            return None, _failure("unparseable_evolution", f"the reply did not parse: {short_error(exc)}")
+        if not evolved:
+            return None, _failure("unparseable_evolution", "no final rewritten instruction found")
+        return evolved, None
+
+    def _answer(self, evolved: str) -> str:
+        """The response LM's answer; an answer that does not parse counts as empty, as in the optimizer."""
+        try:
+            with lm_role("response"), use_lm(self.response_lm):
+                return self.respond(instruction=evolved).response
+        except AdapterParseError as exc:
+            logger.debug("a response did not parse: %s", short_error(exc))
+            return ""
+
+    def _detect(self, case: EvolutionCase, after_response: bool = False) -> Failure | None:
+        """The first failure a detector finds: all of them before the answer, response rules after it."""
+        for detector in self.detectors:
+            if after_response and not detector.needs_response:
+                continue
+            failure = detector.detect(case)
+            if failure is not None:
+                return failure
+        return None
+
+
+def _failure(category: str, reason: str) -> Failure:
+    return Failure(category=category, reason=reason, detector="evolution")
+
+
+@dataclass
+class _Tally:
+    """Counts of the rows stored for this output."""
+
+    rows: int = 0
+    kept: int = 0
+    dropped: int = 0
+    failures: Counter = field(default_factory=Counter)
+
+    def add(self, row: dict[str, Any], dropped: bool) -> None:
+        self.rows += 1
+        self.dropped += dropped
+        self.kept += not dropped
+        if row.get("failure"):
+            self.failures[row["failure"]] += 1
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The rest of one seed's chain: the next round to evolve and the instruction it evolves."""
+
+    seed: Seed
+    first_round: int
+    parent: str
+
+
+@dataclass
+class _ChainResult:
+    """What one chain produced in this run, and the error that stopped it, if any."""
+
+    rows: list[tuple[dict[str, Any], bool]]
+    error: str | None = None
+
+
+def evolve_dataset(
+    seeds: LoadedInstructions | datasets.Dataset | Sequence[Any] | str | os.PathLike,
+    *,
+    method: str | EvolInstruct,
+    out_path: str | os.PathLike,
+    rounds: int = 1,
+    evol_lm: dspy.LM | None = None,
+    response_lm: dspy.LM | None = None,
+    detectors: Sequence[FailureDetector] | None = None,
+    with_response: bool = True,
+    drop_failures: bool = False,
+    num_threads: int = 4,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    max_errors: int | None = 20,
+) -> EvolutionSummary:
+    """Evolve every seed for ``rounds`` rounds into ``out_path`` (JSONL), one row per (seed, round), resumably.
+
+    Round i evolves round i-1's output; each row carries ``seed_id``, ``round``, ``parent``,
+    ``instruction`` (the seed), ``evolved_instruction``, ``response`` (the response LM's
+    answer, null when ``with_response=False`` or the evolution failed before it),
+    ``failure`` and ``failure_reason`` (null when it passed every detector) and
+    ``method_id``. A failed row ends its seed's chain. ``method`` is a method text or an
+    ``EvolInstruct`` (its text is used); ``evol_lm``/``response_lm`` default to the
+    configured LM; ``detectors`` default to the optimizer's.
+
+    Rows are appended and flushed one by one, so rerunning a killed run with the same
+    arguments continues it: finished rows are not redone, a half-written last line is
+    repaired, and raising ``rounds`` extends finished chains. The settings are kept in
+    ``<stem>.meta.json``; a rerun with another method, other seeds, detectors, shard,
+    ``with_response`` or ``drop_failures`` is refused unless ``overwrite=True`` starts over.
+
+    With ``drop_failures=True`` failed rows go to the sidecar ``<stem>.dropped.jsonl``
+    instead of the output. A sidecar rather than a flag in the output keeps the output
+    file a clean training set that any JSONL reader can use as is, while the resume
+    still sees every finished row (and why a chain ended) in the two files together.
+
+    ``shard=(index, count)`` evolves only the seeds whose position among the loaded seeds
+    is ``index`` modulo ``count``; give each shard its own ``out_path`` and concatenate
+    the results. A seed whose LM call raises is not written and is retried by a rerun;
+    after more than ``max_errors`` such seeds the run stops with an error.
+
+    ``seeds`` is a :class:`LoadedInstructions`, or anything :func:`load_instructions` reads
+    with its defaults (column ``instruction``). Rows are appended in the order they finish.
+    """
+    loaded = seeds if isinstance(seeds, LoadedInstructions) else load_instructions(seeds)
+    text = _method_text(method)
+    _check_options(rounds=rounds, num_threads=num_threads, shard=shard, max_errors=max_errors)
+    _check_lms(evol_lm, response_lm, with_response)
+    detectors = list(default_detectors() if detectors is None else detectors)
+    mine = _shard_of(loaded.seeds, shard)
+    evolver = _RoundEvolver(
+        text, evol_lm=evol_lm, response_lm=response_lm, detectors=detectors, with_response=with_response
+    )
+    meta = _meta(loaded, text, detectors, with_response=with_response, drop_failures=drop_failures, shard=shard)
+    started = time.perf_counter()
+    with RowStore(out_path).open(overwrite=overwrite) as store:
+        store.check_meta(meta)
+        tally, last = _read_progress(store, {seed.seed_id for seed in mine})
+        jobs = _pending_jobs(mine, last, rounds)
+        resumed = tally.rows
+        logger.info(
+            "evolving %d of %d seeds for %d round(s) into %s (%d rows already done, method %s)",
+            len(jobs), len(mine), rounds, store.out_path, resumed, evolver.method_id,
+        )
+        meter = UsageMeter()
+        with dspy.context(usage_tracker=meter):
+            errors = _run_jobs(jobs, evolver, store, tally, rounds=rounds, drop_failures=drop_failures,
+                               num_threads=num_threads, max_errors=max_errors, progress=progress, total=len(mine))
+    summary = EvolutionSummary(
+        out_path=str(store.out_path),
+        dropped_path=str(store.dropped_path) if store.dropped_path.exists() else None,
+        method_id=evolver.method_id,
+        seeds=len(mine),
+        rounds=rounds,
+        rows=tally.rows,
+        kept=tally.kept,
+        dropped=tally.dropped,
+        failures=sum(tally.failures.values()),
+        failures_by_category=dict(tally.failures),
+        resumed_rows=resumed,
+        new_rows=tally.rows - resumed,
+        errors=errors,
+        complete=errors == 0,
+        usage=meter.report(),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    _report(summary, max_errors)
+    return summary
+
+
+def _method_text(method: str | EvolInstruct) -> str:
+    """The method text of a string or of a module with a ``method`` (a compiled ``EvolInstruct``)."""
+    text = method if isinstance(method, str) else getattr(method, "method", None)
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigurationError("method must be a non-empty method text or an EvolInstruct")
+    return text
+
+
+def _check_options(*, rounds: int, num_threads: int, shard: tuple[int, int] | None, max_errors: int | None) -> None:
+    """One-line errors for impossible numbers."""
+    for name, value in (("rounds", rounds), ("num_threads", num_threads)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigurationError(f"{name} must be an integer of at least 1, got {value!r}")
+    if max_errors is not None and (not isinstance(max_errors, int) or max_errors < 0):
+        raise ConfigurationError(f"max_errors must be a non-negative integer or None, got {max_errors!r}")
+    if shard is not None:
+        valid = isinstance(shard, (tuple, list)) and len(shard) == 2 and all(isinstance(v, int) for v in shard)
+        if not valid or not 0 <= shard[0] < shard[1]:
+            raise ConfigurationError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+
+
+def _check_lms(evol_lm: dspy.LM | None, response_lm: dspy.LM | None, with_response: bool) -> None:
+    """Fail before any work when a role has no LM, instead of once per seed."""
+    configured = dspy.settings.lm is not None
+    if evol_lm is None and not configured:
+        raise ConfigurationError("no LM to evolve with: pass evol_lm= or call dspy.configure(lm=...)")
+    if with_response and response_lm is None and not configured:
+        raise ConfigurationError(
+            "no LM to answer evolved instructions: pass response_lm=, dspy.configure(lm=...), or with_response=False"
+        )
+
+
+def _shard_of(seeds: Sequence[Seed], shard: tuple[int, int] | None) -> list[Seed]:
+    """The seeds whose position modulo ``count`` is ``index`` (all of them without a shard)."""
+    if shard is None:
+        return list(seeds)
+    index, count = shard
+    return [seed for position, seed in enumerate(seeds) if position % count == index]
+
+
+def _meta(
+    loaded: LoadedInstructions,
+    method: str,
+    detectors: Sequence[FailureDetector],
+    *,
+    with_response: bool,
+    drop_failures: bool,
+    shard: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """The settings that decide the rows (no LM details, no secrets); a resume must match them."""
+    return {
+        "format": _META_VERSION,
+        "method_id": method_id(method),
+        "seeds": loaded.fingerprint(),
+        "detectors": [getattr(d, "name", type(d).__name__) for d in detectors],
+        "with_response": with_response,
+        "drop_failures": drop_failures,
+        "shard": list(shard) if shard is not None else None,
+        "method": method,
+    }
+
+
+def _read_progress(store: RowStore, seed_ids: set[str]) -> tuple[_Tally, dict[str, dict[str, Any]]]:
+    """Count the stored rows and find each seed's last stored round."""
+    tally = _Tally()
+    last: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, int]] = set()
+    for row, dropped in store.existing_rows():
+        key = (row.get("seed_id"), row.get("round"))
+        if key[0] not in seed_ids:
+            raise DataError(f"{store.out_path} holds a row for seed {key[0]!r}, which is not among this run's seeds")
+        if key in seen:
+            logger.warning("%s: ignoring a second row for seed %r round %s", store.out_path, key[0], key[1])
+            continue
+        seen.add(key)
+        tally.add(row, dropped)
+        if key[0] not in last or row["round"] > last[key[0]]["round"]:
+            last[key[0]] = row
+    return tally, last
+
+
+def _pending_jobs(seeds: Sequence[Seed], last: dict[str, dict[str, Any]], rounds: int) -> list[_Job]:
+    """The chains still to evolve: new seeds from round 1, unfinished ones from their next round."""
+    jobs = []
+    for seed in seeds:
+        previous = last.get(seed.seed_id)
+        if previous is None:
+            jobs.append(_Job(seed, 1, seed.instruction))
+        elif previous.get("failure") is None and previous["round"] < rounds:
+            jobs.append(_Job(seed, previous["round"] + 1, previous["evolved_instruction"]))
+    return jobs
+
+
+def _run_jobs(
+    jobs: list[_Job],
+    evolver: _RoundEvolver,
+    store: RowStore,
+    tally: _Tally,
+    *,
+    rounds: int,
+    drop_failures: bool,
+    num_threads: int,
+    max_errors: int | None,
+    progress: bool,
+    total: int,
+) -> int:
+    """Run the chains in parallel threads (DSPy context carried along); returns the seeds that hit LM errors."""
+    errors = 0
+    lock = threading.Lock()
+
+    def run(job: _Job) -> _ChainResult:
+        return _run_chain(job, evolver, store, rounds=rounds, drop_failures=drop_failures)
+
+    def should_stop() -> bool:
+        with lock:
+            return max_errors is not None and errors > max_errors
+
+    bar = tqdm(total=total, initial=total - len(jobs), desc="evolving", unit="seed", disable=not progress)
+    try:
+        for index, result in run_parallel(run, jobs, num_threads=num_threads, should_stop=should_stop):
+            for row, dropped in result.rows:
+                tally.add(row, dropped)
+            if result.error is not None:
+                with lock:
+                    errors += 1
+                logger.warning("seed %r stopped on an LM error: %s", jobs[index].seed.seed_id, result.error)
+            bar.update(1)
+            bar.set_postfix(failures=sum(tally.failures.values()), errors=errors)
+    finally:
+        bar.close()
+    return errors
+
+
+def _run_chain(job: _Job, evolver: _RoundEvolver, store: RowStore, *, rounds: int, drop_failures: bool) -> _ChainResult:
+    """Evolve one seed round after round, storing each row at once; a failure ends the chain."""
+    result = _ChainResult(rows=[])
+    parent = job.parent
+    for round_ in range(job.first_round, rounds + 1):
+        try:
+            row = evolver.row(job.seed, round_, parent)
+        except Exception as exc:  # noqa: BLE001 - an LM error stops this chain; a rerun retries it
+            result.error = f"round {round_}: {short_error(exc)}"
+            return result
+        dropped = drop_failures and row["failure"] is not None
+        store.append(row, dropped=dropped)
+        result.rows.append((row, dropped))
+        if row["failure"] is not None:
+            break
+        parent = row["evolved_instruction"]
+    return result
+
+
+def _report(summary: EvolutionSummary, max_errors: int | None) -> None:
+    """Log the outcome; too many LM errors become one error the command line can show."""
+    logger.info(
+        "%s: %d rows (%d new, %d kept, %d dropped), %d failures %s, %d LM calls in %.1fs",
+        summary.out_path, summary.rows, summary.new_rows, summary.kept, summary.dropped, summary.failures,
+        summary.failures_by_category or "", summary.usage.calls, summary.seconds,
+    )
+    if max_errors is not None and summary.errors > max_errors:
+        raise AutoEvolError(
+            f"stopped after {summary.errors} seeds hit LM errors (see the log); the {summary.rows} finished rows "
+            f"are saved in {summary.out_path}: fix the LM and rerun to continue"
+        )
+    if summary.errors:
+        logger.warning(
+            "%d seeds hit LM errors and were not written; rerun with the same arguments to retry them", summary.errors
+        )

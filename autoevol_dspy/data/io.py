@@ -1,0 +1,435 @@
+"""Files in and out for whole-dataset evolution: seed files, the append-only row store, evolved datasets.
+
+Seed files (JSONL, JSON, CSV, each optionally gzipped, and Parquet) are read without any
+hub access and decoded strictly as UTF-8, so a bad byte is reported with its file and
+line instead of turning into mojibake in the evolved data.
+
+The output of :func:`autoevol_dspy.data.evolve_dataset` is a :class:`RowStore`: one JSONL
+file of rows appended and flushed one at a time, plus two small sidecars next to it:
+``<stem>.meta.json`` (the settings the rows were made with, checked on resume) and
+``<stem>.dropped.jsonl`` (failed rows when failures are dropped, see ``evolve_dataset``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import datasets
+
+from autoevol_dspy.errors import ConfigurationError, DataError, RunConflictError
+
+try:  # POSIX advisory locks keep two processes from appending to the same output.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no cross-process guard
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "EVOLVED_FEATURES",
+    "RowStore",
+    "is_missing",
+    "iter_jsonl",
+    "load_evolved",
+    "read_records",
+    "save_evolved",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The columns of an evolved dataset, in order, with their types (every text column may be null).
+EVOLVED_FEATURES = datasets.Features(
+    {
+        "seed_id": datasets.Value("string"),
+        "round": datasets.Value("int64"),
+        "parent": datasets.Value("string"),
+        "instruction": datasets.Value("string"),
+        "evolved_instruction": datasets.Value("string"),
+        "response": datasets.Value("string"),
+        "failure": datasets.Value("string"),
+        "failure_reason": datasets.Value("string"),
+        "method_id": datasets.Value("string"),
+    }
+)
+
+_TEXT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_SUPPORTED = ".jsonl, .json, .csv (each optionally .gz) or .parquet"
+
+
+# Seed files ------------------------------------------------------------------------------------
+
+
+def read_records(path: Path) -> list[Any]:
+    """The rows of a seed file (dicts, or strings for a JSON list of strings); one-line ``DataError`` otherwise."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path} is not a file: give a {_SUPPORTED} file")
+    kind = _format_of(path)
+    if kind == "parquet":
+        return _read_parquet(path)
+    text = _decode(path)
+    if kind == "jsonl":
+        return _parse_jsonl(text, path)
+    if kind == "json":
+        return _parse_json(text, path)
+    return _parse_csv(text, path)
+
+
+def _format_of(path: Path) -> str:
+    """The format named by the file's suffix (``.gz`` looked through)."""
+    name = path.name.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    base = name[:-3] if name.endswith(".gz") else name
+    for suffix, kind in _TEXT_FORMATS.items():
+        if base.endswith(suffix):
+            return kind
+    raise DataError(f"{path}: unsupported file type; give a {_SUPPORTED} file")
+
+
+def _decode(path: Path) -> str:
+    """The file's text, strictly UTF-8 (a BOM is allowed); a bad byte is reported by line."""
+    raw = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a readable gzip file ({exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise DataError(
+            f"{path} is not UTF-8 text: byte 0x{byte} on line {line} (offset {exc.start}); re-save the file as UTF-8"
+        ) from None
+
+
+def _parse_jsonl(text: str, path: Path) -> list[Any]:
+    """One JSON value per non-blank line."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
+    return rows
+
+
+def _parse_json(text: str, path: Path) -> list[Any]:
+    """A JSON list of rows, or an object holding one such list; a .json file that is really JSONL also works."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            return _parse_jsonl(text, path)
+        raise DataError(f"{path} is not valid JSON ({exc.msg} on line {exc.lineno}, column {exc.colno})") from None
+    if isinstance(value, dict):
+        lists = [item for item in value.values() if isinstance(item, list)]
+        if len(lists) != 1:
+            raise DataError(f"{path} holds a JSON object; expected a list of rows (or an object with one such list)")
+        value = lists[0]
+    if not isinstance(value, list):
+        raise DataError(f"{path} holds a JSON {type(value).__name__}; expected a list of rows")
+    return value
+
+
+def _parse_csv(text: str, path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV file with a header line; cells stay strings."""
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return [{key: value for key, value in row.items() if key is not None} for row in reader]
+    except csv.Error as exc:
+        raise DataError(f"{path} is not valid CSV near line {reader.line_num} ({exc})") from None
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    """Rows of a Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def is_missing(value: Any) -> bool:
+    """True for None and float NaN (how pandas and CSV exports spell an empty cell)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# The row store ---------------------------------------------------------------------------------
+
+
+def iter_jsonl(path: Path, *, tolerate_partial_tail: bool = True) -> Iterator[dict[str, Any]]:
+    """Stream the JSON objects of a JSONL file; a final line cut short by a kill is skipped when tolerated."""
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            complete = line.endswith(b"\n")
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DataError(f"{path} line {number} is not UTF-8 text") from None
+            except json.JSONDecodeError as exc:
+                if not complete and tolerate_partial_tail:
+                    logger.warning("%s: ignoring a partial last line (line %d)", path, number)
+                    return
+                raise DataError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path} line {number} is not a JSON object")
+            yield row
+
+
+def repair_tail(path: Path) -> bool:
+    """Make the file end at a line boundary: keep a final row that parses, cut one a kill left half-written."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return False
+        start = _last_line_start(handle, size)
+        handle.seek(start)
+        tail = handle.read()
+        if _parses_as_object(tail):
+            handle.seek(size)
+            handle.write(b"\n")
+            logger.warning("%s: the last row had no line end; kept it", path)
+        else:
+            handle.truncate(start)
+            logger.warning("%s: removed a partial last line (%d bytes) left by an interrupted run", path, len(tail))
+    return True
+
+
+def _last_line_start(handle: io.BufferedRandom, size: int, chunk: int = 65536) -> int:
+    """The offset just after the last newline before ``size`` (0 if there is none)."""
+    end = size
+    while end > 0:
+        begin = max(0, end - chunk)
+        handle.seek(begin)
+        found = handle.read(end - begin).rfind(b"\n")
+        if found >= 0:
+            return begin + found + 1
+        end = begin
+    return 0
+
+
+def _parses_as_object(raw: bytes) -> bool:
+    """Whether ``raw`` is one complete JSON object."""
+    try:
+        return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+class RowStore:
+    """The output JSONL and its sidecars: meta check, kill repair, and flushed appends under one lock."""
+
+    def __init__(self, out_path: Path | str) -> None:
+        self.out_path = Path(out_path)
+        if self.out_path.suffix.lower() != ".jsonl":
+            raise ConfigurationError(
+                f"out_path must be a .jsonl file (rows are appended as they finish), got {self.out_path.name!r}; "
+                "convert the result with save_evolved afterwards"
+            )
+        stem = self.out_path.name[: -len(self.out_path.suffix)]
+        self.dropped_path = self.out_path.with_name(f"{stem}.dropped.jsonl")
+        self.meta_path = self.out_path.with_name(f"{stem}.meta.json")
+        self._lock = threading.Lock()
+        self._out: io.TextIOWrapper | None = None
+        self._dropped: io.TextIOWrapper | None = None
+
+    def open(self, *, overwrite: bool) -> "RowStore":
+        """Take the output for this process, clear it if asked, and repair a tail a kill cut short."""
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = self.out_path.open("a", encoding="utf-8")
+        self._lock_output()
+        if overwrite:
+            self._out.truncate(0)
+            self.dropped_path.unlink(missing_ok=True)
+            self.meta_path.unlink(missing_ok=True)
+        repair_tail(self.out_path)
+        repair_tail(self.dropped_path)
+        return self
+
+    def _lock_output(self) -> None:
+        """Refuse to share the output with another process appending to it."""
+        if fcntl is None or self._out is None:
+            return
+        try:
+            fcntl.flock(self._out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.close()
+            raise RunConflictError(
+                f"{self.out_path} is being written by another process; wait for it or pick another out_path"
+            ) from None
+
+    def check_meta(self, meta: dict[str, Any]) -> None:
+        """Record the run's settings, or refuse if the rows here were made with other settings."""
+        if not self.meta_path.exists():
+            if self.out_path.stat().st_size > 0 or self.dropped_path.exists():
+                raise RunConflictError(
+                    f"{self.out_path} holds rows but no {self.meta_path.name}, so it was not written by "
+                    "evolve_dataset; pass overwrite=True to replace it or pick another out_path"
+                )
+            self._write_meta(meta)
+            return
+        stored = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        for key, value in meta.items():
+            if stored.get(key) != value:
+                raise RunConflictError(
+                    f"{self.out_path} was made with a different {key.replace('_', ' ')} "
+                    f"({_brief(stored.get(key))}, now {_brief(value)}); pass overwrite=True to start over "
+                    "or pick another out_path"
+                )
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        """Write the meta file atomically, so a kill never leaves half of it."""
+        temporary = self.meta_path.with_name(self.meta_path.name + ".tmp")
+        temporary.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(temporary, self.meta_path)
+
+    def existing_rows(self) -> Iterator[tuple[dict[str, Any], bool]]:
+        """Every row already stored, with whether it sits in the dropped sidecar."""
+        for row in iter_jsonl(self.out_path, tolerate_partial_tail=False):
+            yield row, False
+        for row in iter_jsonl(self.dropped_path, tolerate_partial_tail=False):
+            yield row, True
+
+    def append(self, row: dict[str, Any], *, dropped: bool = False) -> None:
+        """Append one row as one line and flush it, so a killed run keeps every finished row."""
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with self._lock:
+            handle = self._dropped_handle() if dropped else self._out
+            if handle is None:
+                raise RuntimeError("the row store is not open")
+            handle.write(line)
+            handle.flush()
+
+    def _dropped_handle(self) -> io.TextIOWrapper:
+        """The dropped sidecar, opened on first use."""
+        if self._dropped is None:
+            self._dropped = self.dropped_path.open("a", encoding="utf-8")
+        return self._dropped
+
+    def close(self) -> None:
+        """Close the files (which also releases the lock)."""
+        with self._lock:
+            for handle in (self._dropped, self._out):
+                if handle is not None:
+                    handle.close()
+            self._out = self._dropped = None
+
+    def __enter__(self) -> "RowStore":
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _brief(value: Any) -> str:
+    """A setting as a short phrase for an error message."""
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+# Evolved datasets ------------------------------------------------------------------------------
+
+
+def load_evolved(path: Path | str, *, include_failures: bool = True) -> datasets.Dataset:
+    """An evolved JSONL or Parquet file as a ``datasets.Dataset``; ``include_failures=False`` keeps only successes.
+
+    Rows an evolution dropped on request live in the ``.dropped.jsonl`` sidecar and are not
+    part of the dataset. A partial last line left by a killed run is ignored.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.name.lower().endswith(_PARQUET_SUFFIXES):
+        dataset = _with_evolved_types(_read_parquet_dataset(path), path)
+    elif path.suffix.lower() in (".jsonl", ".ndjson"):
+        rows = list(iter_jsonl(path))
+        dataset = _with_evolved_types(datasets.Dataset.from_list(rows), path) if rows else _empty_evolved()
+    else:
+        raise DataError(f"{path}: unsupported file type for evolved data; give a .jsonl or .parquet file")
+    if not include_failures:
+        dataset = dataset.filter(lambda row: row["failure"] is None)
+    return dataset
+
+
+def _read_parquet_dataset(path: Path) -> datasets.Dataset:
+    """A Parquet file as an in-memory Dataset."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return datasets.Dataset(pq.read_table(path))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+
+
+def _with_evolved_types(dataset: datasets.Dataset, path: Path) -> datasets.Dataset:
+    """The evolved columns with their declared types (all-null columns included); other columns are kept."""
+    missing = [name for name in EVOLVED_FEATURES if name not in dataset.column_names]
+    if missing:
+        raise DataError(f"{path} is not evolved data: it lacks the columns {', '.join(missing)}")
+    features = dataset.features.copy()
+    features.update(EVOLVED_FEATURES)
+    return dataset.cast(features)
+
+
+def _empty_evolved() -> datasets.Dataset:
+    """An evolved dataset with no rows yet."""
+    return datasets.Dataset.from_dict({name: [] for name in EVOLVED_FEATURES}, features=EVOLVED_FEATURES)
+
+
+def save_evolved(
+    dataset_or_path: datasets.Dataset | Path | str, out: Path | str, *, format: str | None = None
+) -> Path:
+    """Write evolved rows as JSONL or Parquet (``format`` or the suffix of ``out`` decides); returns ``out``."""
+    out = Path(out)
+    kind = format or _evolved_format(out)
+    if kind not in ("jsonl", "parquet"):
+        raise ConfigurationError(f"format must be 'jsonl' or 'parquet', got {kind!r}")
+    dataset = dataset_or_path if isinstance(dataset_or_path, datasets.Dataset) else load_evolved(dataset_or_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        dataset.to_parquet(str(out))
+    else:
+        with out.open("w", encoding="utf-8") as handle:
+            for row in dataset:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    logger.info("saved %d evolved rows to %s", len(dataset), out)
+    return out
+
+
+def _evolved_format(out: Path) -> str:
+    """The output format named by a file's suffix."""
+    name = out.name.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    raise ConfigurationError(f"cannot tell the format of {out.name!r}: use a .jsonl or .parquet name, or pass format=")

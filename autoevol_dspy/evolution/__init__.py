@@ -1,0 +1,26 @@
+"""The evolving method and how one evolution is judged."""
+
+from autoevol_dspy.evolution.detectors import (
+    EvolInstructRules,
+    EvolutionCase,
+    Failure,
+    FailureDetector,
+    LLMJudge,
+    PaperResponseRules,
+    default_detectors,
+)
+from autoevol_dspy.evolution.method import INITIAL_METHOD, EvolInstruct
+from autoevol_dspy.evolution.parsing import parse_rewritten_instruction
+
+__all__ = [
+    "INITIAL_METHOD",
+    "EvolInstruct",
+    "EvolInstructRules",
+    "EvolutionCase",
+    "Failure",
+    "FailureDetector",
+    "LLMJudge",
+    "PaperResponseRules",
+    "default_detectors",
+    "parse_rewritten_instruction",
+]

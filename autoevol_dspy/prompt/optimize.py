@@ -1,0 +1,366 @@
+"""Optimizing one structured prompt (role, skills, rules, output format) from examples and a metric.
+
+The prompt becomes the instructions of a one-predictor program whose input and output
+fields are named by the caller; AutoEvolInstruct rewrites it from the failures the metric
+finds. Some examples are held out first (deterministically, by seed) and never seen by the
+optimization, so the failure rates reported before and after are an honest comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import BaseModel, Field
+
+from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
+from autoevol_dspy.lm.usage import UsageMeter, UsageReport
+from autoevol_dspy.prompt.metrics import OutputMetric, RubricJudge, metric_from_name
+from autoevol_dspy.search.evaluation import evaluate_program
+from autoevol_dspy.search.records import RunResult
+from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+from autoevol_dspy.tasks.program import ProgramTask
+
+__all__ = [
+    "PROMPT_DEFAULTS",
+    "PromptProgram",
+    "PromptResult",
+    "load_examples",
+    "load_prompt",
+    "optimize_prompt",
+    "prompt_examples",
+    "prompt_signature",
+    "split_holdout",
+    "write_prompt_outputs",
+]
+
+logger = logging.getLogger(__name__)
+
+#: AutoEvolInstruct settings sized for a prompt with tens of examples; any of them can be overridden.
+PROMPT_DEFAULTS: dict[str, Any] = {"num_candidates": 4, "batch_size": 5, "dev_size": 15, "max_steps": 5}
+#: The share of the examples held out when ``holdout`` is not given.
+DEFAULT_HOLDOUT_SHARE = 0.2
+PREDICTOR_NAME = "respond"
+EXAMPLE_FORMATS = ".jsonl, .json or .csv"
+
+
+# The prompt as a program -----------------------------------------------------------------------------
+
+
+def _check_field_names(input_fields: Sequence[str], output_field: str) -> tuple[list[str], str]:
+    """Field names as DSPy needs them: identifiers, at least one input, the output not among the inputs."""
+    inputs = list(input_fields)
+    if isinstance(input_fields, str) or not inputs:
+        raise ConfigurationError("input_fields must be a list of one or more field names, e.g. ['question']")
+    names = [*inputs, output_field]
+    bad = [name for name in names if not isinstance(name, str) or not name.isidentifier() or name.startswith("_")]
+    if bad:
+        raise ConfigurationError(f"field names must be Python identifiers (letters, digits, _): {bad!r}")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"field names must differ from each other: inputs {inputs!r}, output {output_field!r}")
+    return inputs, output_field
+
+
+def prompt_signature(prompt: str, input_fields: Sequence[str], output_field: str) -> type[dspy.Signature]:
+    """A signature whose instructions are the prompt text and whose fields are the given names (all text)."""
+    inputs, output = _check_field_names(input_fields, output_field)
+    fields: dict[str, tuple[type, Any]] = {name: (str, dspy.InputField()) for name in inputs}
+    fields[output] = (str, dspy.OutputField())
+    return dspy.make_signature(fields, instructions=prompt, signature_name="StructuredPrompt")
+
+
+class PromptProgram(dspy.Module):
+    """One prompt as a one-predictor DSPy program; its ``respond`` predictor holds the prompt as instructions."""
+
+    def __init__(self, prompt: str, *, input_fields: Sequence[str], output_field: str) -> None:
+        super().__init__()
+        self.input_fields = list(input_fields)
+        self.output_field = output_field
+        self.respond = dspy.Predict(prompt_signature(prompt, input_fields, output_field))
+
+    @property
+    def prompt(self) -> str:
+        """The current prompt text."""
+        return self.respond.signature.instructions
+
+    def forward(self, **inputs: Any) -> dspy.Prediction:
+        return self.respond(**inputs)
+
+
+# Loading ---------------------------------------------------------------------------------------------
+
+
+def load_prompt(path: str | Path) -> str:
+    """The prompt text of a plain-text or Markdown file, kept as written (surrounding blank lines dropped)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"prompt file not found: {file}")
+    text = file.read_text(encoding="utf-8").strip()
+    if not text:
+        raise DataError(f"the prompt file {file} is empty: write the prompt (role, rules, output format) in it")
+    return text
+
+
+def _read_jsonl(file: Path) -> list[Any]:
+    rows = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{file} line {number} is not valid JSON: {exc.msg}") from None
+    return rows
+
+
+def _read_json(file: Path) -> list[Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{file} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("examples"), list):
+        data = data["examples"]
+    if not isinstance(data, list):
+        raise DataError(f"{file} must hold a JSON list of objects (or {{\"examples\": [...]}})")
+    return data
+
+
+def _read_csv(file: Path) -> list[Any]:
+    with file.open(encoding="utf-8", newline="") as handle:
+        return [dict(row) for row in csv.DictReader(handle)]
+
+
+_READERS: dict[str, Callable[[Path], list[Any]]] = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}
+
+
+def load_examples(
+    path: str | Path, *, input_fields: Sequence[str], output_field: str, require_output: bool = True
+) -> list[dspy.Example]:
+    """Examples from a JSONL, JSON or CSV file, with the input fields marked; one-line errors for bad files."""
+    file = Path(path)
+    reader = _READERS.get(file.suffix.lower())
+    if reader is None:
+        raise DataError(f"unsupported examples file {file.name!r}: use {EXAMPLE_FORMATS}")
+    if not file.is_file():
+        raise DataError(f"examples file not found: {file}")
+    return prompt_examples(reader(file), input_fields=input_fields, output_field=output_field,
+                           require_output=require_output, source=str(file))
+
+
+def _row_fields(row: Any, source: str, number: int) -> dict[str, Any]:
+    if isinstance(row, dspy.Example):
+        return dict(row.items())
+    if isinstance(row, Mapping):
+        return dict(row)
+    raise DataError(f"{source} example {number} is a {type(row).__name__}, not an object with named fields")
+
+
+def prompt_examples(
+    rows: Sequence[Any],
+    *,
+    input_fields: Sequence[str],
+    output_field: str,
+    require_output: bool = True,
+    source: str = "examples",
+) -> list[dspy.Example]:
+    """Dicts or Examples as Examples with ``input_fields`` marked; every one must hold the named fields."""
+    inputs, output = _check_field_names(input_fields, output_field)
+    if not rows:
+        raise DataError(f"{source} holds no examples")
+    required = [*inputs, output] if require_output else inputs
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        fields = _row_fields(row, source, number)
+        missing = [name for name in required if fields.get(name) is None]
+        if missing:
+            present = ", ".join(sorted(fields)) or "none"
+            raise DataError(f"{source} example {number} lacks the field(s) {', '.join(missing)} "
+                            f"(fields present: {present}); name fields with the input and output options")
+        examples.append(dspy.Example(**fields).with_inputs(*inputs))
+    return examples
+
+
+# Held-out split --------------------------------------------------------------------------------------
+
+
+def _holdout_count(holdout: int | float, total: int) -> int:
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)):
+        raise ConfigurationError(f"holdout must be a count (int) or a share (float in (0, 1)), got {holdout!r}")
+    if isinstance(holdout, float):
+        if not 0.0 < holdout < 1.0:
+            raise ConfigurationError(f"a holdout share must be between 0 and 1, got {holdout}")
+        return max(1, round(total * holdout))
+    if holdout < 1:
+        raise ConfigurationError(f"holdout must hold at least 1 example, got {holdout}")
+    return holdout
+
+
+def split_holdout(
+    examples: Sequence[dspy.Example], *, holdout: int | float, seed: int
+) -> tuple[list[dspy.Example], list[dspy.Example]]:
+    """A deterministic split into (examples to optimize on, held-out examples), each in the original order."""
+    count = _holdout_count(holdout, len(examples))
+    if count >= len(examples):
+        raise DataError(f"holdout={count} leaves none of the {len(examples)} examples to optimize on")
+    order = list(range(len(examples)))
+    random.Random(f"autoevol-holdout:{seed}").shuffle(order)
+    held = set(order[:count])
+    rest = [example for i, example in enumerate(examples) if i not in held]
+    return rest, [examples[i] for i in sorted(held)]
+
+
+# The result ------------------------------------------------------------------------------------------
+
+
+class PromptResult(BaseModel):
+    """What ``optimize_prompt`` found: the improved prompt, held-out failure rates before and after, the run."""
+
+    schema_version: int = 1
+    prompt: str = Field(description="the improved prompt (the initial one when nothing beat it)")
+    initial_prompt: str
+    input_fields: list[str]
+    output_field: str
+    metric: str
+    holdout_size: int
+    holdout_failures_before: int
+    holdout_failures_after: int
+    holdout_failure_rate_before: float
+    holdout_failure_rate_after: float
+    holdout_usage: UsageReport = Field(default_factory=UsageReport)
+    run: RunResult
+
+    @property
+    def changed(self) -> bool:
+        """Whether the optimization replaced the initial prompt."""
+        return self.prompt != self.initial_prompt
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PromptResult":
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# The whole job ---------------------------------------------------------------------------------------
+
+
+def _check_sizes(total: int, holdout: int, settings: Mapping[str, Any]) -> None:
+    """A clear message before any LM call when the examples cannot fill holdout, mini-batch and dev set."""
+    batch, dev = settings["batch_size"], settings["dev_size"]
+    rest = total - holdout
+    if isinstance(batch, int) and isinstance(dev, int) and rest < batch + dev:
+        raise DataError(f"{total} examples with {holdout} held out leave {rest}, but a mini-batch of {batch} "
+                        f"plus a dev set of {dev} needs {batch + dev}; "
+                        "add examples or lower holdout, batch_size or dev_size")
+
+
+def _holdout_failures(
+    program: dspy.Module, holdout: list[dspy.Example], *, metric: Callable, threshold: float | None,
+    lm: dspy.LM | None, num_threads: int, meter: UsageMeter, label: str, progress: bool,
+) -> int:
+    """Failures of ``program`` on the held-out examples (the same verdicts as in the optimization)."""
+    task = ProgramTask(metric=metric, threshold=threshold, lm=lm)
+    evaluation = evaluate_program(task, program, holdout, num_threads=num_threads, meter=meter,
+                                  description=label, progress=progress)
+    if evaluation.error:
+        raise AutoEvolError(f"the {label} could not be evaluated: {evaluation.error}")
+    return evaluation.failures
+
+
+def _resolve_metric(metric: Callable | str, output_field: str, judge_lm: dspy.LM | None) -> Callable:
+    """A metric name becomes a built-in metric; a judge without its own LM uses ``judge_lm``."""
+    if isinstance(metric, str):
+        return metric_from_name(metric, output_field=output_field, judge_lm=judge_lm)
+    if isinstance(metric, RubricJudge) and metric.lm is None:
+        metric.lm = judge_lm
+    return metric
+
+
+def _metric_name(metric: Callable) -> str:
+    return getattr(metric, "__name__", type(metric).__name__)
+
+
+def optimize_prompt(
+    text: str,
+    examples: Sequence[Any],
+    metric: Callable | str,
+    *,
+    input_fields: Sequence[str],
+    output_field: str,
+    holdout: int | float = DEFAULT_HOLDOUT_SHARE,
+    lm: dspy.LM | None = None,
+    optimizer_lm: dspy.LM | None = None,
+    run_dir: str | Path | None = None,
+    **optimizer_settings: Any,
+) -> PromptResult:
+    """Improve the prompt ``text`` with AutoEvolInstruct and report held-out failure rates before and after.
+
+    ``examples`` are dicts or ``dspy.Example`` objects holding the input fields and the
+    output field; ``metric`` is a DSPy metric or a built-in name (see :mod:`.prompt_metrics`).
+    ``holdout`` is a count or a share of the examples kept out of the optimization.
+    ``lm`` answers with the prompt (the configured LM when None); ``optimizer_lm`` analyses
+    and rewrites it and judges for ``judge:`` metrics (default: ``lm``). Other keyword
+    arguments go to :class:`AutoEvolInstruct` over :data:`PROMPT_DEFAULTS`. With
+    ``run_dir``, the run's study and result.json go there, with prompt.txt (the improved
+    prompt) and prompt_result.json (this result); rerunning continues the same study.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise DataError("the prompt is empty: give the prompt text (role, rules, output format)")
+    text = text.strip()
+    optimizer_lm = optimizer_lm or lm
+    metric = _resolve_metric(metric, output_field, optimizer_lm)
+    needs_expected = getattr(metric, "needs_expected", True) if isinstance(metric, OutputMetric) else True
+    items = prompt_examples(examples, input_fields=input_fields, output_field=output_field,
+                            require_output=needs_expected)
+    settings = {**PROMPT_DEFAULTS, **optimizer_settings}
+    seed, threads = settings.get("seed", 0), settings.get("num_threads", 4)
+    progress, threshold = settings.get("progress", True), settings.get("metric_threshold")
+    optimize_on, held_out = split_holdout(items, holdout=holdout, seed=seed)
+    _check_sizes(len(items), len(held_out), settings)
+    student = PromptProgram(text, input_fields=input_fields, output_field=output_field)
+    optimizer = AutoEvolInstruct(metric=metric, evol_lm=lm, optimizer_lm=optimizer_lm, run_dir=run_dir, **settings)
+
+    meter = UsageMeter()
+    measure = dict(metric=metric, threshold=threshold, lm=lm, num_threads=threads, meter=meter, progress=progress)
+    with dspy.context(usage_tracker=meter):
+        before = _holdout_failures(student, held_out, label="held-out examples (initial prompt)", **measure)
+        logger.info("held-out failures with the initial prompt: %d/%d", before, len(held_out))
+        compiled = optimizer.compile(student, trainset=optimize_on)
+        improved = compiled.respond.signature.instructions
+        after = before
+        if improved != text:
+            after = _holdout_failures(compiled, held_out, label="held-out examples (improved prompt)", **measure)
+    logger.info("held-out failures: %d/%d before, %d/%d after", before, len(held_out), after, len(held_out))
+
+    result = PromptResult(
+        prompt=improved,
+        initial_prompt=text,
+        input_fields=list(input_fields),
+        output_field=output_field,
+        metric=_metric_name(metric),
+        holdout_size=len(held_out),
+        holdout_failures_before=before,
+        holdout_failures_after=after,
+        holdout_failure_rate_before=before / len(held_out),
+        holdout_failure_rate_after=after / len(held_out),
+        holdout_usage=meter.report(),
+        run=optimizer.result,
+    )
+    if run_dir is not None:
+        write_prompt_outputs(result, run_dir)
+    return result
+
+
+def write_prompt_outputs(result: PromptResult, run_dir: str | Path) -> None:
+    """Write RUN_DIR/prompt.txt (the improved prompt) and RUN_DIR/prompt_result.json (the whole result)."""
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "prompt.txt").write_text(result.prompt + "\n", encoding="utf-8")
+    result.save(out / "prompt_result.json")

@@ -1,0 +1,597 @@
+"""A run as one self-contained HTML page: progress chart, trials, failures, analyses, diff, usage.
+
+The report reads the run's Optuna study, not ``result.json``, so it also shows a run that
+is still going or was killed. Every text that came from an LM is escaped; the page holds
+no scripts and loads nothing (its Content-Security-Policy forbids both).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autoevol_dspy.errors import AutoEvolError
+from autoevol_dspy.lm.usage import UsageReport
+from autoevol_dspy.report.plot import COLORS, PlotPoint, failure_rate_svg, format_rate
+from autoevol_dspy.search.records import RunResult, StepOutcome, StepPlan, TrialRecord
+from autoevol_dspy.search.tracking import RunTracker
+
+__all__ = ["RunView", "load_run", "render_report", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+_SECRET_KEY = re.compile(r"key|secret|token|password|auth", re.IGNORECASE)
+
+
+# Reading a run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunView:
+    """Everything the report shows, read from a run's study (and ``result.json`` when it is current).
+
+    ``cli_record`` is the command line's ``run.json`` when there is one (its settings are shown)."""
+
+    study_name: str
+    config: dict[str, Any]
+    trials: list[TrialRecord]
+    plans: list[StepPlan]
+    outcomes: list[StepOutcome]
+    result: RunResult | None = None
+    created: str | None = None
+    cli_record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> TrialRecord | None:
+        return next((t for t in self.trials if t.kind == "baseline" and t.status == "complete"), None)
+
+    @property
+    def finished(self) -> bool:
+        """Whether ``result.json`` describes exactly the trials and steps in the study."""
+        result = self.result
+        return result is not None and len(result.trials) == len(self.trials) and len(result.steps) == len(self.outcomes)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The incumbent at the end of the last finished step (the run's answer so far)."""
+        if self.finished:
+            number = self.result.best_trial
+        else:
+            number = self.outcomes[-1].incumbent_after if self.outcomes else None
+        if number is None:
+            return self.baseline
+        return next((t for t in self.trials if t.number == number), self.baseline)
+
+    @property
+    def dev_size(self) -> int | None:
+        sizes = [t.dev_size for t in self.trials if t.dev_size]
+        return sizes[0] if sizes else self.config.get("dev_size")
+
+    @property
+    def usage(self) -> UsageReport:
+        total = UsageReport()
+        for item in [*self.trials, *self.plans]:
+            total = total + item.usage
+        return total
+
+    @property
+    def status(self) -> str:
+        """A one-line account of where the run stands."""
+        if self.finished:
+            return f"finished: {_STOP_REASONS.get(self.result.stop_reason, self.result.stop_reason)}"
+        if not self.trials:
+            return "not started: no trial recorded yet"
+        step = self.open_step
+        if step is not None:
+            plan = next(p for p in self.plans if p.step == step)
+            evaluated = sum(1 for c in plan.candidates if self.trial_for(step, c.key) is not None)
+            return (
+                f"unfinished: step {step} interrupted or running "
+                f"({evaluated} of {len(plan.candidates)} candidates evaluated)"
+            )
+        return f"unfinished: running or stopped after step {max((o.step for o in self.outcomes), default=0)}"
+
+    @property
+    def open_step(self) -> int | None:
+        """The last planned step that has no outcome yet (interrupted, or running now)."""
+        done = {o.step for o in self.outcomes}
+        steps = [p.step for p in self.plans if p.step not in done]
+        return max(steps) if steps else None
+
+    def trial_for(self, step: int, key: str) -> TrialRecord | None:
+        """A candidate's trial in a step: the finished one if a resume re-ran a failed evaluation."""
+        matches = [t for t in self.trials if t.step == step and t.candidate_key == key]
+        return next((t for t in reversed(matches) if t.finished), matches[-1] if matches else None)
+
+
+_STOP_REASONS = {
+    "max_steps": "reached the step limit",
+    "patience": "the failure rate stopped decreasing",
+    "budget": "the LM call budget ran out",
+}
+
+
+def _default_storage(run_dir: Path) -> str:
+    database = run_dir / "study.db"
+    if not database.is_file():
+        raise AutoEvolError(f"no study database at {database}: pass the run directory of a run, or its storage")
+    return f"sqlite:///{database.as_posix()}"
+
+
+def _load_study(storage: str | optuna.storages.BaseStorage, study_name: str) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        held = ", ".join(names) or "none"
+        raise AutoEvolError(f"no study {study_name!r} in the storage (it holds: {held})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None when it is absent or unreadable (a report never fails on it)."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _read_result(run_dir: Path, study_name: str) -> RunResult | None:
+    payload = _read_json(run_dir / "result.json")
+    if payload is None or payload.get("study_name") != study_name:
+        return None
+    try:
+        return RunResult.model_validate(payload)
+    except ValueError as exc:
+        logger.warning("ignoring result.json that does not match this version: %s", exc)
+        return None
+
+
+def load_run(
+    run_dir: str | Path, *, storage: str | optuna.storages.BaseStorage | None = None, study_name: str = "autoevol"
+) -> RunView:
+    """Read a run, finished or not, from its study (default storage: ``RUN_DIR/study.db``)."""
+    run_dir = Path(run_dir)
+    study = _load_study(storage if storage is not None else _default_storage(run_dir), study_name)
+    tracker = RunTracker(study)
+    attrs = study.user_attrs
+    return RunView(
+        study_name=study_name,
+        config=dict(attrs.get("config") or {}),
+        trials=tracker.trials(),
+        plans=tracker.plans(),
+        outcomes=tracker.outcomes(),
+        result=_read_result(run_dir, study_name),
+        created=attrs.get("created"),
+        cli_record=_read_json(run_dir / "run.json") or {},
+    )
+
+
+# HTML pieces --------------------------------------------------------------------------------------
+
+
+def _rate(trial: TrialRecord | None) -> str:
+    """A trial's failure rate; a lower bound for a pruned trial; a dash when there is none."""
+    if trial is None:
+        return "—"
+    if trial.status == "complete" and trial.failure_rate is not None:
+        return format_rate(trial.failure_rate)
+    if trial.status == "pruned" and trial.dev_size:
+        return f"≥ {format_rate(trial.failures / trial.dev_size)}"
+    return "—"
+
+
+def _rate_detail(trial: TrialRecord) -> str:
+    if trial.status == "failed":
+        return f"failed after {trial.evaluated} of {trial.dev_size} cases"
+    if trial.status == "pruned":
+        return f"{trial.failures} failures after {trial.evaluated} of {trial.dev_size} cases: it could not win any more"
+    return f"{trial.failures} of {trial.dev_size} cases failed"
+
+
+def _table(
+    headers: list[str], rows: list[list[str]], *, classes: list[str] | None = None,
+    numeric: set[int] = frozenset(), compact: bool = False,
+) -> str:
+    """An HTML table from already escaped cells; ``numeric`` column indexes are right-aligned."""
+    head = "".join(f'<th class="num">{h}</th>' if i in numeric else f"<th>{h}</th>" for i, h in enumerate(headers))
+    body = []
+    for index, row in enumerate(rows):
+        css = f' class="{classes[index]}"' if classes and classes[index] else ""
+        cells = "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row))
+        body.append(f"<tr{css}>{cells}</tr>")
+    css = ' class="compact"' if compact else ""
+    return f'<table{css}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _badge(status: str) -> str:
+    return f'<span class="badge {escape(status)}">{escape(status)}</span>'
+
+
+def _categories_inline(counts: dict[str, int]) -> str:
+    items = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    cells = [f"{escape(name)}&nbsp;<b>{count}</b>" for name, count in items]
+    return "<br>".join(cells) or '<span class="muted">none</span>'
+
+
+def _section(anchor: str, title: str, body: str, note: str = "") -> str:
+    hint = f'<p class="muted">{note}</p>' if note else ""
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{hint}{body}</section>'
+
+
+# Header -------------------------------------------------------------------------------------------
+
+
+def _tile(label: str, value: str, sub: str = "", *, wide: bool = False) -> str:
+    small = f'<div class="sub">{sub}</div>' if sub else ""
+    css = "tile wide" if wide else "tile"
+    return f'<div class="{css}"><div class="label">{escape(label)}</div><div class="value">{value}</div>{small}</div>'
+
+
+def _header(view: RunView, nav: str) -> str:
+    baseline, best, usage = view.baseline, view.best, view.usage
+    change = ""
+    if baseline is not None and best is not None and baseline.failure_rate and best.failure_rate is not None:
+        drop = (baseline.failure_rate - best.failure_rate) / baseline.failure_rate
+        change = f"{drop * 100:.0f}% fewer failures" if drop > 0 else "no improvement yet"
+    best_value = f"trial {best.number}" if best is not None else "—"
+    best_sub = "" if best is None else ("initial instructions" if best.step == 0 else f"from step {best.step}")
+    tiles = [
+        _tile("Task", escape(str(view.config.get("task", "?")))),
+        _tile("Dev size", escape(str(view.dev_size if view.dev_size is not None else "?"))),
+        _tile("Failure rate: initial → best", f"{_rate(baseline)} → {_rate(best)}", escape(change), wide=True),
+        _tile("Best", escape(best_value), escape(best_sub)),
+        _tile("LM calls", f"{usage.calls:,}", f"{usage.tokens:,} tokens"),
+        _tile("Trials", str(len(view.trials)), f"{len(view.outcomes)} step(s) finished"),
+    ]
+    state = "finished" if view.finished else "unfinished"
+    created = f" · created {escape(view.created)}" if view.created else ""
+    return (
+        f"<header><h1>Auto Evol-Instruct run <code>{escape(view.study_name)}</code></h1>"
+        f'<p class="status {state}">{escape(view.status)}</p>'
+        f'<p class="muted">report written {datetime.now().isoformat(timespec="seconds")}{created}</p>'
+        f'<div class="tiles">{"".join(tiles)}</div>{nav}</header>'
+    )
+
+
+# Chart --------------------------------------------------------------------------------------------
+
+
+def _incumbent_series(view: RunView) -> list[tuple[int, float]]:
+    baseline = view.baseline
+    if baseline is None or baseline.failure_rate is None:
+        return []
+    return [(0, baseline.failure_rate)] + [(o.step, o.incumbent_failure_rate) for o in view.outcomes]
+
+
+def _plot_point(trial: TrialRecord) -> PlotPoint:
+    value = None
+    if trial.status == "complete":
+        value = trial.failure_rate
+    elif trial.status == "pruned" and trial.dev_size:
+        value = trial.failures / trial.dev_size
+    label = f"trial {trial.number} ({trial.kind}, step {trial.step}): {trial.status}, {_rate(trial)}"
+    if trial.error:
+        label += f" - {trial.error}"
+    return PlotPoint(step=trial.step, value=value, status=trial.status, label=label, tag=f"#{trial.number}")
+
+
+def _chart(view: RunView) -> str:
+    points = [_plot_point(t) for t in view.trials if t.kind != "baseline"]
+    svg = failure_rate_svg(_incumbent_series(view), points, pending_step=view.open_step)
+    note = (
+        "The line is the incumbent (the best instructions so far) after each step; each point is one candidate "
+        "evaluated on the same dev set, labelled with its trial number. Hover a point for details."
+    )
+    return _section("progress", "Failure rate per step", f'<div class="chart">{svg}</div>', note)
+
+
+# Trials -------------------------------------------------------------------------------------------
+
+
+def _trial_row(trial: TrialRecord) -> list[str]:
+    rate = f'<span title="{escape(_rate_detail(trial))}">{escape(_rate(trial))}</span>'
+    return [
+        str(trial.number),
+        str(trial.step),
+        escape(trial.kind),
+        _badge(trial.status),
+        rate,
+        f"{trial.failures}/{trial.evaluated}",
+        _categories_inline(trial.failures_by_category),
+        f"{trial.usage.calls:,}",
+        f"{trial.seconds:.1f}",
+        "—" if trial.parent_trial is None else str(trial.parent_trial),
+        escape(trial.error or ""),
+    ]
+
+
+def _trials(view: RunView) -> str:
+    if not view.trials:
+        return _section("trials", "Trials", '<p class="muted">No trial has been recorded yet.</p>')
+    best = view.best
+    classes = ["best" if best is not None and t.number == best.number else "" for t in view.trials]
+    headers = ["#", "step", "kind", "status", "failure rate", "failed / run", "failures by category",
+               "LM calls", "seconds", "parent", "error"]
+    table = _table(headers, [_trial_row(t) for t in view.trials], classes=classes, numeric={0, 1, 4, 5, 7, 8, 9})
+    note = ("A pruned candidate stopped early once it could no longer beat the best; its rate is a lower bound. "
+            "The best trial is highlighted.")
+    return _section("trials", "Trials", f'<div class="scroll">{table}</div>', note)
+
+
+# Failure categories -------------------------------------------------------------------------------
+
+
+def _bar(count: int, total: int, css: str) -> str:
+    width = 0 if not total else 100 * count / total
+    return f'<div class="bar"><span class="{css}" style="width:{width:.1f}%"></span><b>{count}</b></div>'
+
+
+def _categories(view: RunView) -> str:
+    baseline, best = view.baseline, view.best
+    if baseline is None:
+        return _section("categories", "Failures by category", '<p class="muted">No baseline yet.</p>')
+    before, after = baseline.failures_by_category, best.failures_by_category if best else {}
+    names = sorted(set(before) | set(after), key=lambda name: (-before.get(name, 0), -after.get(name, 0), name))
+    total = max([*before.values(), *after.values(), 1])
+    rows = [[escape(n), _bar(before.get(n, 0), total, "before"), _bar(after.get(n, 0), total, "after"),
+             f"{after.get(n, 0) - before.get(n, 0):+d}"] for n in names]
+    rows.append(["<b>all failures</b>", f"<b>{baseline.failures}</b>", f"<b>{best.failures}</b>",
+                 f"<b>{best.failures - baseline.failures:+d}</b>"])
+    headers = ["category", f"initial (trial {baseline.number})", f"best (trial {best.number})", "change"]
+    return _section("categories", "Failures by category", _table(headers, rows, numeric={3}),
+                    f"Counts over the {view.dev_size} dev cases.")
+
+
+# Optimizer analyses -------------------------------------------------------------------------------
+
+
+def _outcome_line(view: RunView, plan: StepPlan) -> str:
+    outcome = next((o for o in view.outcomes if o.step == plan.step), None)
+    if outcome is None:
+        return '<p class="outcome open">Step not finished: no decision recorded.</p>'
+    if outcome.accepted:
+        return (f'<p class="outcome accepted">Accepted trial {outcome.incumbent_after}: the incumbent failure rate '
+                f"is now {format_rate(outcome.incumbent_failure_rate)}.</p>")
+    reason = " (the LM call budget ran out)" if outcome.budget_exhausted else ""
+    return (f'<p class="outcome kept">No candidate beat the incumbent{reason}: trial {outcome.incumbent_after} '
+            f"stays, at {format_rate(outcome.incumbent_failure_rate)}.</p>")
+
+
+def _candidate(view: RunView, plan: StepPlan, index: int) -> str:
+    candidate = plan.candidates[index]
+    trial = view.trial_for(plan.step, candidate.key)
+    state = (f"trial {trial.number} · {_badge(trial.status)} {escape(_rate(trial))}" if trial
+             else '<span class="muted">not evaluated</span>')
+    samples = ", ".join(str(s) for s in candidate.samples)
+    incumbent = next((t for t in view.trials if t.number == plan.incumbent_trial), None)
+    before = incumbent.instructions.get(plan.predictor, "") if incumbent else ""
+    proposed = candidate.instructions.get(plan.predictor, "")
+    return (
+        f'<div class="candidate"><div class="cand-head">Candidate {index + 1} · '
+        f'{"samples" if len(candidate.samples) > 1 else "sample"} {escape(samples)} · {state}</div>'
+        f'<div class="label">Analysis (feedback)</div><div class="feedback">{escape(candidate.feedback)}</div>'
+        f"<details><summary>Proposed instructions for <code>{escape(plan.predictor)}</code>, "
+        f"compared with the incumbent's</summary>{_diff_block(before, proposed)}</details></div>"
+    )
+
+
+def _step(view: RunView, plan: StepPlan) -> str:
+    discarded = ""
+    if plan.discarded:
+        items = "".join(f"<li>{escape(d)}</li>" for d in plan.discarded)
+        discarded = f'<div class="label">Discarded samples</div><ul class="discarded">{items}</ul>'
+    candidates = "".join(_candidate(view, plan, i) for i in range(len(plan.candidates)))
+    return (
+        f'<article class="step"><h3>Step {plan.step}: rewrote <code>{escape(plan.predictor)}</code></h3>'
+        f"<p>Incumbent trial {plan.incumbent_trial}; on the mini-batch of {plan.trajectory_size} training cases "
+        f"{plan.trajectory_failures} failed. {len(plan.candidates)} distinct candidate(s), "
+        f"{len(plan.discarded)} discarded; {plan.usage.calls:,} LM calls for the analysis and rewrites.</p>"
+        f"{_outcome_line(view, plan)}{candidates}{discarded}</article>"
+    )
+
+
+def _analyses(view: RunView) -> str:
+    if not view.plans:
+        return _section("steps", "The optimizer's analyses", '<p class="muted">No step has been planned yet.</p>')
+    return _section("steps", "The optimizer's analyses", "".join(_step(view, p) for p in view.plans))
+
+
+# Instruction diff ---------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return re.split(r"(\s+)", text)
+
+
+def _word_diff(old: str, new: str) -> tuple[str, str]:
+    """Two lines with the words that differ marked, for a changed line pair."""
+    a, b = _words(old), _words(new)
+    left, right = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        removed, added = escape("".join(a[i1:i2])), escape("".join(b[j1:j2]))
+        if op == "equal":
+            left.append(removed)
+            right.append(added)
+            continue
+        if removed:
+            left.append(f'<span class="wd">{removed}</span>')
+        if added:
+            right.append(f'<span class="wi">{added}</span>')
+    return "".join(left), "".join(right)
+
+
+def _diff_line(css: str, sign: str, html_text: str) -> str:
+    return f'<div class="dl {css}"><span class="sign">{sign}</span>{html_text or "&nbsp;"}</div>'
+
+
+def _diff_block(old: str, new: str) -> str:
+    """A line diff of two instruction texts; replaced lines also show which words changed."""
+    a, b = old.splitlines() or [""], new.splitlines() or [""]
+    lines = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            lines += [_diff_line("same", " ", escape(line)) for line in a[i1:i2]]
+            continue
+        pairs = min(i2 - i1, j2 - j1) if op == "replace" else 0
+        marked = [_word_diff(a[i1 + k], b[j1 + k]) for k in range(pairs)]
+        lines += [_diff_line("del", "−", left) for left, _ in marked]
+        lines += [_diff_line("del", "−", escape(line)) for line in a[i1 + pairs:i2]]
+        lines += [_diff_line("ins", "+", right) for _, right in marked]
+        lines += [_diff_line("ins", "+", escape(line)) for line in b[j1 + pairs:j2]]
+    return f'<div class="diff">{"".join(lines)}</div>'
+
+
+def _diffs(view: RunView) -> str:
+    baseline, best = view.baseline, view.best
+    if baseline is None or best is None:
+        return _section("diff", "Instructions: initial → best", '<p class="muted">No baseline yet.</p>')
+    parts = []
+    for name, old in baseline.instructions.items():
+        new = best.instructions.get(name, "")
+        if old == new:
+            parts.append(f'<h3><code>{escape(name)}</code></h3><p class="muted">unchanged</p>')
+        else:
+            parts.append(f"<h3><code>{escape(name)}</code></h3>{_diff_block(old, new)}")
+    note = f"Removed text in red, added text in green (trial {baseline.number} → trial {best.number})."
+    return _section("diff", "Instructions: initial → best", "".join(parts), note)
+
+
+# Usage and settings -------------------------------------------------------------------------------
+
+
+def _usage(view: RunView) -> str:
+    usage = view.usage
+    roles = sorted(usage.by_role.items(), key=lambda item: -item[1].calls)
+    rows = [[escape(role), f"{u.calls:,}", f"{u.input_tokens:,}", f"{u.output_tokens:,}"] for role, u in roles]
+    inputs = sum(u.input_tokens for u in usage.by_role.values())
+    outputs = sum(u.output_tokens for u in usage.by_role.values())
+    rows.append(["<b>total</b>", f"<b>{usage.calls:,}</b>", f"<b>{inputs:,}</b>", f"<b>{outputs:,}</b>"])
+    table = _table(["role", "LM calls", "input tokens", "output tokens"], rows, numeric={1, 2, 3}, compact=True)
+    return _section("usage", "LM calls and tokens by role", table,
+                    "Summed over every trial and every step's analysis and rewrites; cache hits are free.")
+
+
+def _without_secrets(value: Any) -> Any:
+    """A copy of a JSON value without any entry whose key looks like a credential."""
+    if isinstance(value, dict):
+        return {k: _without_secrets(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
+def _settings(view: RunView) -> str:
+    """The study's settings, and the command line's (from ``run.json``) when present."""
+    cli = view.cli_record.get("config") if isinstance(view.cli_record.get("config"), dict) else {}
+    merged = _without_secrets({**{f"cli.{k}": v for k, v in cli.items()}, **view.config})
+    rows = [[escape(k), escape(json.dumps(v, ensure_ascii=False))] for k, v in sorted(merged.items())]
+    table = _table(["setting", "value"], rows, compact=True)
+    body = f"<details><summary>Settings of this run</summary>{table}</details>"
+    return f'<section id="settings">{body}</section>'
+
+
+# The page -----------------------------------------------------------------------------------------
+
+_CSS = """
+:root { --inc: %(incumbent)s; --ok: %(complete)s; --pruned: %(pruned)s; --bad: %(failed)s; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f3f4f6; color: #111827; font: 14px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 48px; }
+header h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 17px; margin: 0 0 8px; }
+h3 { font-size: 15px; margin: 16px 0 6px; }
+code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; background: #eef2ff; padding: 1px 4px; border-radius: 4px; }
+section, header { background: white; border-radius: 10px; padding: 18px 22px; margin-bottom: 18px; box-shadow: 0 1px 2px rgba(0,0,0,.06); }
+.muted { color: #6b7280; margin: 0 0 10px; }
+.status { font-weight: 600; margin: 4px 0; }
+.status.finished { color: var(--ok); }
+.status.unfinished { color: var(--pruned); }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 12px; margin-top: 12px; }
+.tile { background: #f9fafb; border: 1px solid #e5e7eb; border-radius: 8px; padding: 10px 12px; }
+.tile .label, .label { font-size: 12px; color: #6b7280; text-transform: uppercase; letter-spacing: .04em; }
+.tile.wide { grid-column: span 2; }
+.tile .value { font-size: 19px; font-weight: 650; margin-top: 2px; white-space: nowrap; }
+.tile .sub { font-size: 12px; color: #4b5563; }
+.chart svg { display: block; max-width: 100%%; height: auto; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%%; font-size: 13px; }
+table.compact { width: auto; min-width: 50%%; }
+th, td { text-align: left; vertical-align: top; padding: 6px 8px; border-bottom: 1px solid #e5e7eb; }
+th { background: #f9fafb; font-weight: 600; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.best td { background: #eff6ff; }
+tr.best td:first-child { box-shadow: inset 3px 0 var(--inc); }
+.badge { display: inline-block; padding: 0 8px; border-radius: 999px; font-size: 12px; font-weight: 600; color: white; }
+.badge.complete { background: var(--ok); }
+.badge.pruned { background: var(--pruned); }
+.badge.failed { background: var(--bad); }
+.bar { position: relative; min-width: 160px; height: 20px; background: #f3f4f6; border-radius: 4px; }
+.bar span { position: absolute; left: 0; top: 0; bottom: 0; border-radius: 4px; }
+.bar span.before { background: #fca5a5; }
+.bar span.after { background: #93c5fd; }
+.bar b { position: relative; padding-left: 6px; font-size: 12px; }
+.step { border-top: 1px solid #e5e7eb; padding-top: 4px; }
+.step:first-of-type { border-top: none; }
+.outcome { font-weight: 600; }
+.outcome.accepted { color: var(--ok); }
+.outcome.kept { color: #4b5563; }
+.outcome.open { color: var(--pruned); }
+.candidate { border-left: 3px solid #e5e7eb; padding: 4px 0 4px 12px; margin: 10px 0; }
+.cand-head { font-weight: 600; margin-bottom: 4px; }
+.feedback { white-space: pre-wrap; word-break: break-word; background: #f9fafb; border: 1px solid #e5e7eb; border-radius: 6px; padding: 8px 10px; margin: 4px 0 8px; }
+summary { cursor: pointer; color: #1d4ed8; }
+ul.discarded { margin: 4px 0; color: #991b1b; }
+.diff { border: 1px solid #e5e7eb; border-radius: 6px; overflow: hidden; font: 12.5px/1.5 ui-monospace, SFMono-Regular, Menlo, monospace; }
+.dl { white-space: pre-wrap; word-break: break-word; padding: 1px 10px 1px 28px; text-indent: -18px; }
+.dl .sign { display: inline-block; width: 18px; text-indent: 0; color: #6b7280; }
+.dl.del { background: #fef2f2; }
+.dl.ins { background: #f0fdf4; }
+.wd { background: #fecaca; text-decoration: line-through; }
+.wi { background: #bbf7d0; }
+nav { margin: 8px 0 0; font-size: 13px; }
+nav a { margin-right: 14px; color: #1d4ed8; text-decoration: none; }
+""" % COLORS
+
+_NAV = [("progress", "Chart"), ("trials", "Trials"), ("categories", "Categories"), ("steps", "Analyses"),
+        ("diff", "Diff"), ("usage", "Usage")]
+
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def render_report(view: RunView) -> str:
+    """The whole report as one HTML document (inline CSS and SVG, no scripts, nothing loaded)."""
+    nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in _NAV) + "</nav>"
+    sections = [_header(view, nav), _chart(view), _trials(view),
+                _categories(view), _analyses(view), _diffs(view), _usage(view), _settings(view)]
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>autoevol report: {escape(view.study_name)}</title><style>{_CSS}</style></head>"
+        f'<body><main>{"".join(sections)}</main></body></html>\n'
+    )
+
+
+def write_report(
+    run_dir: str | Path, *, storage: str | optuna.storages.BaseStorage | None = None, study_name: str = "autoevol"
+) -> Path:
+    """Write ``RUN_DIR/report.html`` for a run, finished or not, and return its path."""
+    run_dir = Path(run_dir)
+    view = load_run(run_dir, storage=storage, study_name=study_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "report.html"
+    path.write_text(render_report(view), encoding="utf-8")
+    logger.info("wrote %s (%d trials, %d steps)", path, len(view.trials), len(view.plans))
+    return path

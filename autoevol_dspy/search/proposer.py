@@ -1,0 +1,114 @@
+"""The optimizer LM's two moves: analyse a trajectory, then rewrite the instructions.
+
+Each of the m samples gets its own ``rollout_id`` at a temperature above zero, so the
+samples really differ (the official script sampled at temperature 0 and got m copies)
+and a resumed run replays the same samples from DSPy's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+
+import dspy
+
+from autoevol_dspy.lm.context import use_lm
+from autoevol_dspy.lm.usage import lm_role
+from autoevol_dspy.parallel import run_parallel
+from autoevol_dspy.search.signatures import AnalyseTrajectory, RewriteInstructions
+from autoevol_dspy.tasks.base import OptimizationTask
+from autoevol_dspy.text import short_error
+
+__all__ = ["InstructionProposer", "Proposal"]
+
+logger = logging.getLogger(__name__)
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One analyse-then-rewrite sample: new instructions, or why there are none."""
+
+    sample: int
+    feedback: str
+    instructions: str | None
+    rejected: str | None = None
+
+
+def _rollout_id(seed: int, step: int, sample: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{step}:{sample}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def clean_proposal(text: str | None) -> str:
+    """Strip code fences and surrounding quotes the optimizer LM may wrap its answer in."""
+    text = (text or "").strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+class InstructionProposer:
+    """Produces m candidate instruction texts for one predictor from one trajectory."""
+
+    def __init__(
+        self, *, task: OptimizationTask, lm: dspy.LM | None, temperature: float | None, seed: int
+    ) -> None:
+        self.task = task
+        self.lm = lm
+        self.temperature = temperature
+        self.seed = seed
+        self.analyse = dspy.Predict(
+            AnalyseTrajectory.with_instructions(f"{AnalyseTrajectory.instructions}\n\n{task.analysis_guidance}")
+        )
+        self.rewrite = dspy.Predict(
+            RewriteInstructions.with_instructions(f"{RewriteInstructions.instructions}\n\n{task.rewrite_guidance}")
+        )
+
+    def _config(self, step: int, sample: int) -> dict:
+        config: dict = {"rollout_id": _rollout_id(self.seed, step, sample)}
+        if self.temperature is not None:
+            config["temperature"] = self.temperature
+        return config
+
+    def _sample(self, step: int, predictor: str, current: str, trajectory: str, sample: int) -> Proposal:
+        config = self._config(step, sample)
+        feedback = ""
+        try:
+            with use_lm(self.lm):
+                with lm_role("analysis"):
+                    feedback = self.analyse(current_instructions=current, trajectory=trajectory, config=config).feedback
+                with lm_role("rewrite"):
+                    raw = self.rewrite(current_instructions=current, feedback=feedback, config=config).improved_instructions
+        except Exception as exc:  # noqa: BLE001 - one bad sample must not sink the step
+            return Proposal(sample=sample, feedback=feedback or "", instructions=None, rejected=short_error(exc))
+        text = clean_proposal(raw)
+        if not text:
+            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite was empty")
+        if text.strip() == current.strip():
+            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite changed nothing")
+        problem = self.task.validate_candidate(predictor, text)
+        if problem:
+            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected=problem)
+        return Proposal(sample=sample, feedback=feedback, instructions=text)
+
+    def propose(
+        self, *, step: int, predictor: str, current: str, trajectory: str, num_candidates: int, num_threads: int
+    ) -> list[Proposal]:
+        """m independent samples, in sample order; rejected ones say why."""
+
+        def one(sample: int) -> Proposal:
+            return self._sample(step, predictor, current, trajectory, sample)
+
+        results = dict(run_parallel(one, range(num_candidates), num_threads=num_threads))
+        proposals = [results[i] for i in range(num_candidates)]
+        for proposal in proposals:
+            if proposal.rejected:
+                logger.info("step %d: candidate sample %d discarded: %s", step, proposal.sample, proposal.rejected)
+        return proposals

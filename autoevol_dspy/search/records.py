@@ -1,0 +1,113 @@
+"""Typed, serializable records of a run: trials, steps, and the final result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from autoevol_dspy.lm.usage import UsageReport
+
+__all__ = ["CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord"]
+
+SCHEMA_VERSION = 1
+
+TrialKind = Literal["baseline", "candidate", "incumbent"]
+TrialStatus = Literal["complete", "pruned", "failed"]
+
+
+class TrialRecord(BaseModel):
+    """One evaluated set of instructions: the unit that Optuna stores as a trial."""
+
+    number: int | None = None
+    step: int
+    kind: TrialKind
+    status: TrialStatus
+    candidate_key: str
+    instructions: dict[str, str]
+    predictor: str | None = None
+    parent_trial: int | None = None
+    feedback: str | None = None
+    failure_rate: float | None = None
+    failures: int = 0
+    evaluated: int = 0
+    dev_size: int = 0
+    failures_by_category: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None
+    usage: UsageReport = Field(default_factory=UsageReport)
+    seconds: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("complete", "pruned")
+
+
+class CandidatePlan(BaseModel):
+    """One distinct candidate proposed in a step, with the analysis that led to it."""
+
+    key: str
+    instructions: dict[str, str]
+    feedback: str
+    samples: list[int]
+
+
+class StepPlan(BaseModel):
+    """What a step decided before evaluating anything; persisted so a resume replays it exactly."""
+
+    step: int
+    predictor: str
+    incumbent_trial: int
+    batch_indices: list[int]
+    trajectory_failures: int
+    trajectory_size: int
+    candidates: list[CandidatePlan]
+    discarded: list[str] = Field(default_factory=list)
+    usage: UsageReport = Field(default_factory=UsageReport)
+
+
+class StepOutcome(BaseModel):
+    """How a step ended: which trial won and whether it replaced the incumbent."""
+
+    step: int
+    incumbent_before: int
+    incumbent_after: int
+    best_candidate_trial: int | None
+    accepted: bool
+    incumbent_failure_rate: float
+    steps_without_improvement: int
+    budget_exhausted: bool = False
+
+
+class RunResult(BaseModel):
+    """What ``AutoEvolInstruct.compile`` found, in a form that serializes to JSON."""
+
+    schema_version: int = SCHEMA_VERSION
+    study_name: str
+    best_instructions: dict[str, str]
+    best_trial: int
+    initial_failure_rate: float
+    best_failure_rate: float
+    failure_rate_by_step: list[float]
+    stop_reason: str
+    steps: list[StepOutcome]
+    plans: list[StepPlan]
+    trials: list[TrialRecord]
+    usage: UsageReport
+    train_size: int
+    dev_size: int
+
+    @property
+    def best_method(self) -> str:
+        """The best instructions when there is a single predictor (the evolving method)."""
+        if len(self.best_instructions) != 1:
+            raise ValueError("best_method is defined for single-predictor programs; use best_instructions")
+        return next(iter(self.best_instructions.values()))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunResult":
+        return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
