@@ -222,3 +222,16 @@ def test_other_providers_pass_through(no_openai_key: None) -> None:
     hosted = make_lm("hosted_vllm/qwen", api_base="http://127.0.0.1:9/v1", api_key=SECRET)
     assert hosted.kwargs["api_base"] == "http://127.0.0.1:9/v1"
     assert SECRET not in json.dumps(hosted.dump_state())
+
+
+@needs_local
+def test_local_lm_gets_a_default_max_tokens_that_explicit_values_override() -> None:
+    from autoevol_dspy.lm.spec import DEFAULT_LOCAL_MAX_TOKENS
+
+    assert DEFAULT_LOCAL_MAX_TOKENS == 512
+    assert make_lm("local").kwargs["max_tokens"] == DEFAULT_LOCAL_MAX_TOKENS
+    assert make_lm("local", max_tokens=None).kwargs["max_tokens"] == DEFAULT_LOCAL_MAX_TOKENS
+    assert make_lm("local", max_tokens=32).kwargs["max_tokens"] == 32
+    assert make_lm("local", max_tokens=2048, temperature=0.3).kwargs == {"temperature": 0.3, "max_tokens": 2048}
+    # Only local models get it: a hosted model keeps its provider's own default.
+    assert make_lm("anthropic/claude-3-5-haiku-latest").kwargs.get("max_tokens") is None

