@@ -274,7 +274,7 @@ def _watch_calls(monkeypatch, *, wait_for: int = 1) -> dict:
     from llama_cpp import Llama
 
     original = Llama.create_chat_completion
-    seen = {"active": 0, "peak": 0, "per_llama": {}, "peak_per_llama": 0, "llamas": []}
+    seen = {"active": 0, "peak": 0, "per_llama": {}, "peak_per_llama": 0, "llamas": [], "messages": []}
     guard = threading.Lock()
     together = seen["release"] = threading.Event()
 
@@ -285,6 +285,7 @@ def _watch_calls(monkeypatch, *, wait_for: int = 1) -> dict:
             mine = seen["per_llama"][id(self)] = seen["per_llama"].get(id(self), 0) + 1
             seen["peak_per_llama"] = max(seen["peak_per_llama"], mine)
             seen["llamas"].append(self)
+            seen["messages"].append(kwargs.get("messages"))
             if seen["active"] >= wait_for:
                 together.set()
         together.wait(timeout=30)
@@ -369,8 +370,8 @@ def test_calls_route_to_the_context_that_read_the_same_prefix(new_engine, monkey
     seen = _watch_calls(monkeypatch, wait_for=2)
     with ThreadPoolExecutor(max_workers=2) as pool:  # one system prompt per context
         list(pool.map(engine.complete, [_request("Question one?", max_tokens=2, system=s) for s in systems]))
-    by_system = {id(llama): system for llama, system in zip(seen["llamas"], systems)}
-    assert len(by_system) == 2
+    by_system = {id(llama): messages[0]["content"] for llama, messages in zip(seen["llamas"], seen["messages"])}
+    assert sorted(by_system.values()) == sorted(systems)
     for system in systems * 2 + systems[::-1]:
         engine.complete(_request("Another question?", max_tokens=2, system=system))
         assert by_system[id(seen["llamas"][-1])] == system
@@ -394,6 +395,8 @@ def test_close_frees_idle_contexts_now_and_busy_ones_after_their_call(new_engine
     assert engine.loaded_contexts == 0
     assert isinstance(engine.complete(_request("Say hi.", max_tokens=2)).text, str)  # loads again
     assert engine.loaded_contexts == 1
+    local_engine._close_loaded()  # the exit hook frees every engine's contexts
+    assert engine.loaded_contexts == 0
 
 
 @embedded
