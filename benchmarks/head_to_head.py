@@ -34,6 +34,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import dspy  # noqa: E402
 
 import common  # noqa: E402
+from autoevol_dspy.search.strategies import stop_when  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct  # noqa: E402
 from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
 
@@ -271,8 +272,8 @@ def run_autoevol(student: dspy.Module, ctx: RunContext) -> tuple[dspy.Module, in
     optimizer = AutoEvolInstruct(
         metric=ctx.metric.with_feedback, optimizer_lm=ctx.lms.proposer,
         optimizer_temperature=ctx.settings.proposer_temperature, num_candidates=candidates,
-        batch_size=ctx.settings.aei_batch, max_steps=steps, patience=steps, num_threads=ctx.settings.num_threads,
-        seed=ctx.seed, max_lm_calls=ctx.settings.budget + 2 * candidates * steps, progress=False,
+        batch_sampler=ctx.settings.aei_batch, max_steps=steps, num_threads=ctx.settings.num_threads, seed=ctx.seed,
+        stopper=stop_when(patience=steps, max_lm_calls=ctx.settings.budget + 2 * candidates * steps), progress=False,
     )
     compiled = optimizer.compile(student, trainset=ctx.train, valset=ctx.val)
     # AutoEvolInstruct installs its own usage meter inside compile, so its calls are reported there.

@@ -44,6 +44,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetc
 import dspy  # noqa: E402
 from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events  # noqa: E402
 
+from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
+from autoevol_dspy.tasks import EvolutionTask  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
 from autoevol_dspy.lm.local_engine import default_model_path, shared_engine
 from autoevol_dspy.lm import make_lm  # noqa: E402
@@ -218,9 +220,10 @@ def run_protocol(name: str, args: argparse.Namespace, models: Models, seeds: lis
     for engine in models.resettable:
         engine.reset()
     settings = dict(
-        evol_lm=models.evol, response_lm=models.response, optimizer_lm=models.optimizer,
-        num_candidates=args.num_candidates, batch_size=args.batch_size, dev_size=args.dev_size,
-        max_steps=args.steps, rounds=args.rounds, patience=args.patience, num_threads=1, seed=args.seed,
+        task=EvolutionTask(lm=models.evol, response_lm=models.response, rounds=args.rounds),
+        lm=models.evol, optimizer_lm=models.optimizer,
+        num_candidates=args.num_candidates, batch_sampler=args.batch_size, dev_size=args.dev_size,
+        max_steps=args.steps, stopper=NoImprovement(args.patience), num_threads=1, seed=args.seed,
         progress=False,
     )
     optimizer = AutoEvolInstruct.paper_protocol(**settings) if name == "paper" else AutoEvolInstruct(**settings)

@@ -61,6 +61,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # GEPA's and MIPROv2's progress bars
 
 import dspy  # noqa: E402
 
+from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
 from autoevol_dspy.lm import make_lm  # noqa: E402
 from autoevol_dspy.search.records import RunResult  # noqa: E402
@@ -266,8 +267,9 @@ class Settings:
 def run_autoevol_evolution(server: StubProcess, lm: dspy.LM, concurrency: int, s: Settings) -> Measurement:
     """AutoEvolInstruct on instruction data (evolution -> response -> detectors)."""
     optimizer = AutoEvolInstruct(
-        evol_lm=lm, optimizer_lm=lm, response_lm=lm, num_candidates=s.num_candidates, batch_size=s.batch_size,
-        dev_size=s.dev_size, max_steps=s.steps, patience=s.steps, num_threads=concurrency, progress=False,
+        lm=lm, optimizer_lm=lm, num_candidates=s.num_candidates, batch_sampler=s.batch_size,
+        dev_size=s.dev_size, max_steps=s.steps, stopper=NoImprovement(s.steps), num_threads=concurrency,
+        progress=False,
     )
     wall, cpu, stats, _ = timed(server, lambda: optimizer.compile(EvolInstruct(), trainset=seed_instructions(s.seeds)))
     result = optimizer.result
@@ -291,8 +293,9 @@ def run_autoevol_program(server: StubProcess, lm: dspy.LM, concurrency: int, s: 
     metric = MetricCounter()
     train, dev = split(s)
     optimizer = AutoEvolInstruct(
-        metric=metric.exact, evol_lm=lm, optimizer_lm=lm, num_candidates=s.num_candidates, batch_size=s.batch_size,
-        dev_size=s.dev_size, max_steps=s.steps, patience=s.steps, num_threads=concurrency, progress=False,
+        metric=metric.exact, lm=lm, optimizer_lm=lm, num_candidates=s.num_candidates, batch_sampler=s.batch_size,
+        dev_size=s.dev_size, max_steps=s.steps, stopper=NoImprovement(s.steps), num_threads=concurrency,
+        progress=False,
     )
     wall, cpu, stats, _ = timed(server, lambda: optimizer.compile(QA(), trainset=train, valset=dev))
     result = optimizer.result

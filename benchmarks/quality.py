@@ -36,6 +36,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import dspy  # noqa: E402
 
 import common  # noqa: E402
+from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
 from autoevol_dspy import INITIAL_METHOD, AutoEvolInstruct, EvolInstruct  # noqa: E402
 from autoevol_dspy.search.evaluation import run_cases  # noqa: E402
 from autoevol_dspy.tasks.evolution import EvolutionTask  # noqa: E402
@@ -197,15 +198,15 @@ def optimize(train: list[str], dev: list[str], lms: Lms, settings: Settings) -> 
     """Run AutoEvolInstruct from the initial method; return the best method and a summary."""
     started = time.perf_counter()
     optimizer = AutoEvolInstruct(
-        evol_lm=lms.evol,
-        response_lm=lms.response,
+        task=EvolutionTask(lm=lms.evol, response_lm=lms.response),
+        lm=lms.evol,
         optimizer_lm=lms.optimizer,
         optimizer_temperature=settings.optimizer_temperature,
         num_candidates=settings.num_candidates,
-        batch_size=settings.batch_size,
+        batch_sampler=settings.batch_size,
         dev_size=len(dev),
         max_steps=settings.max_steps,
-        patience=settings.max_steps,
+        stopper=NoImprovement(patience=settings.max_steps),
         num_threads=settings.num_threads,
         seed=settings.seed,
         progress=False,
@@ -240,7 +241,7 @@ def _words(text: str) -> int:
 def evaluate_method(method: str, heldout: list[str], lms: Lms, settings: Settings) -> dict[str, Any]:
     """Evolve and answer every held-out instruction with ``method``; failures and complexity signals."""
     started = time.perf_counter()
-    task = EvolutionTask(evol_lm=lms.evol, response_lm=lms.response)
+    task = EvolutionTask(lm=lms.evol, response_lm=lms.response)
     examples = [dspy.Example(instruction=text).with_inputs("instruction") for text in heldout]
     meter = UsageMeter()
     with dspy.context(usage_tracker=meter):

@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         lm = build_lm(args.lm, args, args.max_tokens)
         optimizer_lm = build_lm(args.optimizer_lm or args.lm, args, args.optimizer_max_tokens)
         optimizer = AutoEvolInstruct(
-            metric=team_metric, evol_lm=lm, optimizer_lm=optimizer_lm, num_candidates=args.candidates,
-            batch_size=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, num_threads=args.threads,
+            metric=team_metric, lm=lm, optimizer_lm=optimizer_lm, num_candidates=args.candidates,
+            batch_sampler=args.batch_size, dev_size=args.dev_size, max_steps=args.steps, num_threads=args.threads,
             seed=args.seed, run_dir=args.out,
         )
         student = SupportRouter()

@@ -32,7 +32,7 @@ class Call:
             return "rewrite"
         if "first" in self.inputs and "second" in self.inputs:
             return "judge"
-        if "`rewrite`" in self.system:
+        if "`evolved_instruction`" in self.system:
             return "evolution"
         if "`response`" in self.system and "instruction" in self.inputs:
             return "response"

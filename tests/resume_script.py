@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
+from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
 from world import World, kill_after_evolutions, method, seeds  # noqa: E402
 
 
@@ -22,9 +23,8 @@ def main() -> None:
     kill_after_evolutions(world, kill_after)
     data = seeds(40)
     optimizer = AutoEvolInstruct(
-        evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm,
-        num_candidates=3, batch_size=4, dev_size=20, max_steps=2, patience=2, num_threads=2,
-        run_dir=run_dir, progress=False,
+        lm=world.lm, optimizer_lm=world.lm, num_candidates=3, batch_sampler=4, dev_size=20, max_steps=2,
+        stopper=NoImprovement(patience=2), num_threads=2, run_dir=run_dir, progress=False,
     )
     compiled = optimizer.compile(EvolInstruct(method(60)), trainset=data)
     result = optimizer.result

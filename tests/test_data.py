@@ -22,7 +22,7 @@ from autoevol_dspy.data import evolve_dataset, method_id
 from autoevol_dspy.data.io import load_evolved, save_evolved
 from autoevol_dspy.data.seeds import load_instructions
 import evolve_script
-from world import World, bucket, method
+from world import World, bucket, evolved, method
 
 SCRIPT = Path(__file__).parent / "evolve_script.py"
 RECORDS = [
@@ -171,7 +171,7 @@ def _expected_chains(seeds: list[str], quality: int, rounds: int) -> dict[str, i
             length += 1
             if bucket(current) < quality:
                 break
-            current += " Show every step and justify the result."
+            current = evolved(current)
         lengths[str(i)] = length
     return lengths
 
@@ -183,15 +183,15 @@ def test_a_failure_is_marked_and_ends_its_chain(tmp_path):
     lengths = _expected_chains(seeds, 30, 3)
     assert {seed: max(r for s, r in rows if s == seed) for seed in lengths} == lengths
     failed = [row for row in rows.values() if row["failure"]]
-    assert failed and all(row["failure"] == "unparseable_evolution" for row in failed)
-    assert all(row["evolved_instruction"] is None and row["response"] is None for row in failed)
+    assert failed and all(row["failure"] == "unchanged" for row in failed)
+    assert all(row["evolved_instruction"] == row["parent"] and row["response"] is None for row in failed)
     assert all(rows[(row["seed_id"], row["round"])]["round"] == lengths[row["seed_id"]] for row in failed)
-    assert summary.failures == len(failed) and summary.failures_by_category == {"unparseable_evolution": len(failed)}
+    assert summary.failures == len(failed) and summary.failures_by_category == {"unchanged": len(failed)}
     assert summary.rows == summary.kept == len(rows) and summary.dropped == 0
     assert summary.failure_rate == pytest.approx(len(failed) / len(rows))
     assert len(load_evolved(tmp_path / "out.jsonl", include_failures=False)) == len(rows) - len(failed)
     text = summary.describe()
-    assert f"unparseable_evolution {len(failed)}" in text and "incomplete" not in text
+    assert f"unchanged {len(failed)}" in text and "incomplete" not in text
 
 
 def test_dropped_failures_are_counted_not_written_and_not_redone(tmp_path):

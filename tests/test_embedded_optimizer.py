@@ -22,8 +22,8 @@ def test_a_tiny_optimization_on_the_embedded_model(tmp_path):
     evol = make_lm("local", temperature=0.0, max_tokens=128, n_ctx=4096, cache=False)
     optimizer_lm = make_lm("local", temperature=0.6, max_tokens=160, n_ctx=4096, cache=False)
     optimizer = AutoEvolInstruct(
-        evol_lm=evol, optimizer_lm=optimizer_lm, response_lm=evol,
-        num_candidates=2, batch_size=2, dev_size=3, max_steps=1, num_threads=2, run_dir=tmp_path, progress=False,
+        lm=evol, optimizer_lm=optimizer_lm,
+        num_candidates=2, batch_sampler=2, dev_size=3, max_steps=1, num_threads=2, run_dir=tmp_path, progress=False,
     )
     compiled = optimizer.compile(EvolInstruct(), trainset=seeds)
 

@@ -7,14 +7,19 @@ import logging
 import dspy
 import pytest
 
-from autoevol_dspy import AutoEvolInstruct, ConfigurationError, DataError, EvolInstruct
+from autoevol_dspy import AutoEvolError, AutoEvolInstruct, ConfigurationError, DataError, EvolInstruct
+from autoevol_dspy.search.strategies import ExactEarlyStop, FullEvaluation, stop_when
+from autoevol_dspy.tasks import EvolutionTask
 from world import World, bucket, expected_failures, method, seeds
 
 
-def optimizer(world: World, **overrides) -> AutoEvolInstruct:
+def optimizer(world: World, *, batch_size: int = 4, patience: int = 1, max_lm_calls: int | None = None,
+              early_stop: bool = True, **overrides) -> AutoEvolInstruct:
     settings = dict(
-        evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm,
-        num_candidates=3, batch_size=4, dev_size=20, max_steps=1, num_threads=1, seed=0, progress=False,
+        task=EvolutionTask(lm=world.lm, response_lm=world.lm), lm=world.lm, optimizer_lm=world.lm,
+        num_candidates=3, batch_sampler=batch_size, dev_size=20, max_steps=1, num_threads=1, seed=0, progress=False,
+        stopper=stop_when(patience=patience, max_lm_calls=max_lm_calls),
+        evaluation=ExactEarlyStop() if early_stop else FullEvaluation(),
     )
     settings.update(overrides)
     return AutoEvolInstruct(**settings)
@@ -91,6 +96,7 @@ def test_duplicate_candidates_are_evaluated_once():
     plan = opt.result.plans[0]
     assert [c.samples for c in plan.candidates] == [[0, 1], [2]]
     assert len(opt.result.trials) == 3
+    assert [t.samples for t in opt.result.trials] == [[], [0, 1], [2]]
 
 
 def test_exact_early_stop_selects_the_same_method_with_fewer_calls():
@@ -120,40 +126,33 @@ def test_optimizer_output_without_a_method_is_discarded(caplog):
     assert len(opt.result.plans[0].discarded) == 1
 
 
-def test_lm_error_fails_the_trial_and_the_run_goes_on():
+def test_an_lm_outage_stops_the_run_and_is_never_saved_as_a_result(tmp_path):
     train, dev = dev_and_train()
     # A candidate whose evolutions all carry "OUTAGE" makes the response LM raise.
-    world = World({60: ["Rewrite it. Step 4 #Finally Rewritten Instruction# says OUTAGE. QUALITY=10", method(30)]},
+    world = World({60: ["Rewrite it harder and mark every rewrite with OUTAGE-MARK please. QUALITY=10", method(30)]},
                   fail_response_for="OUTAGE-MARK")
 
     def respond(call, original=world.respond):
         if call.kind == "evolution" and "OUTAGE" in call.system:
-            return {"rewrite": f"Step 4 #Finally Rewritten Instruction#: {call.inputs['instruction']} OUTAGE-MARK"}
+            return {"evolved_instruction": f"{call.inputs['instruction']} Then explain each step. OUTAGE-MARK"}
         return original(call)
 
     world.engine.responder = respond
-    opt = optimizer(world, num_candidates=2)
-    compiled = opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
-    statuses = [t.status for t in opt.result.trials]
-    assert statuses == ["complete", "failed", "complete"]
-    assert "scripted outage" in opt.result.trials[1].error
-    assert compiled.method == method(30)
+    opt = optimizer(world, num_candidates=2, run_dir=tmp_path)
+    with pytest.raises(AutoEvolError, match="scripted outage.*rerun to continue"):
+        opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+    import optuna
 
+    study = optuna.load_study(study_name="autoevol", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert "step:0001:outcome" not in study.user_attrs  # the step is not decided on an outage
 
-def test_every_candidate_failing_keeps_the_incumbent():
-    train, dev = dev_and_train()
-    world = World({60: ["Rewrite it with care and add the OUTAGE rule to each one. QUALITY=10"]})
-
-    def respond(call, original=world.respond):
-        if call.kind == "response" and "OUTAGE" in world.engine.calls[-2].system:
-            raise ConnectionError("scripted outage")
-        return original(call)
-
-    world.engine.responder = respond
-    opt = optimizer(world, num_candidates=1)
-    compiled = opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
-    assert compiled.method == method(60)
-    assert [t.status for t in opt.result.trials] == ["complete", "failed"]
+    world.engine.responder = world.respond  # the LM is healthy again: the rerun evaluates the candidate again
+    world.fail_response_for = None
+    rerun = optimizer(world, num_candidates=2, run_dir=tmp_path)
+    compiled = rerun.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+    assert compiled.method.endswith("QUALITY=10")  # the candidate the outage interrupted, now measured and best
+    assert [t.status for t in rerun.result.trials] == ["complete", "failed", "complete", "pruned"]
 
 
 def test_the_dev_set_is_split_from_the_trainset_deterministically_and_disjoint():
@@ -220,7 +219,6 @@ def test_the_analysis_sees_the_trajectory_and_the_rewrite_sees_the_feedback():
 
 
 def test_samples_use_distinct_rollout_ids_above_zero_temperature():
-    from autoevol_dspy.tasks.evolution import EvolutionTask
     from autoevol_dspy.search.proposer import InstructionProposer
 
     proposer = InstructionProposer(task=EvolutionTask(), lm=None, temperature=0.6, seed=0)
@@ -239,8 +237,9 @@ def test_paper_protocol_selects_the_same_methods_with_more_calls():
     runs = {}
     for name in ("autoevol", "paper"):
         world = World(dict(script))
-        settings = dict(evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm, num_candidates=4,
-                        batch_size=4, dev_size=20, max_steps=2, patience=3, num_threads=1, progress=False)
+        settings = dict(task=EvolutionTask(lm=world.lm), lm=world.lm, optimizer_lm=world.lm, num_candidates=4,
+                        batch_sampler=4, dev_size=20, max_steps=2, stopper=stop_when(patience=3), num_threads=1,
+                        progress=False)
         opt = AutoEvolInstruct.paper_protocol(**settings) if name == "paper" else AutoEvolInstruct(**settings)
         compiled = opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
         runs[name] = (compiled.method, opt.result.usage.calls, [s.incumbent_failure_rate for s in opt.result.steps])

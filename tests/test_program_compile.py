@@ -16,6 +16,8 @@ from collections import defaultdict
 import dspy
 import pytest
 
+from autoevol_dspy.search.strategies import NoImprovement
+from autoevol_dspy.tasks import ProgramTask
 from autoevol_dspy import AutoEvolInstruct, ConfigurationError, DataError
 from autoevol_dspy.tasks.base import get_instructions
 from fakes import Call, scripted_lm
@@ -114,8 +116,10 @@ def label_matches(example: dspy.Example, prediction: dspy.Prediction) -> bool:
 
 
 def optimizer(world: TriageWorld, metric=label_matches, **overrides) -> AutoEvolInstruct:
-    settings = dict(metric=metric, evol_lm=world.lm, optimizer_lm=world.lm, num_candidates=2, batch_size=4,
+    settings = dict(metric=None if "task" in overrides else metric, lm=world.lm, optimizer_lm=world.lm, num_candidates=2, batch_sampler=4,
                     dev_size=12, max_steps=2, num_threads=1, seed=0, progress=False)
+    if "patience" in overrides:
+        settings["stopper"] = NoImprovement(patience=overrides.pop("patience"))
     settings.update(overrides)
     return AutoEvolInstruct(**settings)
 
@@ -223,14 +227,29 @@ def graded(example, prediction):
 
 
 @pytest.mark.parametrize(("threshold", "passes"), [
-    (None, lambda i: i % 6 == 0),  # default threshold 1.0: only fully right runs pass
+    (1.0, lambda i: i % 6 == 0),  # threshold 1.0: only fully right runs pass
     (0.5, lambda i: i % 6 != 3),  # only the runs scored 0 ('unknown' topic copied as label) fail
 ])
-def test_numeric_metric_is_judged_against_metric_threshold(threshold, passes):
+def test_numeric_metric_is_judged_against_a_threshold(threshold, passes):
     world = TriageWorld()
-    opt = optimizer(world, metric=graded, metric_threshold=threshold, max_steps=0)
+    opt = optimizer(world, task=ProgramTask(metric=graded, threshold=threshold), max_steps=0)
     opt.compile(Triage(), trainset=TRAIN, valset=DEV)
     assert opt.result.initial_failure_rate == failing(range(12), passes) / 12
+
+
+def test_numeric_metric_without_threshold_is_one_minus_the_mean_score():
+    world = TriageWorld()
+    opt = optimizer(world, metric=graded, max_steps=0)
+    opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+    losses = [0.0 if i % 6 == 0 else (1.0 if i % 6 == 3 else 0.5) for i in range(12)]
+    assert opt.result.initial_failure_rate == pytest.approx(sum(losses) / 12)
+
+
+def test_a_metric_scoring_every_case_0_9_gives_failure_rate_0_1():
+    world = TriageWorld()
+    opt = optimizer(world, metric=lambda example, prediction: 0.9, max_steps=0)
+    opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+    assert opt.result.initial_failure_rate == pytest.approx(0.1)
 
 
 # What compile leaves alone, and what it keeps ----------------------------------------------------

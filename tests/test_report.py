@@ -50,8 +50,8 @@ def scripted_world(*, kill_on: str | None = None) -> World:
 def run_optimizer(world: World, run_dir: Path) -> AutoEvolInstruct:
     data = seeds(40)
     optimizer = AutoEvolInstruct(
-        evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm, num_candidates=3, batch_size=4,
-        dev_size=20, max_steps=2, patience=1, num_threads=1, progress=False, run_dir=run_dir,
+        lm=world.lm, optimizer_lm=world.lm, num_candidates=3, batch_sampler=4,
+        dev_size=20, max_steps=2, num_threads=1, progress=False, run_dir=run_dir,
     )
     optimizer.compile(EvolInstruct(method(60)), trainset=data[20:], valset=data[:20])
     return optimizer
@@ -201,8 +201,8 @@ def test_a_run_killed_in_its_first_step_still_renders(tmp_path):
 
 def test_a_study_without_trials_renders(tmp_path):
     storage = f"sqlite:///{(tmp_path / 'study.db').as_posix()}"
-    RunTracker.open(storage=storage, study_name="autoevol", config={"task": "evolution", "dev_size": 50},
-                    fingerprints={})
+    RunTracker.open(storage=storage, study_name="autoevol", settings={"task": {"type": "EvolutionTask"},
+                    "dev_size": 50}, fingerprints={}, predictors=["evolve"], step_limit=10, samples=5)
     page = write_report(tmp_path).read_text(encoding="utf-8")
     assert "not started: no trial recorded yet" in page and "<svg" in page and "No trial has been recorded yet." in page
 
@@ -211,7 +211,8 @@ def test_missing_run_or_study_is_a_one_line_error(tmp_path):
     with pytest.raises(AutoEvolError, match="no study database"):
         write_report(tmp_path)
     storage = f"sqlite:///{(tmp_path / 'study.db').as_posix()}"
-    RunTracker.open(storage=storage, study_name="first", config={}, fingerprints={})
+    RunTracker.open(storage=storage, study_name="first", settings={}, fingerprints={}, predictors=["evolve"],
+                    step_limit=1, samples=1)
     with pytest.raises(AutoEvolError, match=r"no study 'autoevol' in the storage \(it holds: first\)"):
         write_report(tmp_path)
 
@@ -219,17 +220,17 @@ def test_missing_run_or_study_is_a_one_line_error(tmp_path):
 def hand_made_run(tmp_path: Path) -> tuple[str, str]:
     """A two-predictor program run written straight into a study: one failed and one accepted candidate."""
     storage = f"sqlite:///{(tmp_path / 'other.db').as_posix()}"
-    tracker = RunTracker.open(storage=storage, study_name="exp", config={"task": "program", "dev_size": 4},
-                              fingerprints={})
+    tracker = RunTracker.open(storage=storage, study_name="exp", settings={"task": {"type": "ProgramTask"},
+                              "dev_size": 4}, fingerprints={}, predictors=["draft", "check"], step_limit=2, samples=3)
     usage = UsageReport(by_role={"program": RoleUsage(calls=4, input_tokens=40, output_tokens=8)})
     initial = {"draft": "Write a draft.\nKeep it short.", "check": "Check the draft."}
     better = {**initial, "draft": "Write a draft.\nKeep it short and cite sources.\nEnd with a summary."}
     common = dict(dev_size=4, usage=usage, instructions=initial)
-    tracker.record_trial(TrialRecord(step=0, kind="baseline", status="complete", candidate_key="a", failure_rate=0.75,
+    tracker.record(TrialRecord(step=0, kind="baseline", status="complete", candidate_key="a", failure_rate=0.75,
                                      failures=3, evaluated=4, failures_by_category={"metric": 3}, **common))
-    tracker.record_trial(TrialRecord(step=1, kind="candidate", status="failed", candidate_key="b", parent_trial=0,
+    tracker.record(TrialRecord(step=1, kind="candidate", status="failed", candidate_key="b", parent_trial=0,
                                      error="TimeoutError: <server> did not answer", **common))
-    tracker.record_trial(TrialRecord(step=1, kind="candidate", status="complete", candidate_key="c", parent_trial=0,
+    tracker.record(TrialRecord(step=1, kind="candidate", status="complete", candidate_key="c", parent_trial=0,
                                      failure_rate=0.25, failures=1, evaluated=4, failures_by_category={"metric": 1},
                                      **{**common, "instructions": better}))
     plan = StepPlan(step=1, predictor="draft", incumbent_trial=0, batch_indices=[0, 1], trajectory_failures=2,
@@ -245,7 +246,7 @@ def hand_made_run(tmp_path: Path) -> tuple[str, str]:
 
 def test_a_program_run_shows_a_diff_per_predictor_failed_trials_and_discarded_samples(tmp_path):
     storage, name = hand_made_run(tmp_path)
-    (tmp_path / "run.json").write_text(json.dumps({"config": {"api_key": "sk-do-not-show", "model": "openai/x"}}))
+    (tmp_path / "run.json").write_text(json.dumps({"settings": {"api_key": "sk-do-not-show", "model": "openai/x"}}))
     page = write_report(tmp_path, storage=storage, study_name=name).read_text(encoding="utf-8")
     diff = section(page, "diff")
     assert "<h3><code>check</code></h3><p class=\"muted\">unchanged</p>" in diff

@@ -54,7 +54,7 @@ def test_rerunning_a_finished_run_recomputes_nothing(tmp_path):
 def test_a_study_made_with_other_settings_is_refused(tmp_path):
     world = World({60: [method(30)]})
     data = seeds(30)
-    common = dict(evol_lm=world.lm, optimizer_lm=world.lm, response_lm=world.lm, batch_size=4, dev_size=20,
+    common = dict(lm=world.lm, optimizer_lm=world.lm, batch_sampler=4, dev_size=20,
                   max_steps=1, num_threads=1, progress=False, run_dir=tmp_path)
     AutoEvolInstruct(num_candidates=1, **common).compile(EvolInstruct(method(60)), trainset=data)
     with pytest.raises(RunConflictError, match="num_candidates"):

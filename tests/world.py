@@ -1,7 +1,7 @@
 """A scripted world for optimizer tests: a method's quality decides which instructions it fails.
 
 A method text carries ``QUALITY=q``: the evolution of an instruction whose stable hash
-(0-99) is below q comes back answered instead of rewritten (no final marker), so the
+(0-99) is below q comes back unchanged (a copy, which the detectors reject), so the
 failures of a method are known in advance and nest by quality. The optimizer's rewrites
 come from a script keyed by the incumbent's quality.
 """
@@ -23,7 +23,13 @@ _QUALITY = re.compile(r"QUALITY=(\d+)")
 
 
 def method(quality: int, note: str = "") -> str:
-    return f"Rewrite the instruction into a harder one, step by step, ending with the final marker. {note} QUALITY={quality}".replace("  ", " ")
+    return f"Rewrite the instruction into a harder one, step by step, and give only the rewritten instruction. {note} QUALITY={quality}".replace("  ", " ")
+
+
+def evolved(instruction: str) -> str:
+    """What a good method makes of ``instruction`` in this world."""
+    return (f"{instruction} Then show every intermediate step, justify each result in one sentence, "
+            "and end with a short check that the final answer is right.")
 
 
 def bucket(instruction: str) -> int:
@@ -53,8 +59,8 @@ class World:
             quality = int(_QUALITY.search(call.system).group(1))
             instruction = call.inputs["instruction"]
             if bucket(instruction) < quality:
-                return {"rewrite": f"The answer is {len(instruction)}."}
-            return {"rewrite": f"Step 1 #Methods List#: add steps\nStep 4 #Finally Rewritten Instruction#: {instruction} Show every step and justify the result."}
+                return {"evolved_instruction": instruction}
+            return {"evolved_instruction": evolved(instruction)}
         if call.kind == "response":
             if self.fail_response_for and self.fail_response_for in call.inputs["instruction"]:
                 raise ConnectionError("scripted outage")

@@ -163,7 +163,9 @@ def run_optimize(args: argparse.Namespace) -> int:
     from autoevol_dspy.data.seeds import load_instructions
     from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import INITIAL_METHOD, EvolInstruct
+    from autoevol_dspy.search.strategies import stop_when
     from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+    from autoevol_dspy.tasks.evolution import EvolutionTask
 
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
@@ -178,22 +180,22 @@ def run_optimize(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     _prepare_run_dir(out, config, restart=args.restart)
     detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if config.judge else [])
+    task = EvolutionTask(lm=lms["evol_lm"], response_lm=lms["response_lm"], detectors=detectors, rounds=config.rounds)
     optimizer = AutoEvolInstruct(
-        **lms,
-        detectors=detectors,
+        task=task,
+        lm=lms["evol_lm"],
+        optimizer_lm=lms["optimizer_lm"],
         num_candidates=config.candidates,
-        batch_size=config.batch_size,
+        batch_sampler=config.batch_size,
         dev_size=config.dev_size,
         max_steps=config.steps,
-        rounds=config.rounds,
-        patience=config.patience,
+        stopper=stop_when(patience=config.patience, max_lm_calls=config.max_lm_calls),
         optimizer_temperature=config.optimizer_temperature,
         num_threads=config.threads,
         seed=config.seed,
         storage=config.storage,
         run_dir=out,
-        max_lm_calls=config.max_lm_calls,
-        progress=not args.no_progress,
+        progress=False if args.no_progress else None,
     )
     trainset = [dspy.Example(instruction=text) for text in loaded.instructions]
     compiled = optimizer.compile(EvolInstruct(initial), trainset=trainset)
@@ -247,7 +249,7 @@ def run_evolve(args: argparse.Namespace) -> int:
         num_threads=config.threads,
         overwrite=args.restart,
         shard=_parse_shard(args.shard),
-        progress=not args.no_progress,
+        progress=False if args.no_progress else None,
     )
     print(f"evolved {summary.rows} rows ({summary.new_rows} new, {summary.resumed_rows} from an earlier run) "
           f"of {summary.seeds} seeds x {summary.rounds} round(s)")

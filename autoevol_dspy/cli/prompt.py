@@ -103,7 +103,7 @@ def build_lms(args: argparse.Namespace) -> tuple[dspy.LM, dspy.LM]:
 def _optimizer_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {target: getattr(args, option) for option, target in _OPTIMIZER_OPTIONS.items()
                 if getattr(args, option, None) is not None}
-    settings["progress"] = not args.no_progress
+    settings["progress"] = False if args.no_progress else None
     return settings
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import datasets
 import dspy
-from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
@@ -29,16 +28,14 @@ from autoevol_dspy.data.io import RowStore
 from autoevol_dspy.data.seeds import LoadedInstructions, Seed, load_instructions
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
 from autoevol_dspy.evolution.detectors import (
-    EvolutionCase,
-    Failure,
     FailureDetector,
     default_detectors,
 )
 from autoevol_dspy.evolution.method import EvolInstruct
-from autoevol_dspy.evolution.signatures import RespondToInstruction
-from autoevol_dspy.lm.context import use_lm
-from autoevol_dspy.lm.usage import UsageMeter, UsageReport, lm_role
+from autoevol_dspy.evolution.unit import Evolver
+from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
+from autoevol_dspy.terminal import stderr_is_terminal
 from autoevol_dspy.text import short_error
 
 __all__ = ["EvolutionSummary", "evolve_dataset", "method_id"]
@@ -99,79 +96,28 @@ class EvolutionSummary(BaseModel):
 
 
 class _RoundEvolver:
-    """Evolves one instruction by one round and judges it: the unit of work one row records."""
+    """Evolves one instruction by one round with the shared :class:`Evolver`: the unit one row records."""
 
-    def __init__(
-        self,
-        method: str,
-        *,
-        evol_lm: dspy.LM | None,
-        response_lm: dspy.LM | None,
-        detectors: Sequence[FailureDetector],
-        with_response: bool,
-    ) -> None:
+    def __init__(self, method: str, evolver: Evolver) -> None:
         self.program = EvolInstruct(method)
-        self.respond = dspy.Predict(RespondToInstruction)
         self.method_id = method_id(method)
-        self.evol_lm = evol_lm
-        self.response_lm = response_lm
-        self.detectors = list(detectors)
-        self.with_response = with_response
+        self.evolver = evolver
 
     def row(self, seed: Seed, round_: int, parent: str) -> dict[str, Any]:
         """The row for ``seed``'s round ``round_``, evolving ``parent`` (LM errors propagate)."""
-        evolved, failure = self._evolve(parent)
-        response = None
-        if failure is None:
-            failure = self._detect(EvolutionCase(instruction=parent, evolved=evolved))
-        if failure is None and self.with_response:
-            response = self._answer(evolved)
-            failure = self._detect(EvolutionCase(instruction=parent, evolved=evolved, response=response), True)
+        result = self.evolver.evolve_round(self.program, parent)
+        failure = result.failure
         return {
             "seed_id": seed.seed_id,
             "round": round_,
             "parent": parent,
             "instruction": seed.instruction,
-            "evolved_instruction": evolved,
-            "response": response,
+            "evolved_instruction": result.evolved,
+            "response": result.response,
             "failure": failure.category if failure else None,
             "failure_reason": failure.reason if failure else None,
             "method_id": self.method_id,
         }
-
-    def _evolve(self, parent: str) -> tuple[str | None, Failure | None]:
-        """The evolved instruction, or the failure of a reply with none in it."""
-        try:
-            with lm_role("evolution"), use_lm(self.evol_lm):
-                evolved = self.program(instruction=parent).evolved_instruction
-        except AdapterParseError as exc:
-            return None, _failure("unparseable_evolution", f"the reply did not parse: {short_error(exc)}")
-        if not evolved:
-            return None, _failure("unparseable_evolution", "no final rewritten instruction found")
-        return evolved, None
-
-    def _answer(self, evolved: str) -> str:
-        """The response LM's answer; an answer that does not parse counts as empty, as in the optimizer."""
-        try:
-            with lm_role("response"), use_lm(self.response_lm):
-                return self.respond(instruction=evolved).response
-        except AdapterParseError as exc:
-            logger.debug("a response did not parse: %s", short_error(exc))
-            return ""
-
-    def _detect(self, case: EvolutionCase, after_response: bool = False) -> Failure | None:
-        """The first failure a detector finds: all of them before the answer, response rules after it."""
-        for detector in self.detectors:
-            if after_response and not detector.needs_response:
-                continue
-            failure = detector.detect(case)
-            if failure is not None:
-                return failure
-        return None
-
-
-def _failure(category: str, reason: str) -> Failure:
-    return Failure(category=category, reason=reason, detector="evolution")
 
 
 @dataclass
@@ -221,7 +167,7 @@ def evolve_dataset(
     drop_failures: bool = False,
     num_threads: int = 4,
     shard: tuple[int, int] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     overwrite: bool = False,
     max_errors: int | None = 20,
 ) -> EvolutionSummary:
@@ -260,9 +206,8 @@ def evolve_dataset(
     _check_lms(evol_lm, response_lm, with_response)
     detectors = list(default_detectors() if detectors is None else detectors)
     mine = _shard_of(loaded.seeds, shard)
-    evolver = _RoundEvolver(
-        text, evol_lm=evol_lm, response_lm=response_lm, detectors=detectors, with_response=with_response
-    )
+    evolver = _RoundEvolver(text, Evolver(detectors=detectors, respond=with_response, lm=evol_lm,
+                                          response_lm=response_lm))
     meta = _meta(loaded, text, detectors, with_response=with_response, drop_failures=drop_failures, shard=shard)
     started = time.perf_counter()
     with RowStore(out_path).open(overwrite=overwrite) as store:
@@ -326,7 +271,7 @@ def _check_lms(evol_lm: dspy.LM | None, response_lm: dspy.LM | None, with_respon
     configured = dspy.settings.lm is not None
     if evol_lm is None and not configured:
         raise ConfigurationError("no LM to evolve with: pass evol_lm= or call dspy.configure(lm=...)")
-    if with_response and response_lm is None and not configured:
+    if with_response and response_lm is None and evol_lm is None and not configured:
         raise ConfigurationError(
             "no LM to answer evolved instructions: pass response_lm=, dspy.configure(lm=...), or with_response=False"
         )
@@ -403,7 +348,7 @@ def _run_jobs(
     drop_failures: bool,
     num_threads: int,
     max_errors: int | None,
-    progress: bool,
+    progress: bool | None,
     total: int,
 ) -> int:
     """Run the chains in parallel threads (DSPy context carried along); returns the seeds that hit LM errors."""
@@ -417,7 +362,7 @@ def _run_jobs(
         with lock:
             return max_errors is not None and errors > max_errors
 
-    bar = tqdm(total=total, initial=total - len(jobs), desc="evolving", unit="seed", disable=not progress)
+    bar = tqdm(total=total, initial=total - len(jobs), desc="evolving", unit="seed", disable=not (stderr_is_terminal() if progress is None else progress))
     try:
         for index, result in run_parallel(run, jobs, num_threads=num_threads, should_stop=should_stop):
             for row, dropped in result.rows:

@@ -1,15 +1,18 @@
-"""Lenient parsing of an evolving method's reply into the final rewritten instruction.
+"""Lenient parsing of a free-text reply into the final rewritten instruction (the paper's marker format).
 
-Optimized methods rename their steps, so the parser tries the known final markers,
-then their common renamings, then the content of the last step; a reply with none of
-them is a failed evolution (``None``).
+The evolved instruction normally arrives in its own typed field; this parser is the
+fallback for methods written in the paper's format (``#Finally Rewritten Instruction#``)
+and for models that put their whole working into the field. It tries the known final
+markers, then their common renamings, then the content of the last step; a reply with
+none of them is a failed evolution (``None``). A marker that is part of the seed's own
+text (echoed by the model) never counts, so a seed cannot choose its own evolution.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["FINAL_MARKERS", "parse_rewritten_instruction"]
+__all__ = ["FINAL_MARKERS", "final_instruction", "parse_rewritten_instruction"]
 
 #: Final markers used by the paper's methods and the usual renamings, most specific first.
 FINAL_MARKERS: tuple[str, ...] = (
@@ -41,27 +44,45 @@ def _clean(text: str) -> str:
     return text
 
 
-def _after_last(pattern: re.Pattern[str], reply: str) -> str | None:
-    matches = list(pattern.finditer(reply))
+def _echoes_seed(reply: str, match: re.Match[str], seed: str | None) -> bool:
+    """Whether the marker line at ``match`` is a copy of a line of the seed (the model echoing it)."""
+    if not seed:
+        return False
+    start = match.start() + (1 if reply[match.start()] == "\n" else 0)
+    end = reply.find("\n", match.end())
+    line = " ".join(reply[start:end if end >= 0 else len(reply)].split())
+    return bool(line) and line in " ".join(seed.split())
+
+
+def _after_last(pattern: re.Pattern[str], reply: str, seed: str | None) -> str | None:
+    matches = [m for m in pattern.finditer(reply) if not _echoes_seed(reply, m, seed)]
     if not matches:
         return None
     text = _clean(reply[matches[-1].end():])
     return text or None
 
 
-def parse_rewritten_instruction(reply: str | None) -> str | None:
+def parse_rewritten_instruction(reply: str | None, *, seed: str | None = None) -> str | None:
     """Return the final rewritten instruction in ``reply``, or ``None`` if there is none.
 
     Tries, in order: each known final marker (last occurrence wins), then the text of the
     last ``Step N`` section. Matching is case-insensitive and tolerates ``#``, ``**`` and
-    ``:`` decorations around the marker.
+    ``:`` decorations around the marker. With ``seed``, markers on lines copied from the
+    seed are ignored.
     """
     if not reply or not reply.strip():
         return None
     for name in FINAL_MARKERS:
         words = r"[ \t]+".join(re.escape(word) for word in name.split())
         pattern = re.compile(_HEADING.format(name=words), re.IGNORECASE)
-        found = _after_last(pattern, reply)
+        found = _after_last(pattern, reply, seed)
         if found:
             return found
-    return _after_last(_STEP_HEADING, reply)
+    return _after_last(_STEP_HEADING, reply, seed)
+
+
+def final_instruction(text: str | None, *, seed: str | None = None) -> str | None:
+    """The evolved instruction in a typed field: the text after a final marker if it has one, else all of it."""
+    if not text or not text.strip():
+        return None
+    return parse_rewritten_instruction(text, seed=seed) or _clean(text) or None

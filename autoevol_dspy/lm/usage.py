@@ -91,11 +91,16 @@ def _token_count(usage: dict[str, Any], *names: str) -> int:
 
 
 class UsageMeter:
-    """Thread-safe sink for DSPy's usage reports, by role; install with ``dspy.context(usage_tracker=meter)``."""
+    """Thread-safe sink for DSPy's usage reports, by role; install with ``dspy.context(usage_tracker=meter)``.
 
-    def __init__(self) -> None:
+    ``parent`` (an enclosing ``dspy.track_usage()`` tracker) receives every entry too, so a
+    user who tracks usage around ``compile`` sees the run's calls.
+    """
+
+    def __init__(self, *, parent: Any = None) -> None:
         self._lock = threading.Lock()
         self._by_role: dict[str, RoleUsage] = {}
+        self.parent = parent
 
     def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:  # DSPy's tracker interface
         role = _current_role.get()
@@ -107,6 +112,8 @@ class UsageMeter:
                 input_tokens=current.input_tokens + _token_count(entry, "prompt_tokens", "input_tokens"),
                 output_tokens=current.output_tokens + _token_count(entry, "completion_tokens", "output_tokens"),
             )
+            if self.parent is not None:
+                self.parent.add_usage(lm, usage_entry)
 
     @property
     def calls(self) -> int:

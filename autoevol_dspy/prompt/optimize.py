@@ -22,8 +22,11 @@ from pydantic import BaseModel, Field
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.prompt.metrics import OutputMetric, RubricJudge, metric_from_name
-from autoevol_dspy.search.evaluation import evaluate_program
+from autoevol_dspy.search.evaluation import evaluate
+from autoevol_dspy.search.events import EventBus
+from autoevol_dspy.search.progress import ProgressBars
 from autoevol_dspy.search.records import RunResult
+from autoevol_dspy.search.strategies import stop_when
 from autoevol_dspy.search.teleprompter import AutoEvolInstruct
 from autoevol_dspy.tasks.program import ProgramTask
 
@@ -228,8 +231,8 @@ class PromptResult(BaseModel):
     output_field: str
     metric: str
     holdout_size: int
-    holdout_failures_before: int
-    holdout_failures_after: int
+    holdout_failures_before: float
+    holdout_failures_after: float
     holdout_failure_rate_before: float
     holdout_failure_rate_after: float
     holdout_usage: UsageReport = Field(default_factory=UsageReport)
@@ -253,7 +256,8 @@ class PromptResult(BaseModel):
 
 def _check_sizes(total: int, holdout: int, settings: Mapping[str, Any]) -> None:
     """A clear message before any LM call when the examples cannot fill holdout, mini-batch and dev set."""
-    batch, dev = settings["batch_size"], settings["dev_size"]
+    batch, dev = settings["batch_sampler"], settings["dev_size"]
+    batch = getattr(batch, "size", batch)  # a BatchSampler or a size
     rest = total - holdout
     if isinstance(batch, int) and isinstance(dev, int) and rest < batch + dev:
         raise DataError(f"{total} examples with {holdout} held out leave {rest}, but a mini-batch of {batch} "
@@ -263,12 +267,12 @@ def _check_sizes(total: int, holdout: int, settings: Mapping[str, Any]) -> None:
 
 def _holdout_failures(
     program: dspy.Module, holdout: list[dspy.Example], *, metric: Callable, threshold: float | None,
-    lm: dspy.LM | None, num_threads: int, meter: UsageMeter, label: str, progress: bool,
-) -> int:
+    lm: dspy.LM | None, num_threads: int, meter: UsageMeter, label: str, progress: bool | None,
+) -> float:
     """Failures of ``program`` on the held-out examples (the same verdicts as in the optimization)."""
     task = ProgramTask(metric=metric, threshold=threshold, lm=lm)
-    evaluation = evaluate_program(task, program, holdout, num_threads=num_threads, meter=meter,
-                                  description=label, progress=progress)
+    evaluation = evaluate(task, program, holdout, num_threads=num_threads, meter=meter, label=label,
+                          events=EventBus([ProgressBars(enabled=progress)]))
     if evaluation.error:
         raise AutoEvolError(f"the {label} could not be evaluated: {evaluation.error}")
     return evaluation.failures
@@ -320,24 +324,30 @@ def optimize_prompt(
     items = prompt_examples(examples, input_fields=input_fields, output_field=output_field,
                             require_output=needs_expected)
     settings = {**PROMPT_DEFAULTS, **optimizer_settings}
+    if "batch_size" in settings:
+        settings["batch_sampler"] = settings.pop("batch_size")
+    if "patience" in settings or "max_lm_calls" in settings:
+        settings["stopper"] = stop_when(patience=settings.pop("patience", 1), max_lm_calls=settings.pop("max_lm_calls", None))
     seed, threads = settings.get("seed", 0), settings.get("num_threads", 4)
-    progress, threshold = settings.get("progress", True), settings.get("metric_threshold")
+    progress, threshold = settings.get("progress"), settings.pop("metric_threshold", None)
     optimize_on, held_out = split_holdout(items, holdout=holdout, seed=seed)
     _check_sizes(len(items), len(held_out), settings)
     student = PromptProgram(text, input_fields=input_fields, output_field=output_field)
-    optimizer = AutoEvolInstruct(metric=metric, evol_lm=lm, optimizer_lm=optimizer_lm, run_dir=run_dir, **settings)
+    task = ProgramTask(metric=metric, threshold=threshold, lm=lm)
+    optimizer = AutoEvolInstruct(task=task, lm=lm, optimizer_lm=optimizer_lm, run_dir=run_dir, **settings)
 
-    meter = UsageMeter()
+    meter = UsageMeter(parent=dspy.settings.usage_tracker)
     measure = dict(metric=metric, threshold=threshold, lm=lm, num_threads=threads, meter=meter, progress=progress)
     with dspy.context(usage_tracker=meter):
         before = _holdout_failures(student, held_out, label="held-out examples (initial prompt)", **measure)
-        logger.info("held-out failures with the initial prompt: %d/%d", before, len(held_out))
-        compiled = optimizer.compile(student, trainset=optimize_on)
-        improved = compiled.respond.signature.instructions
-        after = before
-        if improved != text:
+    logger.info("held-out failures with the initial prompt: %g/%d", before, len(held_out))
+    compiled = optimizer.compile(student, trainset=optimize_on)
+    improved = compiled.respond.signature.instructions
+    after = before
+    if improved != text:
+        with dspy.context(usage_tracker=meter):
             after = _holdout_failures(compiled, held_out, label="held-out examples (improved prompt)", **measure)
-    logger.info("held-out failures: %d/%d before, %d/%d after", before, len(held_out), after, len(held_out))
+    logger.info("held-out failures: %g/%d before, %g/%d after", before, len(held_out), after, len(held_out))
 
     result = PromptResult(
         prompt=improved,

@@ -165,15 +165,15 @@ def load_run(
     run_dir = Path(run_dir)
     study = _load_study(storage if storage is not None else _default_storage(run_dir), study_name)
     tracker = RunTracker(study)
-    attrs = study.user_attrs
+    identity = study.user_attrs.get("autoevol") or {}
     return RunView(
         study_name=study_name,
-        config=dict(attrs.get("config") or {}),
+        config=dict(identity.get("settings") or {}),
         trials=tracker.trials(),
         plans=tracker.plans(),
         outcomes=tracker.outcomes(),
         result=_read_result(run_dir, study_name),
-        created=attrs.get("created"),
+        created=identity.get("created"),
         cli_record=_read_json(run_dir / "run.json") or {},
     )
 
@@ -196,8 +196,8 @@ def _rate_detail(trial: TrialRecord) -> str:
     if trial.status == "failed":
         return f"failed after {trial.evaluated} of {trial.dev_size} cases"
     if trial.status == "pruned":
-        return f"{trial.failures} failures after {trial.evaluated} of {trial.dev_size} cases: it could not win any more"
-    return f"{trial.failures} of {trial.dev_size} cases failed"
+        return f"{trial.failures:g} failures after {trial.evaluated} of {trial.dev_size} cases: it could not win any more"
+    return f"{trial.failures:g} of {trial.dev_size} cases failed"
 
 
 def _table(
@@ -239,6 +239,16 @@ def _tile(label: str, value: str, sub: str = "", *, wide: bool = False) -> str:
     return f'<div class="{css}"><div class="label">{escape(label)}</div><div class="value">{value}</div>{small}</div>'
 
 
+def _task_name(settings: dict[str, Any]) -> str:
+    """What the run optimized, in words, from its settings."""
+    task = settings.get("task")
+    if not isinstance(task, dict):
+        return str(task or "?")
+    names = {"EvolutionTask": "instruction evolution", "ProgramTask": "program"}
+    name = names.get(str(task.get("type")), str(task.get("type", "?")))
+    return f"{name} (metric {task['metric']})" if task.get("metric") else name
+
+
 def _header(view: RunView, nav: str) -> str:
     baseline, best, usage = view.baseline, view.best, view.usage
     change = ""
@@ -248,7 +258,7 @@ def _header(view: RunView, nav: str) -> str:
     best_value = f"trial {best.number}" if best is not None else "—"
     best_sub = "" if best is None else ("initial instructions" if best.step == 0 else f"from step {best.step}")
     tiles = [
-        _tile("Task", escape(str(view.config.get("task", "?")))),
+        _tile("Task", escape(_task_name(view.config))),
         _tile("Dev size", escape(str(view.dev_size if view.dev_size is not None else "?"))),
         _tile("Failure rate: initial → best", f"{_rate(baseline)} → {_rate(best)}", escape(change), wide=True),
         _tile("Best", escape(best_value), escape(best_sub)),
@@ -308,7 +318,7 @@ def _trial_row(trial: TrialRecord) -> list[str]:
         escape(trial.kind),
         _badge(trial.status),
         rate,
-        f"{trial.failures}/{trial.evaluated}",
+        f"{trial.failures:g}/{trial.evaluated}",
         _categories_inline(trial.failures_by_category),
         f"{trial.usage.calls:,}",
         f"{trial.seconds:.1f}",
@@ -347,8 +357,8 @@ def _categories(view: RunView) -> str:
     total = max([*before.values(), *after.values(), 1])
     rows = [[escape(n), _bar(before.get(n, 0), total, "before"), _bar(after.get(n, 0), total, "after"),
              f"{after.get(n, 0) - before.get(n, 0):+d}"] for n in names]
-    rows.append(["<b>all failures</b>", f"<b>{baseline.failures}</b>", f"<b>{best.failures}</b>",
-                 f"<b>{best.failures - baseline.failures:+d}</b>"])
+    rows.append(["<b>all failures</b>", f"<b>{baseline.failures:g}</b>", f"<b>{best.failures:g}</b>",
+                 f"<b>{best.failures - baseline.failures:+g}</b>"])
     headers = ["category", f"initial (trial {baseline.number})", f"best (trial {best.number})", "change"]
     return _section("categories", "Failures by category", _table(headers, rows, numeric={3}),
                     f"Counts over the {view.dev_size} dev cases.")
@@ -364,8 +374,7 @@ def _outcome_line(view: RunView, plan: StepPlan) -> str:
     if outcome.accepted:
         return (f'<p class="outcome accepted">Accepted trial {outcome.incumbent_after}: the incumbent failure rate '
                 f"is now {format_rate(outcome.incumbent_failure_rate)}.</p>")
-    reason = " (the LM call budget ran out)" if outcome.budget_exhausted else ""
-    return (f'<p class="outcome kept">No candidate beat the incumbent{reason}: trial {outcome.incumbent_after} '
+    return (f'<p class="outcome kept">No candidate beat the incumbent: trial {outcome.incumbent_after} '
             f"stays, at {format_rate(outcome.incumbent_failure_rate)}.</p>")
 
 
@@ -494,7 +503,7 @@ def _without_secrets(value: Any) -> Any:
 
 def _settings(view: RunView) -> str:
     """The study's settings, and the command line's (from ``run.json``) when present."""
-    cli = view.cli_record.get("config") if isinstance(view.cli_record.get("config"), dict) else {}
+    cli = view.cli_record.get("settings") if isinstance(view.cli_record.get("settings"), dict) else {}
     merged = _without_secrets({**{f"cli.{k}": v for k, v in cli.items()}, **view.config})
     rows = [[escape(k), escape(json.dumps(v, ensure_ascii=False))] for k, v in sorted(merged.items())]
     table = _table(["setting", "value"], rows, compact=True)

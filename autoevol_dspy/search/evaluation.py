@@ -1,14 +1,13 @@
-"""Evaluating one candidate on the dev set: the self-contained unit recorded as one trial.
+"""Evaluating instructions on a set of cases: the unit one trial records.
 
-Candidate instructions + dev set + LMs in, failures and usage out. With a failure
-bound (the incumbent's failures, or the best candidate's so far in this step), the
-evaluation stops as soon as the candidate cannot win any more: the selection is the
-same as with a full evaluation, for fewer LM calls.
+Program + cases + task in, per-case losses and usage out. ``should_stop`` sees the loss
+so far after every case (the exact early stop: stop once the candidate cannot win);
+``interrupt`` may end the evaluation for a run-level reason (the LM-call budget). An LM
+outage ends it with ``error`` set: an outage says nothing about the instructions.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import Counter
@@ -16,85 +15,107 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import dspy
-from tqdm.auto import tqdm
 
+from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
+from autoevol_dspy.search.events import CaseJudged, EventBus
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 from autoevol_dspy.text import short_error
 
-__all__ = ["Evaluation", "evaluate_program", "run_cases"]
+__all__ = ["Evaluation", "LMOutageError", "evaluate", "run_cases"]
 
-logger = logging.getLogger(__name__)
+#: Cases kept with a trial for the report: this many failed and this many passed ones.
+EXAMPLES_KEPT = (3, 2)
+
+
+class LMOutageError(Exception):
+    """An LM call failed for a reason outside the instructions (raised with the first such error)."""
 
 
 @dataclass
 class Evaluation:
-    """Failures of one program on the dev set, or why the evaluation could not finish."""
+    """What one evaluation found: the loss of every judged case, or why it could not finish."""
 
-    dev_size: int
-    failures: int = 0
+    size: int
+    losses: dict[int, float] = field(default_factory=dict)
     evaluated: int = 0
     by_category: Counter = field(default_factory=Counter)
     pruned: bool = False
     error: str | None = None
+    interrupted: str | None = None
+    examples: list[CaseResult] = field(default_factory=list)
     usage: UsageReport = field(default_factory=UsageReport)
     seconds: float = 0.0
 
     @property
+    def failures(self) -> float:
+        """The sum of the case losses (the number of failed cases for pass/fail judgements)."""
+        return round(sum(self.losses.values()), 9)
+
+    @property
     def failure_rate(self) -> float:
-        return self.failures / self.dev_size if self.dev_size else 0.0
+        return self.failures / self.size if self.size else 0.0
+
+    @property
+    def status(self) -> str:
+        if self.error or self.interrupted:
+            return "failed"
+        return "pruned" if self.pruned else "complete"
+
+    def _keep_example(self, case: CaseResult) -> None:
+        failed = case.failure is not None
+        limit = EXAMPLES_KEPT[0] if failed else EXAMPLES_KEPT[1]
+        if sum(1 for kept in self.examples if (kept.failure is not None) == failed) < limit:
+            self.examples.append(case)
 
 
-def evaluate_program(
+def evaluate(
     task: OptimizationTask,
     program: dspy.Module,
-    devset: Sequence[dspy.Example],
+    cases: Sequence[dspy.Example],
     *,
     num_threads: int,
     meter: UsageMeter,
-    failure_bound: int | None = None,
-    out_of_budget: Callable[[], bool] | None = None,
-    description: str = "evaluating",
-    progress: bool = True,
+    events: EventBus,
+    label: str,
+    should_stop: Callable[[float], bool] | None = None,
+    interrupt: Callable[[], str | None] | None = None,
 ) -> Evaluation:
-    """Run every dev example (or until ``failure_bound`` failures make winning impossible)."""
-    result = Evaluation(dev_size=len(devset))
+    """Run every case (or until ``should_stop(loss so far)``), in parallel, announcing each judged case."""
+    result = Evaluation(size=len(cases))
     before = meter.report()
     started = time.perf_counter()
     lock = threading.Lock()
-    budget_hit = threading.Event()
 
-    def should_stop() -> bool:
-        if out_of_budget is not None and out_of_budget():
-            budget_hit.set()
+    def stop_now() -> bool:
+        reason = interrupt() if interrupt is not None else None
+        if reason is not None:
+            result.interrupted = reason
             return True
-        return failure_bound is not None and result.failures >= failure_bound
+        return should_stop is not None and should_stop(result.failures)
 
     def run(indexed: tuple[int, dspy.Example]) -> CaseResult:
         index, example = indexed
         return task.run_case(program, example, index)
 
-    bar = tqdm(total=len(devset), desc=description, leave=False, disable=not progress)
     try:
-        for _, case in run_parallel(run, list(enumerate(devset)), num_threads=num_threads, should_stop=should_stop):
+        for _, case in run_parallel(run, list(enumerate(cases)), num_threads=num_threads, should_stop=stop_now):
             with lock:
                 result.evaluated += 1
+                if case.case_loss > 0:
+                    result.losses[case.index] = case.case_loss
                 if case.failure is not None:
-                    result.failures += 1
                     result.by_category[case.failure.category] += 1
-            bar.update(1)
-            bar.set_postfix(failures=result.failures)
-    except Exception as exc:  # noqa: BLE001 - an LM that keeps failing fails this trial, not the run
+                result._keep_example(case)
+                progress = CaseJudged(label=label, done=result.evaluated, size=result.size, failures=len(result.losses))
+            events.emit(progress)
+    except Exception as exc:
+        if not is_lm_error(exc):
+            raise
         result.error = short_error(exc)
-        logger.warning("%s failed: %s", description, result.error)
-    finally:
-        bar.close()
-    if result.error is None and result.evaluated < result.dev_size:
-        if budget_hit.is_set():
-            result.error = "the LM call budget ran out before the evaluation finished"
-        else:
-            result.pruned = True
+    if result.error is None and result.interrupted is None and result.evaluated < result.size:
+        result.pruned = True
     result.usage = meter.report() - before
     result.seconds = time.perf_counter() - started
     return result
@@ -107,16 +128,16 @@ def run_cases(
     *,
     num_threads: int,
 ) -> list[CaseResult]:
-    """Run a mini-batch for the trajectory; a case whose LM call errors is kept as a failed case."""
-    from autoevol_dspy.evolution.detectors import Failure
+    """Run a mini-batch for the trajectory, in order; an LM outage raises :class:`LMOutageError`."""
 
     def run(indexed: tuple[int, dspy.Example]) -> CaseResult:
         index, example = indexed
-        try:
-            return task.run_case(program, example, index)
-        except Exception as exc:  # noqa: BLE001 - the analysis can still use the other cases
-            failure = Failure(category="lm_error", reason=short_error(exc), detector="runner")
-            return CaseResult(index=index, inputs=dict(example.inputs()), outputs={}, failure=failure)
+        return task.run_case(program, example, index)
 
-    results = dict(run_parallel(run, list(examples), num_threads=num_threads))
+    try:
+        results = dict(run_parallel(run, list(examples), num_threads=num_threads))
+    except Exception as exc:
+        if is_lm_error(exc):
+            raise LMOutageError(short_error(exc)) from exc
+        raise
     return [results[i] for i in range(len(examples))]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import dspy
 
-from autoevol_dspy.lm.context import use_lm
+from autoevol_dspy.lm.context import adapter_context, use_lm
+from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.search.signatures import AnalyseTrajectory, RewriteInstructions
@@ -81,12 +82,14 @@ class InstructionProposer:
         config = self._config(step, sample)
         feedback = ""
         try:
-            with use_lm(self.lm):
+            with use_lm(self.lm), adapter_context(None):
                 with lm_role("analysis"):
                     feedback = self.analyse(current_instructions=current, trajectory=trajectory, config=config).feedback
                 with lm_role("rewrite"):
                     raw = self.rewrite(current_instructions=current, feedback=feedback, config=config).improved_instructions
-        except Exception as exc:  # noqa: BLE001 - one bad sample must not sink the step
+        except Exception as exc:  # noqa: BLE001 - one unusable sample must not sink the step
+            if is_lm_error(exc):
+                raise  # an outage: the step is retried by the next run, never saved without its samples
             return Proposal(sample=sample, feedback=feedback or "", instructions=None, rejected=short_error(exc))
         text = clean_proposal(raw)
         if not text:
@@ -110,5 +113,5 @@ class InstructionProposer:
         proposals = [results[i] for i in range(num_candidates)]
         for proposal in proposals:
             if proposal.rejected:
-                logger.info("step %d: candidate sample %d discarded: %s", step, proposal.sample, proposal.rejected)
+                logger.debug("step %d: candidate sample %d discarded: %s", step, proposal.sample, proposal.rejected)
         return proposals

@@ -9,10 +9,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from autoevol_dspy.lm.usage import UsageReport
+from autoevol_dspy.tasks.base import CaseResult
 
 __all__ = ["CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord"]
 
-SCHEMA_VERSION = 1
+#: Version of the records and study layout; a study written with another version is refused on resume.
+SCHEMA_VERSION = 2
 
 TrialKind = Literal["baseline", "candidate", "incumbent"]
 TrialStatus = Literal["complete", "pruned", "failed"]
@@ -28,13 +30,16 @@ class TrialRecord(BaseModel):
     candidate_key: str
     instructions: dict[str, str]
     predictor: str | None = None
+    samples: list[int] = Field(default_factory=list)
     parent_trial: int | None = None
     feedback: str | None = None
     failure_rate: float | None = None
-    failures: int = 0
+    failures: float = Field(0, description="failed cases (the sum of case losses for a scored metric)")
     evaluated: int = 0
     dev_size: int = 0
     failures_by_category: dict[str, int] = Field(default_factory=dict)
+    losses: dict[int, float] = Field(default_factory=dict, description="the loss of every dev case that had one")
+    examples: list[CaseResult] = Field(default_factory=list, description="a few failed and passed cases, as evidence")
     error: str | None = None
     usage: UsageReport = Field(default_factory=UsageReport)
     seconds: float = 0.0
@@ -77,7 +82,7 @@ class StepOutcome(BaseModel):
     accepted: bool
     incumbent_failure_rate: float
     steps_without_improvement: int
-    budget_exhausted: bool = False
+    seconds: float = 0.0
 
 
 class RunResult(BaseModel):

@@ -1,17 +1,28 @@
-"""The Optuna study behind a run: one trial per evaluated candidate, step plans, resume.
+"""The Optuna study behind a run: one live trial per evaluation, step plans and outcomes, resume.
 
-Trials are written whole, when their evaluation ends (``study.add_trial``), so a killed
-run never leaves a half-written trial; step plans and outcomes live in the study's user
-attributes. Any Optuna storage works: a SQLite file, PostgreSQL, MySQL, or in memory.
+An evaluation is a trial from ``study.ask()`` (RUNNING while it runs, so another process
+sees it) to ``study.tell()`` (COMPLETE, PRUNED or FAIL), with Optuna params ``step``,
+``predictor`` and ``sample`` for the dashboard's views, and the whole
+:class:`TrialRecord` in its user attributes. Step plans and outcomes, and the run's
+identity (schema version, settings, data fingerprints, written in one step) live in the
+study's user attributes. Any Optuna storage works: SQLite, PostgreSQL, MySQL, memory.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
 
 from autoevol_dspy.errors import RunConflictError
@@ -22,127 +33,189 @@ from autoevol_dspy.search.records import (
     TrialRecord,
 )
 
-__all__ = ["RunTracker"]
+__all__ = ["ALL_PREDICTORS", "LiveTrial", "RunTracker", "settings_differences"]
 
 logger = logging.getLogger(__name__)
 
-_STATE_OF = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
+_RUN_KEY = "autoevol"
 _RECORD_KEY = "record"
+_STATE_OF = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
+#: The ``predictor`` param of trials that evaluate whole programs (the baseline, a re-measured incumbent).
+ALL_PREDICTORS = "(all)"
+
+
+def settings_differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested settings dicts."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        found = []
+        for key in sorted(set(stored) | set(current), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            found += settings_differences(stored.get(key), current.get(key), name)
+        return found
+    return [] if stored == current else [prefix or "settings"]
+
+
+@dataclass
+class LiveTrial:
+    """An evaluation in progress: its RUNNING Optuna trial and the record fields known at its start."""
+
+    trial: optuna.Trial
+    fields: dict[str, Any]
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
 
 
 class RunTracker:
-    """Reads and writes one run's study; refuses to mix runs made with different settings."""
+    """Reads and writes one run's study; refuses to mix runs made with different settings or data."""
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, *, predictors: Sequence[str] = (), step_limit: int = 1,
+                 samples: int = 1) -> None:
+        """Wrap ``study``; the defaults suit reading (the report), ``open`` sets them for writing."""
         self.study = study
+        self._distributions: dict[str, BaseDistribution] = {
+            "step": IntDistribution(0, max(1, step_limit)),
+            "predictor": CategoricalDistribution([ALL_PREDICTORS, *predictors]),
+            "sample": IntDistribution(0, max(1, samples - 1)),
+        }
+        self._lock = threading.Lock()
+        self._records: dict[int, TrialRecord] = {}
+        self._finished: dict[tuple[int, str], TrialRecord] = {}
+        for frozen in study.get_trials(deepcopy=False):
+            payload = frozen.user_attrs.get(_RECORD_KEY)
+            if payload is not None:
+                self._index(TrialRecord.model_validate({**payload, "number": frozen.number}))
+
+    # Opening ------------------------------------------------------------------------------------
 
     @classmethod
     def open(
         cls,
         *,
-        storage: str | optuna.storages.BaseStorage | None,
+        storage: str | optuna.storages.BaseStorage,
         study_name: str,
-        config: dict[str, Any],
+        settings: dict[str, Any],
         fingerprints: dict[str, str],
+        predictors: Sequence[str],
+        step_limit: int,
+        samples: int,
     ) -> "RunTracker":
-        """Create the study, or load it when it exists and was made with the same settings and data."""
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            storage=storage, study_name=study_name, direction="minimize", load_if_exists=True
-        )
-        attrs = study.user_attrs
-        if "config" not in attrs:
-            study.set_user_attr("schema_version", SCHEMA_VERSION)
-            study.set_user_attr("config", config)
-            study.set_user_attr("fingerprints", fingerprints)
-            study.set_user_attr("created", datetime.now().isoformat(timespec="seconds"))
+        """Create the study, or load it when it holds a run with the same settings and data."""
+        study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
+                                    sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
+        identity = study.user_attrs.get(_RUN_KEY)
+        if identity is None:
+            if "config" in study.user_attrs or study.user_attrs.get("schema_version") not in (None, SCHEMA_VERSION):
+                raise RunConflictError(
+                    f"study {study_name!r} was written by an older autoevol-dspy (schema "
+                    f"{study.user_attrs.get('schema_version', 1)}); this version reads schema {SCHEMA_VERSION}: "
+                    "start over (--restart) or use another run directory"
+                )
+            study.set_user_attr(_RUN_KEY, {"schema_version": SCHEMA_VERSION, "settings": settings,
+                                           "fingerprints": fingerprints,
+                                           "created": datetime.now().isoformat(timespec="seconds")})
         else:
-            cls._check_same_run(study_name, attrs, config, fingerprints)
-            logger.info("Resuming study %r with %d trials", study_name, len(study.trials))
-        return cls(study)
+            cls._check_same_run(study_name, identity, settings, fingerprints)
+        tracker = cls(study, predictors=predictors, step_limit=step_limit, samples=samples)
+        tracker._close_abandoned_trials()
+        return tracker
 
     @staticmethod
-    def _check_same_run(name: str, attrs: dict, config: dict, fingerprints: dict) -> None:
-        stored_config = attrs.get("config", {})
-        differing = sorted(
-            key for key in set(stored_config) | set(config) if stored_config.get(key) != config.get(key)
-        )
-        if attrs.get("fingerprints") != fingerprints:
-            differing.append("data (trainset or valset changed)")
+    def _check_same_run(name: str, identity: dict, settings: dict, fingerprints: dict) -> None:
+        if identity.get("schema_version") != SCHEMA_VERSION:
+            raise RunConflictError(
+                f"study {name!r} was written with schema {identity.get('schema_version')}; this version reads "
+                f"schema {SCHEMA_VERSION}: start over (--restart) or use another run directory"
+            )
+        differing = settings_differences(identity.get("settings", {}), settings)
+        differing += [f"data ({key} examples changed)" for key in sorted(set(fingerprints) | set(identity.get(
+            "fingerprints", {}))) if identity.get("fingerprints", {}).get(key) != fingerprints.get(key)]
         if differing:
             raise RunConflictError(
                 f"study {name!r} holds a run made with different settings ({', '.join(differing)}); "
                 "use another study name or run directory, or start over"
             )
 
-    # Trials ----------------------------------------------------------------------------------------
+    def _close_abandoned_trials(self) -> None:
+        """Fail the trials a killed process left RUNNING or WAITING: their evaluations never finished."""
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            number = self.study.ask().number if frozen.state == TrialState.WAITING else frozen.number
+            self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            logger.info("trial %d was left unfinished by an earlier process; marked failed", number)
 
-    def record_trial(self, record: TrialRecord) -> TrialRecord:
-        """Store a finished evaluation as one trial and return the record with its number."""
-        now = datetime.now()
-        value = record.failure_rate if record.status == "complete" else None
-        intermediate = {}
-        if record.status == "pruned" and record.dev_size:
-            intermediate = {record.evaluated: record.failures / record.dev_size}
+    # Trials -------------------------------------------------------------------------------------
+
+    def start(self, **fields: Any) -> LiveTrial:
+        """Open a RUNNING trial for one evaluation; ``fields`` are the :class:`TrialRecord` fields known now."""
+        params = {"step": fields["step"], "predictor": fields.get("predictor") or ALL_PREDICTORS,
+                  "sample": (fields.get("samples") or [0])[0]}
+        attrs = {"kind": fields["kind"], "step": fields["step"], "candidate_key": fields["candidate_key"],
+                 "parent_trial": fields.get("parent_trial"), **_instruction_attrs(fields["instructions"])}
+        with self._lock:
+            self.study.enqueue_trial(params, user_attrs=attrs)
+            trial = self.study.ask(self._distributions)
+        return LiveTrial(trial=trial, fields=fields)
+
+    def report_progress(self, live: LiveTrial, *, failures: int, evaluated: int, dev_size: int) -> None:
+        """The failure rate so far as an intermediate value (what a pruned trial stopped at)."""
+        if dev_size:
+            live.trial.report(failures / dev_size, step=evaluated)
+
+    def finish(self, live: LiveTrial, **outcome: Any) -> TrialRecord:
+        """Close the trial (COMPLETE, PRUNED or FAIL) with the evaluation's outcome; returns the record."""
+        record = TrialRecord(number=live.number, **live.fields, **outcome)
         payload = record.model_dump(mode="json", exclude={"number"})
-        user_attrs = {
+        attrs = {
             _RECORD_KEY: payload,
-            "step": record.step,
-            "kind": record.kind,
-            "parent_trial": record.parent_trial,
-            "predictor": record.predictor,
             "failures_by_category": record.failures_by_category,
             "lm_calls": record.usage.calls,
             "usage_by_role": payload["usage"]["by_role"],
             "seconds": record.seconds,
         }
-        if len(record.instructions) == 1:
-            user_attrs["method"] = next(iter(record.instructions.values()))
-        else:
-            user_attrs["instructions"] = record.instructions
         if record.feedback:
-            user_attrs["feedback"] = record.feedback
+            attrs["feedback"] = record.feedback
         if record.error:
-            user_attrs["error"] = record.error
-        trial = optuna.trial.create_trial(
-            state=_STATE_OF[record.status],
-            value=value,
-            user_attrs=user_attrs,
-            intermediate_values=intermediate,
-        )
-        trial.datetime_start = now
-        trial.datetime_complete = now
-        self.study.add_trial(trial)
-        number = self.study.trials[-1].number
-        for stored in reversed(self.study.trials):
-            if stored.user_attrs.get(_RECORD_KEY) == payload:
-                number = stored.number
-                break
-        return record.model_copy(update={"number": number})
+            attrs["error"] = record.error
+        for key, value in attrs.items():
+            live.trial.set_user_attr(key, value)
+        if record.status == "pruned":
+            self.report_progress(live, failures=record.failures, evaluated=record.evaluated, dev_size=record.dev_size)
+        value = record.failure_rate if record.status == "complete" else None
+        self.study.tell(live.trial, value, state=_STATE_OF[record.status])
+        with self._lock:
+            self._index(record)
+        return record
+
+    def record(self, record: TrialRecord) -> TrialRecord:
+        """Store an evaluation made elsewhere (an import, a fixture) as one trial; returns it with its number."""
+        fields = record.model_dump(include={"step", "kind", "candidate_key", "instructions", "predictor", "samples",
+                                            "parent_trial", "feedback"})
+        outcome = record.model_dump(exclude=set(fields) | {"number"})
+        return self.finish(self.start(**fields), **outcome)
+
+    def _index(self, record: TrialRecord) -> None:
+        self._records[record.number] = record
+        if record.finished:
+            self._finished.setdefault((record.step, record.candidate_key), record)
 
     def trials(self) -> list[TrialRecord]:
         """Every recorded trial, in order."""
-        records = []
-        for trial in self.study.get_trials(deepcopy=False):
-            payload = trial.user_attrs.get(_RECORD_KEY)
-            if payload is not None:
-                records.append(TrialRecord.model_validate({**payload, "number": trial.number}))
-        return records
+        with self._lock:
+            return [self._records[number] for number in sorted(self._records)]
 
     def find_trial(self, *, step: int, candidate_key: str) -> TrialRecord | None:
-        """The finished trial of this candidate in this step, if a previous run recorded it."""
-        for record in self.trials():
-            if record.step == step and record.candidate_key == candidate_key and record.finished:
-                return record
-        return None
+        """The finished trial of this candidate in this step, if one was recorded."""
+        with self._lock:
+            return self._finished.get((step, candidate_key))
 
     def trial(self, number: int) -> TrialRecord:
-        for record in self.trials():
-            if record.number == number:
-                return record
-        raise KeyError(f"no trial {number} in study {self.study.study_name!r}")
+        with self._lock:
+            if number not in self._records:
+                raise KeyError(f"no trial {number} in study {self.study.study_name!r}")
+            return self._records[number]
 
-    # Steps -----------------------------------------------------------------------------------------
+    # Steps --------------------------------------------------------------------------------------
 
     def plan(self, step: int) -> StepPlan | None:
         payload = self.study.user_attrs.get(f"step:{step:04d}:plan")
@@ -159,13 +232,20 @@ class RunTracker:
         self.study.set_user_attr(f"step:{outcome.step:04d}:outcome", outcome.model_dump(mode="json"))
 
     def plans(self) -> list[StepPlan]:
-        keys = sorted(key for key in self.study.user_attrs if key.endswith(":plan"))
-        return [StepPlan.model_validate(self.study.user_attrs[key]) for key in keys]
+        attrs = self.study.user_attrs
+        return [StepPlan.model_validate(attrs[key]) for key in sorted(k for k in attrs if k.endswith(":plan"))]
 
     def outcomes(self) -> list[StepOutcome]:
-        keys = sorted(key for key in self.study.user_attrs if key.endswith(":outcome"))
-        return [StepOutcome.model_validate(self.study.user_attrs[key]) for key in keys]
+        attrs = self.study.user_attrs
+        return [StepOutcome.model_validate(attrs[key]) for key in sorted(k for k in attrs if k.endswith(":outcome"))]
 
     def recorded_calls(self) -> int:
         """LM calls already spent by this run in earlier processes (trials and step plans)."""
         return sum(t.usage.calls for t in self.trials()) + sum(p.usage.calls for p in self.plans())
+
+
+def _instruction_attrs(instructions: dict[str, str]) -> dict[str, Any]:
+    """The evaluated text, readable in the dashboard: ``method`` for one predictor, else ``instructions``."""
+    if len(instructions) == 1:
+        return {"method": next(iter(instructions.values()))}
+    return {"instructions": instructions}

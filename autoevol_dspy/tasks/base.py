@@ -3,13 +3,14 @@
 The optimization loop never looks inside a case; an :class:`OptimizationTask` turns a
 program and one example into a :class:`CaseResult` (outputs plus a failure or none) and
 renders a mini-batch of results as the trajectory the optimizer LM analyses. The
-instruction data task (:mod:`.evolution_task`) and the any-program task
-(:mod:`.program_task`) are the two implementations.
+instruction data task (:mod:`.evolution`) and the any-program task (:mod:`.program`)
+are the two implementations.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import dspy
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.detectors import Failure
 
-__all__ = ["CaseResult", "OptimizationTask", "apply_instructions", "get_instructions"]
+__all__ = ["CaseResult", "OptimizationTask", "apply_instructions", "get_instructions", "lm_name"]
 
 
 class CaseResult(BaseModel):
@@ -28,17 +29,40 @@ class CaseResult(BaseModel):
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     failure: Failure | None = None
+    loss: float | None = None
     score: float | None = None
     feedback: str | None = None
+
+    @property
+    def case_loss(self) -> float:
+        """This case's share of the failure rate: its loss, else 1 for a failure and 0 for a pass."""
+        if self.loss is not None:
+            return self.loss
+        return 1.0 if self.failure is not None else 0.0
 
 
 @runtime_checkable
 class OptimizationTask(Protocol):
-    """Runs cases for the loop and tells the optimizer LM what it is looking at."""
+    """Runs cases for the loop and tells the optimizer LM what it is looking at.
 
-    kind: str
+    The loop never asks what kind of task it runs: examples, programs, cases, the
+    trajectory and the settings that decide results all come from the task.
+    """
+
     analysis_guidance: str
     rewrite_guidance: str
+
+    def examples(self, items: Sequence[Any], *, name: str) -> list[dspy.Example]:
+        """``items`` as Examples with inputs marked; one-line :class:`DataError` otherwise."""
+        ...
+
+    def check(self, student: dspy.Module, *, default_lm: dspy.LM | None) -> None:
+        """Refuse, before any LM call, a student or an LM setup the task cannot run."""
+        ...
+
+    def program_for(self, student: dspy.Module, instructions: dict[str, str]) -> dspy.Module:
+        """A copy of ``student`` with these instructions, ready to run cases."""
+        ...
 
     def run_case(self, program: dspy.Module, example: dspy.Example, index: int) -> CaseResult: ...
 
@@ -47,6 +71,15 @@ class OptimizationTask(Protocol):
     def validate_candidate(self, predictor: str, text: str) -> str | None:
         """Return why a proposed instruction text is unusable, or ``None`` if it is fine."""
         ...
+
+    def describe(self) -> dict[str, Any]:
+        """The task's settings that decide results (no secrets); a resumed run must match them."""
+        ...
+
+
+def lm_name(lm: dspy.LM | None) -> str | None:
+    """The model name of an LM for settings records (never its key), or ``None``."""
+    return getattr(lm, "model", None) if lm is not None else None
 
 
 def get_instructions(program: dspy.Module) -> dict[str, str]:

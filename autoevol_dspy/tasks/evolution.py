@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
+from typing import Any
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError
 
-from autoevol_dspy.evolution.detectors import (
-    EvolutionCase,
-    Failure,
-    FailureDetector,
-    default_detectors,
-)
-from autoevol_dspy.evolution.parsing import parse_rewritten_instruction
-from autoevol_dspy.evolution.signatures import RespondToInstruction
-from autoevol_dspy.lm.context import use_lm
-from autoevol_dspy.lm.usage import lm_role
-from autoevol_dspy.tasks.base import CaseResult
-from autoevol_dspy.text import clip, short_error
+from autoevol_dspy.data.splits import as_examples
+from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.evolution.detectors import FailureDetector
+from autoevol_dspy.evolution.method import EvolInstruct
+from autoevol_dspy.evolution.unit import Evolver
+from autoevol_dspy.tasks.base import CaseResult, apply_instructions, lm_name
+from autoevol_dspy.text import clip
 
 __all__ = ["EvolutionTask"]
-
-logger = logging.getLogger(__name__)
 
 _ANALYSIS_GUIDANCE = """\
 The instructions are an evolving method: a prompt that tells a rewriter how to turn an \
@@ -32,87 +24,89 @@ the method made of it (stage 1 onwards); every stage must be strictly more compl
 the one before while staying answerable. Look for these problems: complexity did not \
 increase; the rewriter answered or solved the instruction instead of rewriting it; the \
 new instruction is unsolvable, contradictory or unrealistic; key information from the \
-original was lost; irrelevant complexity was added; the new instruction is unclear; the \
-reply did not end with the final rewritten instruction after its final marker."""
+original was lost; irrelevant complexity was added; the new instruction is unclear."""
 
 _REWRITE_GUIDANCE = """\
 The instructions are an evolving method for rewriting instructions into more complex \
-ones. Keep its step-by-step structure, and keep the rule that the reply ends with the \
-final rewritten instruction after the marker #Finally Rewritten Instruction#."""
+ones. Keep its step-by-step structure and its rule that the rewriter outputs only the \
+final rewritten instruction."""
 
 
 class EvolutionTask:
-    """Evolve one seed with the method, let the response LM answer, and run the detectors."""
+    """Evolve each seed with the method for ``rounds`` rounds, answering and judging every round.
 
-    kind = "evolution"
+    ``lm`` evolves (default: the run's LM), ``response_lm`` answers (default: ``lm``);
+    ``respond=False`` skips the answers (and the detectors judge the instruction alone).
+    """
+
     analysis_guidance = _ANALYSIS_GUIDANCE
     rewrite_guidance = _REWRITE_GUIDANCE
 
     def __init__(
         self,
         *,
-        detectors: Sequence[FailureDetector] | None = None,
-        evol_lm: dspy.LM | None = None,
+        lm: dspy.LM | None = None,
         response_lm: dspy.LM | None = None,
+        detectors: Sequence[FailureDetector] | None = None,
+        rounds: int = 1,
+        respond: bool = True,
         input_field: str = "instruction",
+        adapter: dspy.Adapter | None = None,
     ) -> None:
-        self.detectors = list(default_detectors() if detectors is None else detectors)
-        self.evol_lm = evol_lm
-        self.response_lm = response_lm
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ConfigurationError(f"rounds must be an integer of at least 1, got {rounds!r}")
+        self.rounds = rounds
         self.input_field = input_field
-        self.respond = dspy.Predict(RespondToInstruction)
+        self.evolver = Evolver(detectors=detectors, respond=respond, lm=lm, response_lm=response_lm, adapter=adapter)
 
-    def run_case(self, program: dspy.Module, example: dspy.Example, index: int) -> CaseResult:
+    @property
+    def detectors(self) -> list[FailureDetector]:
+        return self.evolver.detectors
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "EvolutionTask", "rounds": self.rounds, "input_field": self.input_field,
+                **self.evolver.describe(), "lm": lm_name(self.evolver.lm),
+                "response_lm": lm_name(self.evolver.response_lm)}
+
+    def examples(self, items: Sequence[Any], *, name: str) -> list[dspy.Example]:
+        return as_examples(items, input_field=self.input_field, name=name)
+
+    def check(self, student: dspy.Module, *, default_lm: dspy.LM | None) -> None:
+        if not callable(getattr(student, "evolve_once", None)):
+            raise ConfigurationError(
+                f"an EvolutionTask optimizes an EvolInstruct method, got a {type(student).__name__}; "
+                "pass metric= (or task=ProgramTask(...)) to compile any other program"
+            )
+        if self.evolver.lm is None and default_lm is None:
+            raise ConfigurationError("no LM to evolve with: pass lm= to AutoEvolInstruct or to the "
+                                     "EvolutionTask, or call dspy.configure(lm=...)")
+
+    def program_for(self, student: dspy.Module, instructions: dict[str, str]) -> dspy.Module:
+        return apply_instructions(student, instructions)
+
+    def run_case(self, program: EvolInstruct, example: dspy.Example, index: int) -> CaseResult:
         instruction = str(example[self.input_field])
-        inputs = {self.input_field: instruction}
-        try:
-            with lm_role("evolution"), use_lm(self.evol_lm):
-                prediction = program(instruction=instruction)
-        except AdapterParseError as exc:
-            return _failed(index, inputs, {}, "unparseable_evolution", f"the reply did not parse: {short_error(exc)}")
-        stages = list(getattr(prediction, "stages", None) or [instruction])
-        evolved = getattr(prediction, "evolved_instruction", None)
-        if evolved is None and not hasattr(prediction, "stages"):
-            evolved = parse_rewritten_instruction(getattr(prediction, "rewrite", None))
-        outputs: dict = {"stages": stages}
-        replies = getattr(prediction, "replies", None)
-        if replies:
-            outputs["reply"] = replies[-1]
-        if not evolved:
-            return _failed(index, inputs, outputs, "unparseable_evolution", "no final rewritten instruction found")
-        case = EvolutionCase(instruction=stages[-2] if len(stages) > 1 else instruction, evolved=evolved)
-        failure = self._detect(case)
-        if failure is None and any(d.needs_response for d in self.detectors):
-            try:
-                with lm_role("response"), use_lm(self.response_lm):
-                    response = self.respond(instruction=evolved).response
-            except AdapterParseError as exc:
-                response = ""
-                logger.debug("response did not parse for case %d: %s", index, exc)
-            outputs["response"] = response
-            case = EvolutionCase(instruction=case.instruction, evolved=evolved, response=response)
-            failure = self._detect(case, needs_response=True)
-        return CaseResult(index=index, inputs=inputs, outputs=outputs, failure=failure)
-
-    def _detect(self, case: EvolutionCase, *, needs_response: bool | None = None) -> Failure | None:
-        for detector in self.detectors:
-            if needs_response is not None and detector.needs_response != needs_response:
-                continue
-            failure = detector.detect(case)
-            if failure is not None:
-                return failure
-        return None
+        rounds = self.evolver.evolve_chain(program, instruction, rounds=self.rounds)
+        outputs: dict[str, Any] = {
+            "stages": [instruction] + [r.evolved for r in rounds if r.evolved is not None],
+            "replies": [r.reply for r in rounds],
+            "responses": [r.response for r in rounds if r.response is not None],
+        }
+        return CaseResult(index=index, inputs={self.input_field: instruction}, outputs=outputs,
+                          failure=rounds[-1].failure)
 
     def format_trajectory(self, results: list[CaseResult]) -> str:
         blocks = []
         for number, result in enumerate(results, start=1):
             lines = [f"Case {number}"]
-            for stage, text in enumerate(result.outputs.get("stages") or [result.inputs[self.input_field]]):
-                lines.append(f"  Stage {stage}: {clip(text, 600)}")
-            if len(result.outputs.get("stages") or []) < 2 and result.outputs.get("reply"):
-                lines.append(f"  Rewriter's reply (no final instruction found): {clip(result.outputs['reply'], 400)}")
-            if result.outputs.get("response"):
-                lines.append(f"  Answer to the last stage: {clip(result.outputs['response'], 300)}")
+            stages = result.outputs.get("stages") or [result.inputs.get(self.input_field, "")]
+            lines += [f"  Stage {stage}: {clip(text, 600)}" for stage, text in enumerate(stages)]
+            replies = result.outputs.get("replies") or []
+            if len(stages) <= len(replies) and replies and replies[-1]:
+                lines.append(f"  Rewriter's reply (no evolved instruction in it): {clip(replies[-1], 400)}")
+            responses = result.outputs.get("responses") or []
+            if responses:
+                lines.append(f"  Answer to the last stage: {clip(responses[-1], 300)}")
             if result.failure is not None:
                 lines.append(f"  Detected problem: {result.failure.category} ({result.failure.reason})")
             blocks.append("\n".join(lines))
@@ -122,8 +116,3 @@ class EvolutionTask:
         if len(text.split()) < 8:
             return "the proposed method is too short to be a method"
         return None
-
-
-def _failed(index: int, inputs: dict, outputs: dict, category: str, reason: str) -> CaseResult:
-    failure = Failure(category=category, reason=reason, detector="evolution")
-    return CaseResult(index=index, inputs=inputs, outputs=outputs, failure=failure)

@@ -23,11 +23,15 @@ _ACCEPTED = "metric(example, prediction), metric(example, prediction, trace) or 
 
 @dataclass(frozen=True)
 class MetricVerdict:
-    """The metric's word on one run: passed or not, with its score and feedback when given."""
+    """The metric's word on one run: its loss (0 = perfect, 1 = failed), score and feedback."""
 
-    passed: bool
+    loss: float
     score: float | None
     feedback: str | None
+
+    @property
+    def passed(self) -> bool:
+        return self.loss == 0.0
 
 
 def _positional_capacity(metric: Callable) -> tuple[int, int]:
@@ -60,7 +64,13 @@ def check_metric(metric: Callable) -> int:
 def judge(
     metric: Callable, arity: int, example: dspy.Example, prediction: Any, *, threshold: float | None
 ) -> MetricVerdict:
-    """Call ``metric`` and decide: bools as they are, numbers against ``threshold`` (default: below 1.0 fails)."""
+    """Call ``metric`` and turn its value into a loss.
+
+    A bool passes or fails. A number is a score: without ``threshold`` the loss is
+    ``1 - score`` (scores are clipped to [0, 1]), so the objective is one minus the mean
+    score, as DSPy's ``Evaluate`` reports it; with ``threshold`` a score passes when it
+    reaches the threshold. ``dspy.Prediction(score=..., feedback=...)`` adds feedback.
+    """
     arguments: tuple = (example, prediction, None, None, None)[:arity]
     value = metric(*arguments)
     feedback = None
@@ -69,10 +79,11 @@ def judge(
         value = getattr(value, "score", None)
     if isinstance(value, bool) or value is None:
         passed = bool(value)
-        return MetricVerdict(passed=passed, score=float(passed), feedback=feedback)
+        return MetricVerdict(loss=0.0 if passed else 1.0, score=float(passed), feedback=feedback)
     try:
         score = float(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the metric returned {type(value).__name__}, not a bool, a number or a Prediction") from exc
-    limit = 1.0 if threshold is None else threshold
-    return MetricVerdict(passed=score >= limit, score=score, feedback=feedback)
+    if threshold is not None:
+        return MetricVerdict(loss=0.0 if score >= threshold else 1.0, score=score, feedback=feedback)
+    return MetricVerdict(loss=round(1.0 - min(1.0, max(0.0, score)), 9), score=score, feedback=feedback)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dspy
 
+from autoevol_dspy.data.splits import as_examples
+from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.detectors import Failure
 from autoevol_dspy.lm.context import use_lm
+from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.lm.usage import lm_role
-from autoevol_dspy.tasks.base import CaseResult
+from autoevol_dspy.tasks.base import (
+    CaseResult,
+    apply_instructions,
+    get_instructions,
+    lm_name,
+)
 from autoevol_dspy.tasks.metrics import check_metric, judge
 from autoevol_dspy.text import clip, short_error
 
-__all__ = ["ProgramTask"]
+__all__ = ["ProgramTask", "is_async_only"]
 
 _ANALYSIS_GUIDANCE = """\
 The instructions belong to one step of a program built from LM calls. Each case shows \
@@ -37,10 +46,19 @@ def _jsonable(value: Any) -> Any:
         return str(value)
 
 
-class ProgramTask:
-    """Run the program on an example's inputs and let the metric decide whether it failed."""
+def is_async_only(program: dspy.Module) -> bool:
+    """Whether ``program`` defines ``aforward`` but no ``forward`` (it runs with ``acall``)."""
+    return not callable(getattr(type(program), "forward", None)) and callable(getattr(type(program), "aforward", None))
 
-    kind = "program"
+
+class ProgramTask:
+    """Run the program on an example's inputs and let the metric judge the run.
+
+    A bool metric passes or fails a case; a numeric one scores it and the failure rate is
+    one minus the mean score (``threshold`` turns scores into pass/fail instead). ``lm``
+    runs the program (default: the run's LM; LMs set on predictors win, as in DSPy).
+    """
+
     analysis_guidance = _ANALYSIS_GUIDANCE
     rewrite_guidance = _REWRITE_GUIDANCE
 
@@ -50,13 +68,37 @@ class ProgramTask:
         self.threshold = threshold
         self.lm = lm
 
+    def describe(self) -> dict[str, Any]:
+        name = getattr(self.metric, "__name__", type(self.metric).__name__)
+        return {"type": "ProgramTask", "metric": name, "threshold": self.threshold, "lm": lm_name(self.lm)}
+
+    def examples(self, items: Sequence[Any], *, name: str) -> list[dspy.Example]:
+        return as_examples(items, input_field=None, name=name)
+
+    def check(self, student: dspy.Module, *, default_lm: dspy.LM | None) -> None:
+        get_instructions(student)
+        if not callable(getattr(type(student), "forward", None)) and not is_async_only(student):
+            raise ConfigurationError(f"{type(student).__name__} has neither forward() nor aforward(): nothing to run")
+        own = all(getattr(predictor, "lm", None) is not None for _, predictor in student.named_predictors())
+        if self.lm is None and default_lm is None and not own:
+            raise ConfigurationError("no LM to run the program with: pass lm= to AutoEvolInstruct or to the "
+                                     "ProgramTask, set one on each predictor, or call dspy.configure(lm=...)")
+
+    def program_for(self, student: dspy.Module, instructions: dict[str, str]) -> dspy.Module:
+        return apply_instructions(student, instructions)
+
+    def _run(self, program: dspy.Module, inputs: dict[str, Any]) -> Any:
+        if is_async_only(program):
+            return asyncio.run(program.acall(**inputs))
+        return program(**inputs)
+
     def run_case(self, program: dspy.Module, example: dspy.Example, index: int) -> CaseResult:
         inputs = {key: _jsonable(value) for key, value in example.inputs().items()}
         try:
             with lm_role("program"), use_lm(self.lm):
-                prediction = program(**example.inputs())
+                prediction = self._run(program, dict(example.inputs()))
         except Exception as exc:  # noqa: BLE001 - a program that crashes on a case fails that case
-            if _is_lm_transport_error(exc):
+            if is_lm_error(exc):
                 raise
             failure = Failure(category="program_error", reason=short_error(exc), detector="program")
             return CaseResult(index=index, inputs=inputs, outputs={}, failure=failure)
@@ -69,15 +111,15 @@ class ProgramTask:
         failure = None
         if not verdict.passed:
             reason = verdict.feedback or f"the metric scored {verdict.score:g}"
-            failure = Failure(category="metric_rejected", reason=clip(reason, 500), detector="metric")
-        return CaseResult(
-            index=index, inputs=inputs, outputs=outputs, failure=failure, score=verdict.score, feedback=verdict.feedback
-        )
+            category = "metric_rejected" if verdict.loss >= 1.0 else "low_score"
+            failure = Failure(category=category, reason=clip(reason, 500), detector="metric")
+        return CaseResult(index=index, inputs=inputs, outputs=outputs, failure=failure, loss=verdict.loss,
+                          score=verdict.score, feedback=verdict.feedback)
 
     def format_trajectory(self, results: list[CaseResult]) -> str:
         blocks = []
         for number, result in enumerate(results, start=1):
-            status = "FAILED" if result.failure else "passed"
+            status = "passed" if result.failure is None else ("FAILED" if result.case_loss >= 1.0 else "imperfect")
             lines = [f"Case {number} ({status})"]
             lines += [f"  Input {key}: {clip(value, 500)}" for key, value in result.inputs.items()]
             lines += [f"  Output {key}: {clip(value, 500)}" for key, value in result.outputs.items()]
@@ -94,10 +136,3 @@ class ProgramTask:
         if len(text.split()) < 3:
             return "the proposed instructions are too short"
         return None
-
-
-def _is_lm_transport_error(exc: BaseException) -> bool:
-    """Errors of the LM service itself (timeouts, connection, auth) fail the trial, not the case."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return bool(names & {"TimeoutError", "ConnectionError", "APIConnectionError", "AuthenticationError",
-                         "RateLimitError", "ServiceUnavailableError", "APITimeoutError", "ProviderError"})

@@ -1,5 +1,56 @@
-"""The search rules as small objects: batch sampling, evaluation, acceptance, stopping, predictor choice."""
+"""The search rules as small objects: batch sampling, evaluation, acceptance, stopping, predictor choice.
 
+Each rule is a Protocol with a few classes; every class can ``describe()`` its settings,
+which a resumed run compares with the study's.
+"""
+
+from autoevol_dspy.search.strategies.acceptance import (
+    AcceptanceCriterion,
+    MarginAcceptance,
+    PairedTestAcceptance,
+    StrictImprovement,
+)
+from autoevol_dspy.search.strategies.batch import (
+    BatchSampler,
+    EpochBatches,
+    RandomBatches,
+)
+from autoevol_dspy.search.strategies.evaluation_policy import (
+    EvaluationPolicy,
+    ExactEarlyStop,
+    FullEvaluation,
+    PaperProtocol,
+)
 from autoevol_dspy.search.strategies.predictor_choice import PredictorChoice, RoundRobin
+from autoevol_dspy.search.strategies.stopping import (
+    AnyOf,
+    LMCallBudget,
+    MaxSteps,
+    NoImprovement,
+    SearchState,
+    Stopper,
+    stop_when,
+)
 
-__all__ = ["PredictorChoice", "RoundRobin"]
+__all__ = [
+    "AcceptanceCriterion",
+    "AnyOf",
+    "BatchSampler",
+    "EpochBatches",
+    "EvaluationPolicy",
+    "ExactEarlyStop",
+    "FullEvaluation",
+    "LMCallBudget",
+    "MarginAcceptance",
+    "MaxSteps",
+    "NoImprovement",
+    "PairedTestAcceptance",
+    "PaperProtocol",
+    "PredictorChoice",
+    "RandomBatches",
+    "RoundRobin",
+    "SearchState",
+    "StrictImprovement",
+    "Stopper",
+    "stop_when",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["PredictorChoice", "RoundRobin"]
 
@@ -13,9 +13,14 @@ class PredictorChoice(Protocol):
 
     def choose(self, *, step: int, predictors: list[str]) -> str: ...
 
+    def describe(self) -> dict[str, Any]: ...
+
 
 class RoundRobin:
     """Each predictor in turn, in ``named_predictors()`` order: every one gets the same number of steps."""
 
     def choose(self, *, step: int, predictors: list[str]) -> str:
         return predictors[(step - 1) % len(predictors)]
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "RoundRobin"}

@@ -1,0 +1,126 @@
+"""Typed events of a search, and the callbacks that subscribe to them.
+
+The loop announces what happens (a step planned, an evaluation started, a case judged,
+a trial finished, a step decided, the run ended); progress bars, log lines and a user's
+own tracking (MLflow, a dashboard) are subscribers. A callback that raises is logged
+and ignored: observers never change a run's results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from autoevol_dspy.search.records import (
+        RunResult,
+        StepOutcome,
+        StepPlan,
+        TrialRecord,
+    )
+
+__all__ = [
+    "CaseJudged",
+    "EvaluationStarted",
+    "Event",
+    "EventBus",
+    "RunEnded",
+    "RunStarted",
+    "SearchCallback",
+    "StepDecided",
+    "StepPlanned",
+    "TrialFinished",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run opened its study (``resumed_trials`` finished trials were already there)."""
+
+    study_name: str
+    train_size: int
+    dev_size: int
+    holdout_size: int
+    resumed_trials: int
+
+
+@dataclass(frozen=True)
+class StepPlanned:
+    """A step has its trajectory and its distinct candidates (``resumed``: the plan came from the study)."""
+
+    plan: "StepPlan"
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class EvaluationStarted:
+    """Instructions started their evaluation on ``size`` cases (a trial is RUNNING, or a held-out check)."""
+
+    label: str
+    size: int
+    trial_number: int | None
+
+
+@dataclass(frozen=True)
+class CaseJudged:
+    """One case of an evaluation finished; ``done`` cases so far, ``failures`` among them."""
+
+    label: str
+    done: int
+    size: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    """An evaluation ended as a trial: complete, pruned (early stop) or failed."""
+
+    label: str
+    trial: "TrialRecord"
+
+
+@dataclass(frozen=True)
+class StepDecided:
+    """A step chose its winner (``resumed``: the outcome came from the study)."""
+
+    outcome: "StepOutcome"
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """The run stopped; the result holds everything it found."""
+
+    result: "RunResult"
+
+
+Event = Union[RunStarted, StepPlanned, EvaluationStarted, CaseJudged, TrialFinished, StepDecided, RunEnded]
+
+
+@runtime_checkable
+class SearchCallback(Protocol):
+    """Receives every event of a run, in order, from the thread that produced it."""
+
+    def on_event(self, event: Event) -> None: ...
+
+
+class EventBus:
+    """Delivers events to callbacks; a failing callback is logged once per event type, never raised."""
+
+    def __init__(self, callbacks: Iterable[SearchCallback] = ()) -> None:
+        self.callbacks = list(callbacks)
+        self._warned: set[tuple[int, type]] = set()
+
+    def emit(self, event: Event) -> None:
+        for callback in self.callbacks:
+            try:
+                callback.on_event(event)
+            except Exception as exc:  # noqa: BLE001 - an observer must not break the run
+                key = (id(callback), type(event))
+                if key not in self._warned:
+                    self._warned.add(key)
+                    logger.warning("callback %r failed on %s: %s", callback, type(event).__name__, exc)

@@ -1,0 +1,79 @@
+"""Subscribers that show a run to a person: progress bars on a terminal, log lines always."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from tqdm.auto import tqdm
+
+from autoevol_dspy.search.events import (
+    CaseJudged,
+    EvaluationStarted,
+    Event,
+    RunEnded,
+    RunStarted,
+    StepDecided,
+    StepPlanned,
+    TrialFinished,
+)
+from autoevol_dspy.terminal import stderr_is_terminal
+
+__all__ = ["LogEvents", "ProgressBars"]
+
+logger = logging.getLogger("autoevol_dspy.search")
+
+
+class ProgressBars:
+    """One bar per evaluation (cases and failures so far); quiet unless ``enabled``."""
+
+    def __init__(self, *, enabled: bool | None = None) -> None:
+        self.enabled = stderr_is_terminal() if enabled is None else enabled
+        self._bars: dict[str, tqdm] = {}
+        self._lock = threading.Lock()
+
+    def on_event(self, event: Event) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            if isinstance(event, EvaluationStarted):
+                self._bars[event.label] = tqdm(total=event.size, desc=event.label, leave=False)
+            elif isinstance(event, CaseJudged) and event.label in self._bars:
+                bar = self._bars[event.label]
+                bar.update(event.done - bar.n)
+                bar.set_postfix(failures=event.failures, refresh=False)
+            elif isinstance(event, TrialFinished) and event.label in self._bars:
+                self._bars.pop(event.label).close()
+
+
+def _rate(failures: int, size: int) -> str:
+    return f"{failures / size:.3f} ({failures}/{size})" if size else "n/a"
+
+
+class LogEvents:
+    """The run's story as INFO log lines: each step's plan, each trial, each decision, the end."""
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            logger.info("study %r: %d training, %d dev, %d held-out examples; %d finished trials resumed",
+                        event.study_name, event.train_size, event.dev_size, event.holdout_size, event.resumed_trials)
+        elif isinstance(event, StepPlanned):
+            plan = event.plan
+            logger.info("step %d: rewriting %r, trajectory failures %d/%d, %d distinct candidate(s), %d discarded",
+                        plan.step, plan.predictor, plan.trajectory_failures, plan.trajectory_size,
+                        len(plan.candidates), len(plan.discarded))
+            for reason in plan.discarded:
+                logger.info("step %d: candidate %s discarded", plan.step, reason)
+        elif isinstance(event, TrialFinished):
+            trial = event.trial
+            detail = trial.error or (f"failure rate {_rate(trial.failures, trial.dev_size)}" if trial.status ==
+                                     "complete" else f"stopped early at {trial.failures} failures")
+            logger.info("trial %s (%s): %s, %s", trial.number, event.label, trial.status, detail)
+        elif isinstance(event, StepDecided):
+            outcome = event.outcome
+            logger.info("step %d: incumbent failure rate %.3f (%s)", outcome.step, outcome.incumbent_failure_rate,
+                        "accepted a candidate" if outcome.accepted else "kept")
+        elif isinstance(event, RunEnded):
+            result = event.result
+            logger.info("stopped (%s): dev failure rate %.3f -> %.3f, %d LM calls", result.stop_reason,
+                        result.initial_failure_rate, result.best_failure_rate, result.usage.calls)

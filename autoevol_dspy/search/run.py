@@ -1,0 +1,331 @@
+"""One execution of the search loop against a study: baseline, then steps until a stopper says stop.
+
+A step: sample a mini-batch, run the incumbent on it (the trajectory), let the optimizer
+LM propose m rewrites (the plan, saved before any evaluation), evaluate each distinct
+candidate on the dev set as a live trial, and let the acceptance criterion decide (the
+outcome, saved last). A rerun replays saved plans and finished trials and continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dspy
+
+from autoevol_dspy.errors import AutoEvolError
+from autoevol_dspy.lm.usage import UsageMeter, UsageReport
+from autoevol_dspy.search.evaluation import (
+    Evaluation,
+    LMOutageError,
+    evaluate,
+    run_cases,
+)
+from autoevol_dspy.search.events import (
+    EvaluationStarted,
+    EventBus,
+    RunEnded,
+    RunStarted,
+    StepDecided,
+    StepPlanned,
+    TrialFinished,
+)
+from autoevol_dspy.search.proposer import InstructionProposer
+from autoevol_dspy.search.records import (
+    CandidatePlan,
+    RunResult,
+    StepOutcome,
+    StepPlan,
+    TrialRecord,
+)
+from autoevol_dspy.search.strategies import (
+    AcceptanceCriterion,
+    BatchSampler,
+    EvaluationPolicy,
+    PredictorChoice,
+    SearchState,
+    Stopper,
+)
+from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.tasks.base import OptimizationTask
+
+__all__ = ["SearchConfig", "SearchRun", "candidate_key"]
+
+
+def candidate_key(instructions: dict[str, str]) -> str:
+    """A short content hash of a candidate: equal instructions are one candidate."""
+    text = json.dumps(instructions, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything the loop needs to know about how to search, fixed for the run."""
+
+    num_candidates: int
+    num_threads: int
+    seed: int
+    batch_sampler: BatchSampler
+    evaluation: EvaluationPolicy
+    acceptance: AcceptanceCriterion
+    stopper: Stopper
+    predictor_choice: PredictorChoice
+
+
+class _Interrupted(Exception):
+    """A stopper ended the run in the middle of a step (the step is left for a resumed run)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SearchRun:
+    """The loop's state for one process: the study, the data, the usage so far."""
+
+    def __init__(
+        self,
+        *,
+        config: SearchConfig,
+        task: OptimizationTask,
+        proposer: InstructionProposer,
+        tracker: RunTracker,
+        events: EventBus,
+        meter: UsageMeter,
+        student: dspy.Module,
+        initial: dict[str, str],
+        trainset: list[dspy.Example],
+        devset: list[dspy.Example],
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.proposer = proposer
+        self.tracker = tracker
+        self.events = events
+        self.meter = meter
+        self.student = student
+        self.initial = initial
+        self.predictors = list(initial)
+        self.trainset = trainset
+        self.devset = devset
+        self.prior_calls = tracker.recorded_calls()
+        self._steps_done = 0
+        self._without = 0
+        self._measuring_baseline = False
+
+    # Stopping ---------------------------------------------------------------------------------
+
+    def state(self) -> SearchState:
+        return SearchState(steps_done=self._steps_done, steps_without_improvement=self._without,
+                           num_predictors=len(self.predictors), lm_calls=self.prior_calls + self.meter.calls)
+
+    def stop_reason(self) -> str | None:
+        """Why the run must stop now; before the baseline is measured no step counts as done (not even 0)."""
+        state = self.state()
+        if self._measuring_baseline:
+            state = SearchState(steps_done=-1, steps_without_improvement=0, num_predictors=state.num_predictors,
+                                lm_calls=state.lm_calls)
+        return self.config.stopper.stop_reason(state)
+
+    # Evaluating -------------------------------------------------------------------------------
+
+    def evaluate_trial(self, instructions: dict[str, str], *, label: str, incumbent: TrialRecord | None,
+                       best: TrialRecord | None, **fields: Any) -> TrialRecord:
+        """Evaluate ``instructions`` on the dev set as one live trial; outages and interruptions raise."""
+        live = self.tracker.start(instructions=instructions, **fields)
+        self.events.emit(EvaluationStarted(label=label, size=len(self.devset), trial_number=live.number))
+        should_stop = None
+        if incumbent is not None:
+            should_stop = self._early_stop(incumbent, best)
+        evaluation = evaluate(self.task, self.task.program_for(self.student, instructions), self.devset,
+                              num_threads=self.config.num_threads, meter=self.meter, events=self.events,
+                              label=label, should_stop=should_stop, interrupt=self.stop_reason)
+        record = self.tracker.finish(live, **_outcome(evaluation))
+        self.events.emit(TrialFinished(label=label, trial=record))
+        if evaluation.error:
+            raise LMOutageError(evaluation.error)
+        if evaluation.interrupted:
+            raise _Interrupted(evaluation.interrupted)
+        return record
+
+    def _early_stop(self, incumbent: TrialRecord, best: TrialRecord | None):
+        policy, acceptance, size = self.config.evaluation, self.config.acceptance, len(self.devset)
+
+        def should_stop(loss: float) -> bool:
+            could_accept = acceptance.could_accept(loss=loss, incumbent_loss=incumbent.failures, dev_size=size)
+            return policy.should_stop(loss=loss, could_accept=could_accept,
+                                      best_so_far=best.failures if best is not None else None)
+
+        return should_stop
+
+    # The loop ---------------------------------------------------------------------------------
+
+    def baseline(self) -> TrialRecord:
+        key = candidate_key(self.initial)
+        found = self.tracker.find_trial(step=0, candidate_key=key)
+        if found is not None:
+            return found
+        self._measuring_baseline = True
+        try:
+            return self.evaluate_trial(self.initial, label="initial instructions", incumbent=None, best=None,
+                                       step=0, kind="baseline", candidate_key=key)
+        except _Interrupted as stop:
+            raise AutoEvolError(f"the run stopped ({stop.reason}) before the initial instructions were evaluated "
+                                "on the dev set; raise the limit and rerun to continue") from None
+        finally:
+            self._measuring_baseline = False
+
+    def make_plan(self, step: int, incumbent: TrialRecord) -> StepPlan:
+        before = self.meter.report()
+        batch_indices = self.config.batch_sampler.sample(step=step, train_size=len(self.trainset), seed=self.config.seed)
+        program = self.task.program_for(self.student, incumbent.instructions)
+        results = run_cases(self.task, program, [(i, self.trainset[i]) for i in batch_indices],
+                            num_threads=self.config.num_threads)
+        predictor = self.config.predictor_choice.choose(step=step, predictors=self.predictors)
+        proposals = self.proposer.propose(
+            step=step, predictor=predictor, current=incumbent.instructions[predictor],
+            trajectory=self.task.format_trajectory(results), num_candidates=self.config.num_candidates,
+            num_threads=self.config.num_threads,
+        )
+        candidates: dict[str, CandidatePlan] = {}
+        discarded = []
+        for proposal in proposals:
+            if proposal.instructions is None:
+                discarded.append(f"sample {proposal.sample}: {proposal.rejected}")
+                continue
+            instructions = {**incumbent.instructions, predictor: proposal.instructions}
+            key = candidate_key(instructions)
+            if not self.config.evaluation.deduplicate:
+                key = f"{key}-s{proposal.sample}"
+            if key in candidates:
+                candidates[key].samples.append(proposal.sample)
+            else:
+                candidates[key] = CandidatePlan(key=key, instructions=instructions, feedback=proposal.feedback,
+                                                samples=[proposal.sample])
+        return StepPlan(
+            step=step, predictor=predictor, incumbent_trial=incumbent.number, batch_indices=batch_indices,
+            trajectory_failures=sum(1 for r in results if r.failure is not None), trajectory_size=len(results),
+            candidates=list(candidates.values()), discarded=discarded, usage=self.meter.report() - before,
+        )
+
+    def remeasure(self, step: int, incumbent: TrialRecord) -> TrialRecord:
+        """Paper protocol: evaluate the incumbent again on the whole dev set (its own trial)."""
+        key = f"{incumbent.candidate_key}-incumbent"
+        trial = self.tracker.find_trial(step=step, candidate_key=key)
+        if trial is None:
+            trial = self.evaluate_trial(incumbent.instructions, label=f"step {step} incumbent", incumbent=None,
+                                        best=None, step=step, kind="incumbent", candidate_key=key,
+                                        parent_trial=incumbent.number)
+        return trial
+
+    def run_step(self, step: int, incumbent: TrialRecord) -> StepOutcome:
+        started = time.perf_counter()
+        plan = self.tracker.plan(step)
+        resumed = plan is not None
+        if plan is None:
+            plan = self.make_plan(step, incumbent)
+            self.tracker.save_plan(plan)
+        self.events.emit(StepPlanned(plan=plan, resumed=resumed))
+        if self.config.evaluation.reevaluate_incumbent:
+            incumbent = self.remeasure(step, incumbent)
+        best: TrialRecord | None = None
+        for number, candidate in enumerate(plan.candidates, start=1):
+            trial = self.tracker.find_trial(step=step, candidate_key=candidate.key)
+            if trial is None:
+                reason = self.stop_reason()
+                if reason is not None:
+                    raise _Interrupted(reason)
+                trial = self.evaluate_trial(
+                    candidate.instructions, label=f"step {step} candidate {number}/{len(plan.candidates)}",
+                    incumbent=incumbent, best=best, step=step, kind="candidate", candidate_key=candidate.key,
+                    predictor=plan.predictor, samples=candidate.samples, parent_trial=incumbent.number,
+                    feedback=candidate.feedback,
+                )
+            if trial.status == "complete" and (best is None or trial.failures < best.failures):
+                best = trial
+        accepted = best is not None and self.config.acceptance.accepts(
+            candidate=best.losses, incumbent=incumbent.losses, dev_size=len(self.devset))
+        winner = best if accepted else incumbent
+        return StepOutcome(
+            step=step, incumbent_before=incumbent.number, incumbent_after=winner.number,
+            best_candidate_trial=best.number if best is not None else None, accepted=accepted,
+            incumbent_failure_rate=winner.failure_rate,
+            steps_without_improvement=0 if accepted else self._without + 1,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def execute(self) -> RunResult:
+        self.events.emit(RunStarted(study_name=self.tracker.study.study_name, train_size=len(self.trainset),
+                                    dev_size=len(self.devset), holdout_size=0,
+                                    resumed_trials=len(self.tracker.trials())))
+        incumbent = self.baseline()
+        stop_reason = None
+        step = 0
+        while stop_reason is None:
+            stop_reason = self.stop_reason()
+            if stop_reason is not None:
+                break
+            step += 1
+            outcome = self.tracker.outcome(step)
+            resumed = outcome is not None
+            if outcome is None:
+                try:
+                    outcome = self.run_step(step, incumbent)
+                except _Interrupted as stop:
+                    stop_reason = stop.reason
+                    break
+                self.tracker.save_outcome(outcome)
+            self.events.emit(StepDecided(outcome=outcome, resumed=resumed))
+            incumbent = self.tracker.trial(outcome.incumbent_after)
+            self._steps_done, self._without = step, outcome.steps_without_improvement
+        result = self.summarize(incumbent, stop_reason)
+        self.events.emit(RunEnded(result=result))
+        return result
+
+    def summarize(self, incumbent: TrialRecord, stop_reason: str) -> RunResult:
+        trials = self.tracker.trials()
+        plans = self.tracker.plans()
+        outcomes = [o for o in self.tracker.outcomes() if o.step <= self._steps_done]
+        baseline = next(t for t in trials if t.kind == "baseline" and t.finished)
+        usage = UsageReport()
+        for item in [*trials, *plans]:
+            usage = usage + item.usage
+        return RunResult(
+            study_name=self.tracker.study.study_name,
+            best_instructions=incumbent.instructions,
+            best_trial=incumbent.number,
+            initial_failure_rate=baseline.failure_rate,
+            best_failure_rate=incumbent.failure_rate,
+            failure_rate_by_step=[baseline.failure_rate] + [o.incumbent_failure_rate for o in outcomes],
+            stop_reason=stop_reason,
+            steps=outcomes,
+            plans=plans,
+            trials=trials,
+            usage=usage,
+            train_size=len(self.trainset),
+            dev_size=len(self.devset),
+        )
+
+
+def _outcome(evaluation: Evaluation) -> dict[str, Any]:
+    """The fields of a trial record that an evaluation decides."""
+    status = evaluation.status
+    error = evaluation.error
+    if evaluation.interrupted:
+        error = f"interrupted ({evaluation.interrupted}); a resumed run evaluates it again"
+    return {
+        "status": status,
+        "failure_rate": evaluation.failure_rate if status == "complete" else None,
+        "failures": evaluation.failures,
+        "evaluated": evaluation.evaluated,
+        "dev_size": evaluation.size,
+        "failures_by_category": dict(evaluation.by_category),
+        "losses": dict(evaluation.losses),
+        "examples": evaluation.examples,
+        "error": error,
+        "usage": evaluation.usage,
+        "seconds": round(evaluation.seconds, 3),
+    }
