@@ -205,6 +205,7 @@ def optimize(train: list[str], dev: list[str], lms: Lms, settings: Settings) -> 
         num_candidates=settings.num_candidates,
         batch_sampler=settings.batch_size,
         dev_size=len(dev),
+        holdout=0,  # this benchmark measures its own held-out sets
         max_steps=settings.max_steps,
         stopper=NoImprovement(patience=settings.max_steps),
         num_threads=settings.num_threads,

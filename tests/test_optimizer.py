@@ -80,7 +80,7 @@ def test_patience_resets_after_an_improvement():
 def test_budget_stops_the_run():
     world = World({60: [method(50), method(20), method(40)], 20: [method(10)]})
     train, dev = dev_and_train()
-    opt = optimizer(world, max_steps=5, max_lm_calls=60, early_stop=False)
+    opt = optimizer(world, max_steps=5, max_lm_calls=60, early_stop=False, holdout=0)  # the budget bounds the search
     opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
     result = opt.result
     assert result.stop_reason == "budget"
@@ -161,7 +161,8 @@ def test_the_dev_set_is_split_from_the_trainset_deterministically_and_disjoint()
     opt = optimizer(world, dev_size=12, batch_size=5)
     opt.compile(EvolInstruct(method(60)), trainset=data)
     plan = opt.result.plans[0]
-    assert opt.result.dev_size == 12 and opt.result.train_size == 18
+    # 20% held out first (6), then the dev set (12), the rest trains (12).
+    assert opt.result.holdout_size == 6 and opt.result.dev_size == 12 and opt.result.train_size == 12
     assert len(plan.batch_indices) == 5
 
 

@@ -117,7 +117,7 @@ def label_matches(example: dspy.Example, prediction: dspy.Prediction) -> bool:
 
 def optimizer(world: TriageWorld, metric=label_matches, **overrides) -> AutoEvolInstruct:
     settings = dict(metric=None if "task" in overrides else metric, lm=world.lm, optimizer_lm=world.lm, num_candidates=2, batch_sampler=4,
-                    dev_size=12, max_steps=2, num_threads=1, seed=0, progress=False)
+                    dev_size=12, max_steps=2, num_threads=1, seed=0, progress=False, holdout=0)
     if "patience" in overrides:
         settings["stopper"] = NoImprovement(patience=overrides.pop("patience"))
     settings.update(overrides)

@@ -377,8 +377,9 @@ def test_the_prompt_command_writes_its_run_directory_and_prints_the_rates(tmp_pa
     assert (out / "study.db").is_file() and (out / "result.json").is_file()
 
     calls = len(world.engine.calls)
-    assert args.handler(parse(argv)) == 0  # a rerun continues the finished study: only the holdout is measured
-    assert len(world.engine.calls) - calls == 12
+    assert args.handler(parse(argv)) == 0  # a rerun reads the finished study, held-out check included
+    assert len(world.engine.calls) - calls == 0
+    assert f"held-out failure rate: {result.holdout_failure_rate_before:.3f} -> 0.000" in capsys.readouterr().out
     assert args.handler(parse([*argv, "--restart"])) == 0
     assert len(world.engine.calls) - calls > 12 + 24
 

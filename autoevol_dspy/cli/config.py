@@ -48,6 +48,7 @@ class OptimizeConfig(LMSettings):
     candidates: int = Field(5, ge=1)
     batch_size: int = Field(10, ge=1)
     dev_size: int = Field(50, ge=1)
+    holdout: float = Field(0.2, ge=0, description="seeds kept out for the held-out check: a share < 1 or a count")
     rounds: int = Field(1, ge=1)
     patience: int = Field(1, ge=1)
     seed: int = 0
@@ -58,7 +59,7 @@ class OptimizeConfig(LMSettings):
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change a run's results; a resumed run directory must match them."""
-        keep = ("column", "candidates", "batch_size", "dev_size", "rounds", "seed", "lm", "optimizer_lm",
+        keep = ("column", "candidates", "batch_size", "dev_size", "holdout", "rounds", "seed", "lm", "optimizer_lm",
                 "response_lm", "max_tokens", "response_max_tokens", "optimizer_temperature", "judge")
         return {key: getattr(self, key) for key in keep}
 

@@ -170,7 +170,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "response_max_tokens", "threads", "steps", "candidates", "batch_size", "dev_size",
-                              "rounds", "patience", "seed", "max_lm_calls", "storage", "initial_method"])
+                              "holdout", "rounds", "patience", "seed", "max_lm_calls", "storage", "initial_method"])
     options["judge"] = _flag(args, "judge")
     config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
@@ -188,6 +188,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         num_candidates=config.candidates,
         batch_sampler=config.batch_size,
         dev_size=config.dev_size,
+        holdout=int(config.holdout) if config.holdout >= 1 else config.holdout,
         max_steps=config.steps,
         stopper=stop_when(patience=config.patience, max_lm_calls=config.max_lm_calls),
         optimizer_temperature=config.optimizer_temperature,
@@ -203,9 +204,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     (out / "method.txt").write_text(compiled.method + "\n", encoding="utf-8")
     _write_run_json(out, config, args.seeds, result)
     report = _write_report(out, config.storage)
-    print(f"initial method failure rate: {result.initial_failure_rate:.3f}")
-    print(f"best method failure rate:    {result.best_failure_rate:.3f}  (trial {result.best_trial}, "
-          f"stopped: {result.stop_reason}, {result.usage.calls} LM calls)")
+    print(result.describe())
     print(f"best method: {out / 'method.txt'}")
     if report is not None:
         print(f"report:      {report}")
@@ -311,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--candidates", type=int, help="rewrites of the method per step, m (default 5)")
     optimize.add_argument("--batch-size", type=int, help="seed instructions in each step's trajectory (default 10)")
     optimize.add_argument("--dev-size", type=int, help="instructions in the fixed dev set (default 50)")
+    optimize.add_argument("--holdout", type=float, help="seeds kept out of the search for the held-out check: "
+                          "a share below 1 or a count (default 0.2; 0 for none)")
     optimize.add_argument("--rounds", type=int, help="evolution rounds in a trajectory, l (default 1)")
     optimize.add_argument("--patience", type=int, help="steps without improvement before stopping (default 1)")
     optimize.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "

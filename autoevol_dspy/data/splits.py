@@ -15,9 +15,9 @@ from typing import Any
 
 import dspy
 
-from autoevol_dspy.errors import DataError
+from autoevol_dspy.errors import ConfigurationError, DataError
 
-__all__ = ["as_examples", "fingerprint", "split_train_dev"]
+__all__ = ["as_examples", "fingerprint", "split_holdout", "split_train_dev"]
 
 
 def as_examples(items: Sequence[Any], *, input_field: str | None, name: str) -> list[dspy.Example]:
@@ -68,6 +68,37 @@ def split_train_dev(
     dev = [examples[i] for i in sorted(order[:dev_size])]
     train = [examples[i] for i in sorted(order[dev_size:])]
     return train, dev
+
+
+def _holdout_count(holdout: int | float, total: int) -> int:
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)):
+        raise ConfigurationError(f"holdout must be a count (int) or a share (float in (0, 1)), got {holdout!r}")
+    if holdout == 0:
+        return 0
+    if isinstance(holdout, float):
+        if not 0.0 < holdout < 1.0:
+            raise ConfigurationError(f"a holdout share must be between 0 and 1, got {holdout}")
+        return max(1, round(total * holdout))
+    if holdout < 0:
+        raise ConfigurationError(f"holdout must be 0 (none) or more examples, got {holdout}")
+    return holdout
+
+
+def split_holdout(
+    examples: Sequence[dspy.Example], *, holdout: int | float, seed: int
+) -> tuple[list[dspy.Example], list[dspy.Example]]:
+    """A deterministic split into (examples to optimize on, held-out examples), each in the original order.
+
+    ``holdout`` is a count or a share in (0, 1); 0 keeps nothing out.
+    """
+    count = _holdout_count(holdout, len(examples))
+    if count >= len(examples):
+        raise DataError(f"holdout={count} leaves none of the {len(examples)} examples to optimize on")
+    order = list(range(len(examples)))
+    random.Random(f"autoevol-holdout:{seed}").shuffle(order)
+    held = set(order[:count])
+    rest = [example for i, example in enumerate(examples) if i not in held]
+    return rest, [examples[i] for i in sorted(held)]
 
 
 def _canonical(example: dspy.Example) -> dict[str, Any]:

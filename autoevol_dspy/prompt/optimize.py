@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,10 @@ from typing import Any
 import dspy
 from pydantic import BaseModel, Field
 
-from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
-from autoevol_dspy.lm.usage import UsageMeter, UsageReport
+from autoevol_dspy.data.splits import split_holdout
+from autoevol_dspy.errors import ConfigurationError, DataError
+from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.prompt.metrics import OutputMetric, RubricJudge, metric_from_name
-from autoevol_dspy.search.evaluation import evaluate
-from autoevol_dspy.search.events import EventBus
-from autoevol_dspy.search.progress import ProgressBars
 from autoevol_dspy.search.records import RunResult
 from autoevol_dspy.search.strategies import stop_when
 from autoevol_dspy.search.teleprompter import AutoEvolInstruct
@@ -192,32 +189,6 @@ def prompt_examples(
 # Held-out split --------------------------------------------------------------------------------------
 
 
-def _holdout_count(holdout: int | float, total: int) -> int:
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)):
-        raise ConfigurationError(f"holdout must be a count (int) or a share (float in (0, 1)), got {holdout!r}")
-    if isinstance(holdout, float):
-        if not 0.0 < holdout < 1.0:
-            raise ConfigurationError(f"a holdout share must be between 0 and 1, got {holdout}")
-        return max(1, round(total * holdout))
-    if holdout < 1:
-        raise ConfigurationError(f"holdout must hold at least 1 example, got {holdout}")
-    return holdout
-
-
-def split_holdout(
-    examples: Sequence[dspy.Example], *, holdout: int | float, seed: int
-) -> tuple[list[dspy.Example], list[dspy.Example]]:
-    """A deterministic split into (examples to optimize on, held-out examples), each in the original order."""
-    count = _holdout_count(holdout, len(examples))
-    if count >= len(examples):
-        raise DataError(f"holdout={count} leaves none of the {len(examples)} examples to optimize on")
-    order = list(range(len(examples)))
-    random.Random(f"autoevol-holdout:{seed}").shuffle(order)
-    held = set(order[:count])
-    rest = [example for i, example in enumerate(examples) if i not in held]
-    return rest, [examples[i] for i in sorted(held)]
-
-
 # The result ------------------------------------------------------------------------------------------
 
 
@@ -263,19 +234,6 @@ def _check_sizes(total: int, holdout: int, settings: Mapping[str, Any]) -> None:
         raise DataError(f"{total} examples with {holdout} held out leave {rest}, but a mini-batch of {batch} "
                         f"plus a dev set of {dev} needs {batch + dev}; "
                         "add examples or lower holdout, batch_size or dev_size")
-
-
-def _holdout_failures(
-    program: dspy.Module, holdout: list[dspy.Example], *, metric: Callable, threshold: float | None,
-    lm: dspy.LM | None, num_threads: int, meter: UsageMeter, label: str, progress: bool | None,
-) -> float:
-    """Failures of ``program`` on the held-out examples (the same verdicts as in the optimization)."""
-    task = ProgramTask(metric=metric, threshold=threshold, lm=lm)
-    evaluation = evaluate(task, program, holdout, num_threads=num_threads, meter=meter, label=label,
-                          events=EventBus([ProgressBars(enabled=progress)]))
-    if evaluation.error:
-        raise AutoEvolError(f"the {label} could not be evaluated: {evaluation.error}")
-    return evaluation.failures
 
 
 def _resolve_metric(metric: Callable | str, output_field: str, judge_lm: dspy.LM | None) -> Callable:
@@ -328,26 +286,19 @@ def optimize_prompt(
         settings["batch_sampler"] = settings.pop("batch_size")
     if "patience" in settings or "max_lm_calls" in settings:
         settings["stopper"] = stop_when(patience=settings.pop("patience", 1), max_lm_calls=settings.pop("max_lm_calls", None))
-    seed, threads = settings.get("seed", 0), settings.get("num_threads", 4)
-    progress, threshold = settings.get("progress"), settings.pop("metric_threshold", None)
+    seed, threshold = settings.get("seed", 0), settings.pop("metric_threshold", None)
+    if holdout == 0 and not isinstance(holdout, bool):
+        raise ConfigurationError("holdout must hold at least 1 example: the before/after comparison is the point")
     optimize_on, held_out = split_holdout(items, holdout=holdout, seed=seed)
     _check_sizes(len(items), len(held_out), settings)
     student = PromptProgram(text, input_fields=input_fields, output_field=output_field)
     task = ProgramTask(metric=metric, threshold=threshold, lm=lm)
     optimizer = AutoEvolInstruct(task=task, lm=lm, optimizer_lm=optimizer_lm, run_dir=run_dir, **settings)
 
-    meter = UsageMeter(parent=dspy.settings.usage_tracker)
-    measure = dict(metric=metric, threshold=threshold, lm=lm, num_threads=threads, meter=meter, progress=progress)
-    with dspy.context(usage_tracker=meter):
-        before = _holdout_failures(student, held_out, label="held-out examples (initial prompt)", **measure)
-    logger.info("held-out failures with the initial prompt: %g/%d", before, len(held_out))
-    compiled = optimizer.compile(student, trainset=optimize_on)
+    compiled = optimizer.compile(student, trainset=optimize_on, holdoutset=held_out)
     improved = compiled.respond.signature.instructions
-    after = before
-    if improved != text:
-        with dspy.context(usage_tracker=meter):
-            after = _holdout_failures(compiled, held_out, label="held-out examples (improved prompt)", **measure)
-    logger.info("held-out failures: %g/%d before, %g/%d after", before, len(held_out), after, len(held_out))
+    check = optimizer.result.holdout
+    before, after = check.initial.failures, check.best.failures
 
     result = PromptResult(
         prompt=improved,
@@ -358,9 +309,9 @@ def optimize_prompt(
         holdout_size=len(held_out),
         holdout_failures_before=before,
         holdout_failures_after=after,
-        holdout_failure_rate_before=before / len(held_out),
-        holdout_failure_rate_after=after / len(held_out),
-        holdout_usage=meter.report(),
+        holdout_failure_rate_before=check.initial.failure_rate,
+        holdout_failure_rate_after=check.best.failure_rate,
+        holdout_usage=check.initial.usage + (check.best.usage if check.best is not check.initial else UsageReport()),
         run=optimizer.result,
     )
     if run_dir is not None:

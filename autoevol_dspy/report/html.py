@@ -21,9 +21,21 @@ import optuna
 
 from autoevol_dspy.errors import AutoEvolError
 from autoevol_dspy.lm.usage import UsageReport
-from autoevol_dspy.report.plot import COLORS, PlotPoint, failure_rate_svg, format_rate
+from autoevol_dspy.report.plot import (
+    COLORS,
+    PlotPoint,
+    failure_rate_svg,
+    format_rate,
+    holdout_svg,
+)
+from autoevol_dspy.search.holdout import (
+    HoldoutComparison,
+    HoldoutMeasure,
+    compare_on_holdout,
+)
 from autoevol_dspy.search.records import RunResult, StepOutcome, StepPlan, TrialRecord
 from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.tasks.base import CaseResult
 
 __all__ = ["RunView", "load_run", "render_report", "write_report"]
 
@@ -49,6 +61,21 @@ class RunView:
     result: RunResult | None = None
     created: str | None = None
     cli_record: dict[str, Any] = field(default_factory=dict)
+    holdouts: list[HoldoutMeasure] = field(default_factory=list)
+
+    @property
+    def holdout(self) -> HoldoutComparison | None:
+        """Initial vs best on the held-out cases, once both were measured."""
+        if self.finished and self.result.holdout is not None:
+            return self.result.holdout
+        measures = {m.candidate_key: m for m in self.holdouts}
+        baseline, best = self.baseline, self.best
+        if baseline is None or best is None or baseline.candidate_key not in measures:
+            return None
+        best_key = best.candidate_key if best.instructions != baseline.instructions else baseline.candidate_key
+        if best_key not in measures:
+            return None
+        return compare_on_holdout(measures[baseline.candidate_key], measures[best_key])
 
     @property
     def baseline(self) -> TrialRecord | None:
@@ -79,7 +106,7 @@ class RunView:
     @property
     def usage(self) -> UsageReport:
         total = UsageReport()
-        for item in [*self.trials, *self.plans]:
+        for item in [*self.trials, *self.plans, *self.holdouts]:
             total = total + item.usage
         return total
 
@@ -175,6 +202,7 @@ def load_run(
         result=_read_result(run_dir, study_name),
         created=identity.get("created"),
         cli_record=_read_json(run_dir / "run.json") or {},
+        holdouts=tracker.holdouts(),
     )
 
 
@@ -249,6 +277,13 @@ def _task_name(settings: dict[str, Any]) -> str:
     return f"{name} (metric {task['metric']})" if task.get("metric") else name
 
 
+def _holdout_tile(check: HoldoutComparison | None) -> str:
+    if check is None:
+        return _tile("Held-out", "—", "not measured yet")
+    value = f"{format_rate(check.initial.failure_rate)} → {format_rate(check.best.failure_rate)}"
+    return _tile("Held-out: initial → best", value, escape(f"{check.verdict}, {check.size} cases"), wide=True)
+
+
 def _header(view: RunView, nav: str) -> str:
     baseline, best, usage = view.baseline, view.best, view.usage
     change = ""
@@ -260,7 +295,8 @@ def _header(view: RunView, nav: str) -> str:
     tiles = [
         _tile("Task", escape(_task_name(view.config))),
         _tile("Dev size", escape(str(view.dev_size if view.dev_size is not None else "?"))),
-        _tile("Failure rate: initial → best", f"{_rate(baseline)} → {_rate(best)}", escape(change), wide=True),
+        _tile("Dev failure rate: initial → best", f"{_rate(baseline)} → {_rate(best)}", escape(change), wide=True),
+        _holdout_tile(view.holdout),
         _tile("Best", escape(best_value), escape(best_sub)),
         _tile("LM calls", f"{usage.calls:,}", f"{usage.tokens:,} tokens"),
         _tile("Trials", str(len(view.trials)), f"{len(view.outcomes)} step(s) finished"),
@@ -480,6 +516,66 @@ def _diffs(view: RunView) -> str:
 # Usage and settings -------------------------------------------------------------------------------
 
 
+def _holdout(view: RunView) -> str:
+    """The held-out check: both rates with 95% intervals beside their dev rates, the test and its verdict."""
+    check = view.holdout
+    if check is None:
+        size = view.result.holdout_size if view.result is not None else 0
+        note = ("This run kept no held-out cases (holdout=0): its gain is not confirmed on unseen data."
+                if view.finished and not size else "The held-out check runs when the search ends.")
+        return _section("holdout", "Held-out check", f'<p class="muted">{note}</p>')
+    baseline, best = view.baseline, view.best
+    bars = [("initial", check.initial.failure_rate, check.initial.interval)]
+    dev = [baseline.failure_rate if baseline else None]
+    if check.verdict != "unchanged":
+        bars.append(("best", check.best.failure_rate, check.best.interval))
+        dev.append(best.failure_rate if best else None)
+    rows = [[escape(label), format_rate(rate), f"{format_rate(low)} – {format_rate(high)}",
+             format_rate(d) if d is not None else "—"] for (label, rate, (low, high)), d in zip(bars, dev)]
+    table = _table(["instructions", "held-out failure rate", "95% interval", "dev failure rate"], rows,
+                   numeric={1, 3}, compact=True)
+    css = {"confirmed": "accepted", "unchanged": "kept"}.get(check.verdict, "open")
+    body = (f'<div class="chart">{holdout_svg(bars, dev=dev)}</div>{table}'
+            f'<p class="outcome {css}">{escape(check.describe())}</p>')
+    return _section("holdout", "Held-out check", body, f"{check.size} cases the search never saw; the hollow "
+                    "marker is the dev-set rate the instructions were selected on, which flatters the winner.")
+
+
+def _case_lines(case: CaseResult) -> list[str]:
+    """One case as labelled lines: inputs, what came out (stages of an evolution), the verdict."""
+    lines = []
+    stages = case.outputs.get("stages")
+    if stages:
+        lines += [f"<dt>{'seed' if i == 0 else f'round {i}'}</dt><dd>{escape(str(text))}</dd>"
+                  for i, text in enumerate(stages)]
+        responses = case.outputs.get("responses") or []
+        if responses:
+            lines.append(f"<dt>response</dt><dd>{escape(str(responses[-1]))}</dd>")
+        replies = case.outputs.get("replies") or []
+        if len(replies) >= len(stages) and replies[-1]:
+            lines.append(f"<dt>reply</dt><dd>{escape(str(replies[-1]))}</dd>")
+    else:
+        lines += [f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in case.inputs.items()]
+        lines += [f"<dt>→ {escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in case.outputs.items()]
+    verdict = (f"{escape(case.failure.category)}: {escape(case.failure.reason)}" if case.failure else "passed")
+    lines.append(f"<dt>verdict</dt><dd class=\"{'bad' if case.failure else 'good'}\">{verdict}</dd>")
+    return lines
+
+
+def _evidence(view: RunView) -> str:
+    """A few dev cases of the initial and the best instructions, as they ran."""
+    trials = [t for t in (view.baseline, view.best) if t is not None]
+    if trials and trials[0].number == trials[-1].number:
+        trials = trials[:1]
+    blocks = []
+    for trial in trials:
+        title = "Initial instructions" if trial.kind == "baseline" else f"Best instructions (trial {trial.number})"
+        cases = "".join(f'<dl class="case">{"".join(_case_lines(c))}</dl>' for c in trial.examples)
+        blocks.append(f"<h3>{title}</h3>{cases or '<p class=muted>no cases recorded</p>'}")
+    return _section("evidence", "Example cases", "".join(blocks),
+                    "A few failed and passed dev cases of each, recorded with the trial.")
+
+
 def _usage(view: RunView) -> str:
     usage = view.usage
     roles = sorted(usage.by_role.items(), key=lambda item: -item[1].calls)
@@ -489,7 +585,8 @@ def _usage(view: RunView) -> str:
     rows.append(["<b>total</b>", f"<b>{usage.calls:,}</b>", f"<b>{inputs:,}</b>", f"<b>{outputs:,}</b>"])
     table = _table(["role", "LM calls", "input tokens", "output tokens"], rows, numeric={1, 2, 3}, compact=True)
     return _section("usage", "LM calls and tokens by role", table,
-                    "Summed over every trial and every step's analysis and rewrites; cache hits are free.")
+                    "Summed over every trial, every step's analysis and rewrites and the held-out check; "
+                    "cache hits are free.")
 
 
 def _without_secrets(value: Any) -> Any:
@@ -571,10 +668,15 @@ ul.discarded { margin: 4px 0; color: #991b1b; }
 .wi { background: #bbf7d0; }
 nav { margin: 8px 0 0; font-size: 13px; }
 nav a { margin-right: 14px; color: #1d4ed8; text-decoration: none; }
+dl.case { display: grid; grid-template-columns: 90px 1fr; gap: 2px 10px; margin: 8px 0; padding: 8px 10px; background: #f9fafb; border: 1px solid #e5e7eb; border-radius: 6px; }
+dl.case dt { color: #6b7280; font-size: 12px; }
+dl.case dd { margin: 0; white-space: pre-wrap; word-break: break-word; }
+dl.case dd.bad { color: var(--bad); font-weight: 600; }
+dl.case dd.good { color: var(--ok); font-weight: 600; }
 """ % COLORS
 
-_NAV = [("progress", "Chart"), ("trials", "Trials"), ("categories", "Categories"), ("steps", "Analyses"),
-        ("diff", "Diff"), ("usage", "Usage")]
+_NAV = [("progress", "Chart"), ("holdout", "Held-out"), ("evidence", "Examples"), ("trials", "Trials"),
+        ("categories", "Categories"), ("steps", "Analyses"), ("diff", "Diff"), ("usage", "Usage")]
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -582,7 +684,7 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 def render_report(view: RunView) -> str:
     """The whole report as one HTML document (inline CSS and SVG, no scripts, nothing loaded)."""
     nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in _NAV) + "</nav>"
-    sections = [_header(view, nav), _chart(view), _trials(view),
+    sections = [_header(view, nav), _chart(view), _holdout(view), _evidence(view), _trials(view),
                 _categories(view), _analyses(view), _diffs(view), _usage(view), _settings(view)]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

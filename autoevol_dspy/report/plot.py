@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from html import escape
 
-__all__ = ["COLORS", "PlotPoint", "failure_rate_svg", "format_rate"]
+__all__ = ["COLORS", "PlotPoint", "failure_rate_svg", "format_rate", "holdout_svg"]
 
 #: Colors of the chart's series; the report's CSS uses the same ones.
 COLORS = {
@@ -223,3 +223,36 @@ def failure_rate_svg(
         + "".join(body)
         + "</svg>"
     )
+
+
+def holdout_svg(bars: list[tuple[str, float, tuple[float, float]]], *, dev: list[float | None] | None = None) -> str:
+    """Failure rates with 95% intervals as horizontal bars with whiskers: (label, rate, (low, high)) each.
+
+    ``dev`` gives each bar's dev-set rate, drawn as a hollow marker, so the flattering dev
+    figure and the honest held-out one sit side by side.
+    """
+    width, row, left, right = 640, 44, 150, 40
+    height = row * len(bars) + 40
+    scale = (width - left - right)
+    parts = [_text(left + scale * t, height - 8, f"{t:.0%}") for t in (0, 0.25, 0.5, 0.75, 1.0)]
+    parts += [f'<line x1="{left + scale * t:.1f}" y1="10" x2="{left + scale * t:.1f}" y2="{height - 24}" '
+              f'stroke="#e5e7eb"/>' for t in (0, 0.25, 0.5, 0.75, 1.0)]
+    for index, (label, rate, (low, high)) in enumerate(bars):
+        y = 18 + index * row
+        color = COLORS["incumbent"] if index else COLORS["pruned"]
+        parts.append(_text(left - 8, y + 14, label, anchor="end"))
+        parts.append(f'<rect x="{left}" y="{y}" width="{scale * rate:.1f}" height="20" fill="{color}" '
+                     f'opacity="0.75"><title>{escape(label)}: {format_rate(rate)} '
+                     f'(95% interval {format_rate(low)} to {format_rate(high)})</title></rect>')
+        parts.append(f'<line x1="{left + scale * low:.1f}" y1="{y + 10}" x2="{left + scale * high:.1f}" '
+                     f'y2="{y + 10}" stroke="#111827" stroke-width="1.5"/>')
+        for end in (low, high):
+            parts.append(f'<line x1="{left + scale * end:.1f}" y1="{y + 4}" x2="{left + scale * end:.1f}" '
+                         f'y2="{y + 16}" stroke="#111827" stroke-width="1.5"/>')
+        if dev and index < len(dev) and dev[index] is not None:
+            parts.append(f'<circle cx="{left + scale * dev[index]:.1f}" cy="{y + 10}" r="5" fill="white" '
+                         f'stroke="#111827" stroke-width="1.5"><title>dev-set rate {format_rate(dev[index])}'
+                         f'</title></circle>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
+            f'aria-label="held-out failure rates with 95% intervals" font-family="system-ui, sans-serif">'
+            + "".join(parts) + "</svg>")

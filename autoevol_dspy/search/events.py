@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from autoevol_dspy.search.holdout import HoldoutComparison
     from autoevol_dspy.search.records import (
         RunResult,
         StepOutcome,
@@ -23,9 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CaseJudged",
+    "EvaluationEnded",
     "EvaluationStarted",
     "Event",
     "EventBus",
+    "HoldoutChecked",
     "RunEnded",
     "RunStarted",
     "SearchCallback",
@@ -76,6 +79,15 @@ class CaseJudged:
 
 
 @dataclass(frozen=True)
+class EvaluationEnded:
+    """An evaluation that is not a trial (a held-out check) ended."""
+
+    label: str
+    failures: float
+    size: int
+
+
+@dataclass(frozen=True)
 class TrialFinished:
     """An evaluation ended as a trial: complete, pruned (early stop) or failed."""
 
@@ -92,13 +104,21 @@ class StepDecided:
 
 
 @dataclass(frozen=True)
+class HoldoutChecked:
+    """The initial and the best instructions were measured on the held-out cases."""
+
+    comparison: "HoldoutComparison"
+
+
+@dataclass(frozen=True)
 class RunEnded:
     """The run stopped; the result holds everything it found."""
 
     result: "RunResult"
 
 
-Event = Union[RunStarted, StepPlanned, EvaluationStarted, CaseJudged, TrialFinished, StepDecided, RunEnded]
+Event = Union[RunStarted, StepPlanned, EvaluationStarted, CaseJudged, EvaluationEnded, TrialFinished, StepDecided, HoldoutChecked,
+              RunEnded]
 
 
 @runtime_checkable

@@ -9,8 +9,10 @@ from tqdm.auto import tqdm
 
 from autoevol_dspy.search.events import (
     CaseJudged,
+    EvaluationEnded,
     EvaluationStarted,
     Event,
+    HoldoutChecked,
     RunEnded,
     RunStarted,
     StepDecided,
@@ -42,7 +44,7 @@ class ProgressBars:
                 bar = self._bars[event.label]
                 bar.update(event.done - bar.n)
                 bar.set_postfix(failures=event.failures, refresh=False)
-            elif isinstance(event, TrialFinished) and event.label in self._bars:
+            elif isinstance(event, (TrialFinished, EvaluationEnded)) and event.label in self._bars:
                 self._bars.pop(event.label).close()
 
 
@@ -73,6 +75,8 @@ class LogEvents:
             outcome = event.outcome
             logger.info("step %d: incumbent failure rate %.3f (%s)", outcome.step, outcome.incumbent_failure_rate,
                         "accepted a candidate" if outcome.accepted else "kept")
+        elif isinstance(event, HoldoutChecked):
+            logger.info("%s", event.comparison.describe())
         elif isinstance(event, RunEnded):
             result = event.result
             logger.info("stopped (%s): dev failure rate %.3f -> %.3f, %d LM calls", result.stop_reason,

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from autoevol_dspy.lm.usage import UsageReport
+from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
 
 __all__ = ["CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord"]
@@ -102,6 +103,8 @@ class RunResult(BaseModel):
     usage: UsageReport
     train_size: int
     dev_size: int
+    holdout_size: int = 0
+    holdout: HoldoutComparison | None = Field(None, description="initial vs best on the held-out cases")
 
     @property
     def best_method(self) -> str:
@@ -110,9 +113,31 @@ class RunResult(BaseModel):
             raise ValueError("best_method is defined for single-predictor programs; use best_instructions")
         return next(iter(self.best_instructions.values()))
 
+    def describe(self, *, examples: int = 3) -> str:
+        """A few lines for a person: dev rates, the held-out check, and some evolutions of the best method."""
+        lines = [
+            f"dev failure rate:      {self.initial_failure_rate:.3f} -> {self.best_failure_rate:.3f}  "
+            f"({self.dev_size} cases; best trial {self.best_trial}, stopped: {self.stop_reason}, "
+            f"{self.usage.calls} LM calls)",
+            (self.holdout.describe() if self.holdout is not None
+             else "held-out check: none (holdout=0); the dev rate alone flatters the winner"),
+        ]
+        best = next((t for t in self.trials if t.number == self.best_trial), None)
+        shown = [c for c in (best.examples if best else []) if len(c.outputs.get("stages") or []) > 1][:examples]
+        for case in shown:
+            stages = case.outputs["stages"]
+            verdict = f"  [{case.failure.category}]" if case.failure else ""
+            lines.append(f"  seed:    {_one_line(stages[0])}\n  evolved: {_one_line(stages[-1])}{verdict}")
+        return "\n".join(lines)
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "RunResult":
         return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -25,13 +25,21 @@ from autoevol_dspy.search.evaluation import (
     run_cases,
 )
 from autoevol_dspy.search.events import (
+    EvaluationEnded,
     EvaluationStarted,
     EventBus,
+    HoldoutChecked,
     RunEnded,
     RunStarted,
     StepDecided,
     StepPlanned,
     TrialFinished,
+)
+from autoevol_dspy.search.holdout import (
+    HoldoutComparison,
+    HoldoutMeasure,
+    compare_on_holdout,
+    measure,
 )
 from autoevol_dspy.search.proposer import InstructionProposer
 from autoevol_dspy.search.records import (
@@ -99,6 +107,7 @@ class SearchRun:
         initial: dict[str, str],
         trainset: list[dspy.Example],
         devset: list[dspy.Example],
+        holdout: list[dspy.Example] = (),
     ) -> None:
         self.config = config
         self.task = task
@@ -111,6 +120,7 @@ class SearchRun:
         self.predictors = list(initial)
         self.trainset = trainset
         self.devset = devset
+        self.holdout = list(holdout)
         self.prior_calls = tracker.recorded_calls()
         self._steps_done = 0
         self._without = 0
@@ -259,7 +269,7 @@ class SearchRun:
 
     def execute(self) -> RunResult:
         self.events.emit(RunStarted(study_name=self.tracker.study.study_name, train_size=len(self.trainset),
-                                    dev_size=len(self.devset), holdout_size=0,
+                                    dev_size=len(self.devset), holdout_size=len(self.holdout),
                                     resumed_trials=len(self.tracker.trials())))
         incumbent = self.baseline()
         stop_reason = None
@@ -281,17 +291,46 @@ class SearchRun:
             self.events.emit(StepDecided(outcome=outcome, resumed=resumed))
             incumbent = self.tracker.trial(outcome.incumbent_after)
             self._steps_done, self._without = step, outcome.steps_without_improvement
-        result = self.summarize(incumbent, stop_reason)
+        comparison = self.check_holdout(incumbent) if self.holdout else None
+        result = self.summarize(incumbent, stop_reason, comparison)
         self.events.emit(RunEnded(result=result))
         return result
 
-    def summarize(self, incumbent: TrialRecord, stop_reason: str) -> RunResult:
+    # The held-out check -----------------------------------------------------------------------
+
+    def measure_holdout(self, instructions: dict[str, str], label: str) -> HoldoutMeasure:
+        """These instructions on the held-out cases, measured once per run (a rerun reads it back)."""
+        key = candidate_key(instructions)
+        found = self.tracker.holdout(key)
+        if found is not None:
+            return found
+        self.events.emit(EvaluationStarted(label=label, size=len(self.holdout), trial_number=None))
+        evaluation = evaluate(self.task, self.task.program_for(self.student, instructions), self.holdout,
+                              num_threads=self.config.num_threads, meter=self.meter, events=self.events, label=label)
+        self.events.emit(EvaluationEnded(label=label, failures=evaluation.failures, size=evaluation.size))
+        if evaluation.error:
+            raise LMOutageError(evaluation.error)
+        result = measure(key, dict(evaluation.losses), evaluation.size, evaluation.usage)
+        self.tracker.save_holdout(result)
+        return result
+
+    def check_holdout(self, incumbent: TrialRecord) -> HoldoutComparison:
+        initial = self.measure_holdout(self.initial, "held-out check: initial instructions")
+        best = initial
+        if incumbent.instructions != self.initial:
+            best = self.measure_holdout(incumbent.instructions, "held-out check: best instructions")
+        comparison = compare_on_holdout(initial, best)
+        self.events.emit(HoldoutChecked(comparison=comparison))
+        return comparison
+
+    def summarize(self, incumbent: TrialRecord, stop_reason: str,
+                  comparison: HoldoutComparison | None) -> RunResult:
         trials = self.tracker.trials()
         plans = self.tracker.plans()
         outcomes = [o for o in self.tracker.outcomes() if o.step <= self._steps_done]
         baseline = next(t for t in trials if t.kind == "baseline" and t.finished)
         usage = UsageReport()
-        for item in [*trials, *plans]:
+        for item in [*trials, *plans, *self.tracker.holdouts()]:
             usage = usage + item.usage
         return RunResult(
             study_name=self.tracker.study.study_name,
@@ -307,6 +346,8 @@ class SearchRun:
             usage=usage,
             train_size=len(self.trainset),
             dev_size=len(self.devset),
+            holdout_size=len(self.holdout),
+            holdout=comparison,
         )
 
 

@@ -19,7 +19,7 @@ import dspy
 import optuna
 from dspy.teleprompt import Teleprompter
 
-from autoevol_dspy.data.splits import fingerprint, split_train_dev
+from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search.evaluation import LMOutageError
@@ -71,7 +71,9 @@ class AutoEvolInstruct(Teleprompter):
     what its detectors find in an evolution) or a :class:`ProgramTask` (any DSPy program; a
     failure is a run its metric rejects; ``metric=`` is the shortcut). ``lm`` runs the
     student (default: the configured LM) and ``optimizer_lm`` analyses and rewrites
-    (default: ``lm``). The search rules are objects: ``batch_sampler`` (a size means
+    (default: ``lm``). ``holdout`` (a count or a share of the trainset) is kept out of the
+    search; the initial and the best instructions are measured on it at the end
+    (``result.holdout``). The search rules are objects: ``batch_sampler`` (a size means
     :class:`RandomBatches` of that size), ``evaluation`` (early stop, or the paper's protocol), ``acceptance``,
     ``stopper`` (combined with ``max_steps``) and ``predictor_choice``. ``callbacks``
     receive the run's typed events.
@@ -86,6 +88,7 @@ class AutoEvolInstruct(Teleprompter):
         optimizer_lm: dspy.LM | None = None,
         num_candidates: int = 5,
         dev_size: int = 50,
+        holdout: int | float = 0.2,
         max_steps: int = 10,
         batch_sampler: BatchSampler | int = 10,
         evaluation: EvaluationPolicy | None = None,
@@ -109,6 +112,10 @@ class AutoEvolInstruct(Teleprompter):
         self.optimizer_lm = optimizer_lm
         self.num_candidates = _positive("num_candidates", num_candidates)
         self.dev_size = _positive("dev_size", dev_size)
+        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or holdout < 0 or (
+                isinstance(holdout, float) and holdout >= 1):
+            raise ConfigurationError(f"holdout must be a count (0 for none) or a share in (0, 1), got {holdout!r}")
+        self.holdout = holdout
         self.max_steps = _positive("max_steps", max_steps, minimum=0)
         self.batch_sampler = RandomBatches(batch_sampler) if isinstance(batch_sampler, int) else batch_sampler
         self.evaluation = evaluation or ExactEarlyStop()
@@ -139,19 +146,25 @@ class AutoEvolInstruct(Teleprompter):
         *,
         trainset: Sequence[Any],
         valset: Sequence[Any] | None = None,
+        holdoutset: Sequence[Any] | None = None,
         teacher: Any = None,
         **kwargs: Any,
     ) -> dspy.Module:
-        """Return ``student`` with its best instructions; the details are in ``self.result``."""
+        """Return ``student`` with its best instructions; the details are in ``self.result``.
+
+        ``valset`` is the dev set (default: drawn from ``trainset``); ``holdoutset`` the cases
+        of the held-out check (default: ``holdout`` of the trainset, kept out of the search).
+        """
         default_lm = self.lm or dspy.settings.lm
         self.task.check(student, default_lm=default_lm)
         if (self.optimizer_lm or default_lm) is None:
             raise ConfigurationError("no optimizer LM: pass optimizer_lm= or lm=, or call dspy.configure(lm=...)")
         initial = get_instructions(student)
-        trainset_examples, devset = self._split(trainset, valset)
+        trainset_examples, devset, holdout = self._split(trainset, valset, holdoutset)
         tracker = RunTracker.open(
             storage=self._storage(), study_name=self.study_name, settings=self.describe(initial),
-            fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset)},
+            fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
+                          "holdout": fingerprint(holdout)},
             predictors=list(initial), step_limit=self.max_steps, samples=self.num_candidates,
         )
         meter = UsageMeter(parent=dspy.settings.usage_tracker)
@@ -159,7 +172,7 @@ class AutoEvolInstruct(Teleprompter):
             config=self._search_config(), task=self.task, tracker=tracker, events=self._events(), meter=meter,
             proposer=InstructionProposer(task=self.task, lm=self.optimizer_lm, temperature=self.optimizer_temperature,
                                          seed=self.seed),
-            student=student, initial=initial, trainset=trainset_examples, devset=devset,
+            student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout,
         )
         with dspy.context(usage_tracker=meter, **({"lm": self.lm} if self.lm is not None else {})):
             try:
@@ -179,6 +192,7 @@ class AutoEvolInstruct(Teleprompter):
             "initial_instructions": candidate_key(initial),
             "num_candidates": self.num_candidates,
             "dev_size": self.dev_size,
+            "holdout": self.holdout,
             "seed": self.seed,
             "optimizer_temperature": self.optimizer_temperature,
             "batch_sampler": self.batch_sampler.describe(),
@@ -191,16 +205,23 @@ class AutoEvolInstruct(Teleprompter):
 
     # Configuration ---------------------------------------------------------------------------------
 
-    def _split(self, trainset: Sequence[Any], valset: Sequence[Any] | None) -> tuple[list, list]:
+    def _split(self, trainset: Sequence[Any], valset: Sequence[Any] | None,
+               holdoutset: Sequence[Any] | None) -> tuple[list, list, list]:
+        """Training seeds, dev set and held-out cases: disjoint, deterministic for a seed."""
         examples = self.task.examples(trainset, name="trainset")
+        if holdoutset is not None:
+            holdout = self.task.examples(holdoutset, name="holdoutset")
+        else:
+            examples, holdout = split_holdout(examples, holdout=self.holdout, seed=self.seed)
         if valset is None:
-            return split_train_dev(examples, dev_size=self.dev_size, batch_size=self.batch_sampler.size,
-                                   seed=self.seed)
+            train, dev = split_train_dev(examples, dev_size=self.dev_size, batch_size=self.batch_sampler.size,
+                                         seed=self.seed)
+            return train, dev, holdout
         if len(examples) < self.batch_sampler.size:
             raise ConfigurationError(
                 f"the trainset has {len(examples)} examples, fewer than the batch size {self.batch_sampler.size}"
             )
-        return examples, self.task.examples(valset, name="valset")
+        return examples, self.task.examples(valset, name="valset"), holdout
 
     def _search_config(self) -> SearchConfig:
         return SearchConfig(

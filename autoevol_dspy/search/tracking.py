@@ -26,6 +26,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from autoevol_dspy.errors import RunConflictError
+from autoevol_dspy.search.holdout import HoldoutMeasure
 from autoevol_dspy.search.records import (
     SCHEMA_VERSION,
     StepOutcome,
@@ -239,9 +240,22 @@ class RunTracker:
         attrs = self.study.user_attrs
         return [StepOutcome.model_validate(attrs[key]) for key in sorted(k for k in attrs if k.endswith(":outcome"))]
 
+    def holdout(self, candidate_key: str) -> HoldoutMeasure | None:
+        """The held-out measure of these instructions, if this run made it already."""
+        payload = self.study.user_attrs.get(f"holdout:{candidate_key}")
+        return HoldoutMeasure.model_validate(payload) if payload else None
+
+    def save_holdout(self, result: HoldoutMeasure) -> None:
+        self.study.set_user_attr(f"holdout:{result.candidate_key}", result.model_dump(mode="json"))
+
+    def holdouts(self) -> list[HoldoutMeasure]:
+        attrs = self.study.user_attrs
+        return [HoldoutMeasure.model_validate(attrs[k]) for k in sorted(attrs) if k.startswith("holdout:")]
+
     def recorded_calls(self) -> int:
-        """LM calls already spent by this run in earlier processes (trials and step plans)."""
-        return sum(t.usage.calls for t in self.trials()) + sum(p.usage.calls for p in self.plans())
+        """LM calls already spent by this run in earlier processes (trials, step plans, held-out checks)."""
+        return (sum(t.usage.calls for t in self.trials()) + sum(p.usage.calls for p in self.plans())
+                + sum(h.usage.calls for h in self.holdouts()))
 
 
 def _instruction_attrs(instructions: dict[str, str]) -> dict[str, Any]:
