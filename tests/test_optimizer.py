@@ -247,3 +247,19 @@ def test_paper_protocol_selects_the_same_methods_with_more_calls():
     assert runs["paper"][0] == runs["autoevol"][0] == method(35)
     assert runs["paper"][2] == runs["autoevol"][2]
     assert runs["autoevol"][1] < runs["paper"][1]
+
+
+def test_the_rewrite_remembers_earlier_candidates_with_their_rates_and_problems():
+    world = World({60: [method(50), method(20), method(40)], 20: [method(25)]})
+    train, dev = dev_and_train()
+    opt = optimizer(world, max_steps=2, patience=2)
+    opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+    rewrites = [c for c in world.engine.calls if c.kind == "rewrite"]
+    first, later = rewrites[0].inputs["earlier_attempts"], rewrites[-1].inputs["earlier_attempts"]
+    assert first.startswith("none yet")
+    step_one = [t for t in opt.result.trials if t.step == 1]
+    assert f"The current instructions have dev failure rate {opt.result.steps[0].incumbent_failure_rate:.3f}" in later
+    for trial in step_one:
+        if trial.number != opt.result.steps[0].incumbent_after:
+            assert trial.instructions["evolve"] in later
+    assert "main problems: unchanged" in later and "QUALITY=50" in later

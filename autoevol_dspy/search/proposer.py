@@ -22,7 +22,10 @@ from autoevol_dspy.search.signatures import AnalyseTrajectory, RewriteInstructio
 from autoevol_dspy.tasks.base import OptimizationTask
 from autoevol_dspy.text import short_error
 
-__all__ = ["InstructionProposer", "Proposal"]
+__all__ = ["NO_HISTORY", "InstructionProposer", "Proposal"]
+
+#: What the rewrite sees in its first step.
+NO_HISTORY = "none yet: this is the first rewrite of these instructions"
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,8 @@ class InstructionProposer:
             config["temperature"] = self.temperature
         return config
 
-    def _sample(self, step: int, predictor: str, current: str, trajectory: str, sample: int) -> Proposal:
+    def _sample(self, step: int, predictor: str, current: str, trajectory: str, sample: int,
+                history: str) -> Proposal:
         config = self._config(step, sample)
         feedback = ""
         try:
@@ -86,7 +90,8 @@ class InstructionProposer:
                 with lm_role("analysis"):
                     feedback = self.analyse(current_instructions=current, trajectory=trajectory, config=config).feedback
                 with lm_role("rewrite"):
-                    raw = self.rewrite(current_instructions=current, feedback=feedback, config=config).improved_instructions
+                    raw = self.rewrite(current_instructions=current, feedback=feedback, earlier_attempts=history,
+                                       config=config).improved_instructions
         except Exception as exc:  # noqa: BLE001 - one unusable sample must not sink the step
             if is_lm_error(exc):
                 raise  # an outage: the step is retried by the next run, never saved without its samples
@@ -102,12 +107,13 @@ class InstructionProposer:
         return Proposal(sample=sample, feedback=feedback, instructions=text)
 
     def propose(
-        self, *, step: int, predictor: str, current: str, trajectory: str, num_candidates: int, num_threads: int
+        self, *, step: int, predictor: str, current: str, trajectory: str, num_candidates: int, num_threads: int,
+        history: str = NO_HISTORY,
     ) -> list[Proposal]:
-        """m independent samples, in sample order; rejected ones say why."""
+        """m independent samples, in sample order; rejected ones say why. ``history``: earlier attempts."""
 
         def one(sample: int) -> Proposal:
-            return self._sample(step, predictor, current, trajectory, sample)
+            return self._sample(step, predictor, current, trajectory, sample, history)
 
         results = dict(run_parallel(one, range(num_candidates), num_threads=num_threads))
         proposals = [results[i] for i in range(num_candidates)]

@@ -41,6 +41,7 @@ from autoevol_dspy.search.holdout import (
     compare_on_holdout,
     measure,
 )
+from autoevol_dspy.search.memory import earlier_attempts
 from autoevol_dspy.search.proposer import InstructionProposer
 from autoevol_dspy.search.records import (
     CandidatePlan,
@@ -199,6 +200,7 @@ class SearchRun:
             step=step, predictor=predictor, current=incumbent.instructions[predictor],
             trajectory=self.task.format_trajectory(results), num_candidates=self.config.num_candidates,
             num_threads=self.config.num_threads,
+            history=earlier_attempts(self.tracker.trials(), predictor=predictor, incumbent=incumbent),
         )
         candidates: dict[str, CandidatePlan] = {}
         discarded = []

@@ -31,4 +31,10 @@ class RewriteInstructions(dspy.Signature):
 
     current_instructions: str = dspy.InputField(desc="the current instructions")
     feedback: str = dspy.InputField(desc="the problems found when these instructions were used")
-    improved_instructions: str = dspy.OutputField(desc="the complete improved instructions")
+    earlier_attempts: str = dspy.InputField(
+        desc="earlier rewrites in this run and how they did on the dev set: build on what helped, "
+        "do not repeat what failed"
+    )
+    improved_instructions: str = dspy.OutputField(
+        desc="the complete improved instructions, and nothing else: no answer, no example case, no comment"
+    )
