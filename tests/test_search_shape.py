@@ -235,3 +235,33 @@ def test_track_usage_around_compile_sees_the_runs_calls():
         opt.compile(EvolInstruct(method(60)), trainset=seeds(40))
     recorded = sum(len(entries) for entries in usage.usage_data.values())
     assert recorded == opt.result.usage.calls > 0
+
+
+def test_dspy_evaluate_callbacks_fire_for_every_evaluation():
+    class Seen(dspy.utils.callback.BaseCallback):
+        def __init__(self) -> None:
+            self.starts, self.ends = [], []
+
+        def on_evaluate_start(self, call_id, instance, inputs):
+            self.starts.append((call_id, inputs["label"]))
+
+        def on_evaluate_end(self, call_id, outputs, exception=None):
+            self.ends.append((call_id, outputs.score if outputs is not None else None))
+
+    seen = Seen()
+    world = World(dict(SCRIPT))
+    with dspy.context(callbacks=[seen]):
+        opt = optimizer(world, max_steps=1)
+        opt.compile(EvolInstruct(method(60)), trainset=seeds(60))
+    evaluations = len(opt.result.trials) + (1 if opt.result.holdout.verdict == "unchanged" else 2)
+    assert len(seen.starts) == len(seen.ends) == evaluations
+    assert [c for c, _ in seen.starts] == [c for c, _ in seen.ends]
+    baseline_score = seen.ends[0][1]
+    assert baseline_score == pytest.approx(100 * (1 - opt.result.initial_failure_rate))
+
+
+def test_the_python_api_writes_the_report_like_the_command_line(tmp_path):
+    world = World(dict(SCRIPT))
+    optimizer(world, run_dir=tmp_path, max_steps=1).compile(EvolInstruct(method(60)), trainset=seeds(60))
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert '<section id="holdout">' in page and '<section id="evidence">' in page

@@ -438,12 +438,21 @@ def _step(view: RunView, plan: StepPlan) -> str:
         items = "".join(f"<li>{escape(d)}</li>" for d in plan.discarded)
         discarded = f'<div class="label">Discarded samples</div><ul class="discarded">{items}</ul>'
     candidates = "".join(_candidate(view, plan, i) for i in range(len(plan.candidates)))
+    outcome = next((o for o in view.outcomes if o.step == plan.step), None)
+    took = f" The step took {outcome.seconds:.0f} s." if outcome is not None and outcome.seconds else ""
+    counts: dict[str, int] = {}
+    for candidate in plan.candidates:
+        trial = view.trial_for(plan.step, candidate.key)
+        for name, count in (trial.failures_by_category.items() if trial else ()):
+            counts[name] = counts.get(name, 0) + count
+    categories = (f'<p class="muted">Failures of this step\'s candidates by category: '
+                  f"{_categories_inline(counts)}</p>" if counts else "")
     return (
         f'<article class="step"><h3>Step {plan.step}: rewrote <code>{escape(plan.predictor)}</code></h3>'
         f"<p>Incumbent trial {plan.incumbent_trial}; on the mini-batch of {plan.trajectory_size} training cases "
         f"{plan.trajectory_failures} failed. {len(plan.candidates)} distinct candidate(s), "
-        f"{len(plan.discarded)} discarded; {plan.usage.calls:,} LM calls for the analysis and rewrites.</p>"
-        f"{_outcome_line(view, plan)}{candidates}{discarded}</article>"
+        f"{len(plan.discarded)} discarded; {plan.usage.calls:,} LM calls for the analysis and rewrites.{took}</p>"
+        f"{_outcome_line(view, plan)}{categories}{candidates}{discarded}</article>"
     )
 
 

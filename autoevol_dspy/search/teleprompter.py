@@ -22,6 +22,7 @@ from dspy.teleprompt import Teleprompter
 from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError
 from autoevol_dspy.lm.usage import UsageMeter
+from autoevol_dspy.search.dspy_callbacks import DSPyEvaluateCallbacks
 from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
 from autoevol_dspy.search.progress import LogEvents, ProgressBars
@@ -183,7 +184,17 @@ class AutoEvolInstruct(Teleprompter):
         self.result = result
         if self.run_dir is not None:
             result.save(self.run_dir / "result.json")
+            self._write_report()
         return apply_instructions(student, result.best_instructions)
+
+    def _write_report(self) -> None:
+        """RUN_DIR/report.html, as the command line writes it; a failed report never loses the results."""
+        from autoevol_dspy.report import write_report
+
+        try:
+            write_report(self.run_dir, storage=self.storage, study_name=self.study_name)
+        except Exception as exc:  # noqa: BLE001 - the results are saved; say why the report is missing
+            logger.warning("could not write the report in %s: %s", self.run_dir, exc)
 
     def describe(self, initial: dict[str, str]) -> dict[str, Any]:
         """The settings that decide a run's results (no secrets): a resumed study must match them."""
@@ -231,7 +242,8 @@ class AutoEvolInstruct(Teleprompter):
         )
 
     def _events(self) -> EventBus:
-        return EventBus([LogEvents(), ProgressBars(enabled=self.progress), *self.callbacks])
+        dspy_callbacks = DSPyEvaluateCallbacks(dspy.settings.get("callbacks") or [])
+        return EventBus([LogEvents(), ProgressBars(enabled=self.progress), dspy_callbacks, *self.callbacks])
 
     def _storage(self) -> str | optuna.storages.BaseStorage:
         if self.storage is not None:
