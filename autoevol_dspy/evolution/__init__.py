@@ -1,11 +1,14 @@
 """The evolving method and how one evolution is judged."""
 
 from autoevol_dspy.evolution.detectors import (
+    AnsweredInstead,
     EvolInstructRules,
     EvolutionCase,
     Failure,
     FailureDetector,
     LLMJudge,
+    LostKeyContent,
+    NearCopy,
     PaperResponseRules,
     default_detectors,
 )
@@ -14,12 +17,15 @@ from autoevol_dspy.evolution.parsing import parse_rewritten_instruction
 
 __all__ = [
     "INITIAL_METHOD",
+    "AnsweredInstead",
     "EvolInstruct",
     "EvolInstructRules",
     "EvolutionCase",
     "Failure",
     "FailureDetector",
     "LLMJudge",
+    "LostKeyContent",
+    "NearCopy",
     "PaperResponseRules",
     "default_detectors",
     "parse_rewritten_instruction",

@@ -8,9 +8,11 @@ any detector reports a failure.
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
 import dspy
@@ -19,11 +21,14 @@ from pydantic import BaseModel
 from autoevol_dspy.lm.usage import lm_role
 
 __all__ = [
+    "AnsweredInstead",
     "EvolInstructRules",
     "EvolutionCase",
     "Failure",
     "FailureDetector",
     "LLMJudge",
+    "LostKeyContent",
+    "NearCopy",
     "PaperResponseRules",
     "default_detectors",
 ]
@@ -135,6 +140,244 @@ class EvolInstructRules:
         return Failure(category=category, reason=reason, detector=self.name)
 
 
+_IMPERATIVES = frozenset(  # verbs that open an instruction; nouns such as "report" or "study" are left out
+    """act adapt add adjust amend analyse analyze answer apply argue arrange assess assign assume begin brainstorm
+    build calculate categorize change check choose cite clarify classify combine come compare compile complete
+    compose compute condense consider construct continue convert convince correct count craft create critique
+    debug decide define demonstrate derive describe design determine develop devise diagnose discuss divide do
+    draft draw edit elaborate embrace emphasize enhance ensure enumerate envision estimate evaluate examine
+    expand explain explore express extend extract figure fill find finish fix format formulate generate give go
+    guess help highlight identify illustrate imagine implement improve include incorporate indicate infer insert
+    interpret introduce investigate justify keep list make mention merge modify name offer optimize organize
+    outline paraphrase perform persuade pick picture plan polish predict prepare present pretend prioritize
+    produce propose prove provide rank read recommend refactor refine reflect reformat reformulate remove rename
+    rephrase replace reply respond restate restructure retell return review revise rewrite rework say select
+    share shorten show simplify simulate sketch solve sort specify split state submit substitute suggest
+    summarise summarize suppose tabulate take tell think transform translate try update use validate verify
+    visualize weigh work write""".split()
+)
+_QUESTION_WORDS = frozenset(
+    "how what which why who whom whose is are can could does do did should would will".split()
+)
+_REQUEST_PHRASES = re.compile(
+    r"\b(?:please|can you|could you|would you|i want you|i need|help me|your (?:task|job|goal)|"
+    r"you are (?:given|asked|to)|you (?:should|must|have to)|wonder(?:s|ing)? (?:what|how|which|whether|if)|"
+    r"wants? to know|would like to know)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_CLAUSE_LEAD = re.compile(  # a bullet, "and"/"then", quotes or brackets before a clause's first word
+    r"^(?:[-*•#>]+|\(?[0-9a-z]{1,2}[.)])?\s*(?:and |then |also |now )*[\"'*(\[]*", re.IGNORECASE
+)
+_STUB = re.compile(r"^\s*def \w+\s*\(", re.MULTILINE)
+
+
+def _asks(text: str) -> bool:
+    """Whether ``text`` has the form of a request: a question, an imperative clause, a request phrase or a code stub."""
+    if "?" in text or _REQUEST_PHRASES.search(text) or _STUB.search(text):
+        return True
+    for sentence in _SENTENCE_BREAK.split(text):
+        for position, clause in enumerate(sentence.split(", ")):
+            words = re.findall(r"[\w']+", _CLAUSE_LEAD.sub("", clause.strip()).lower())
+            if not words:
+                continue
+            question = words[0] in _QUESTION_WORDS and (position == 0 or words[0] in ("how", "what"))
+            if words[0] in _IMPERATIVES or question:  # "which"/"is" after a comma start relative clauses
+                return True
+    return False
+
+
+_NUMBER = r"\$?\d[\d.,]*%?(?:\s?/?[a-z]{2,})?"
+_OPERATOR = r"\s*[-+*/x×÷]\s*\(?\s*"
+_EQUATION = re.compile(  # "2 * 36 = 72", "$30 + 20% = $36", "(1/2) * (1 + 1) = 1": arithmetic with its result
+    rf"(?<![\w.,$])(?:{_NUMBER}|\([^()=]*\))(?:{_OPERATOR}{_NUMBER}\)?)+"
+    r"\s*=\s*\$?-?(?:\d[\d.,]*\d|\d|true\b|false\b)",
+    re.IGNORECASE,
+)
+_ANSWER_MARKERS = re.compile(
+    r"\b(?:the (?:final |correct )?answer is|the (?:final )?result is|the solution is|answer\s*:|solution\s*:)|####",
+    re.IGNORECASE,
+)
+_EXPLAINING = re.compile(
+    r"\b(?:let me|let's (?:calculate|solve|find|compute|break|start|think|work|see)|"
+    r"here (?:is|are) (?:the|my) (?:answer|solution|explanation|result|rewritten|final)|"
+    r"i (?:will|would|'ll|can) (?:explain|calculate|solve|answer|rewrite|compute)|to solve this|first, we|"
+    r"we (?:can|need to|will) (?:calculate|find|solve|compute|understand))\b",
+    re.IGNORECASE,
+)
+
+
+def _code_lines(text: str) -> int:
+    """Indented code statements outside docstrings: a stub has none of its own, a solution has some."""
+    code = re.sub(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'', "", text)
+    lines = (line for line in code.splitlines() if line[:1].isspace())
+    return sum(1 for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+class AnsweredInstead:
+    """Flags an 'instruction' that answers, solves or explains its parent: the commonest slip of a small rewriter."""
+
+    name = "answered_instead"
+    needs_response = False
+
+    def __init__(self, *, min_trailing_words: int = 20) -> None:
+        self.min_trailing_words = min_trailing_words
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        parent, evolved = case.instruction, case.evolved
+        stating = [sentence for sentence in _SENTENCE_BREAK.split(evolved) if not _asks(sentence)]
+        for pattern, what in ((_ANSWER_MARKERS, "announces an answer"), (_EQUATION, "works out an equation"),
+                              (_EXPLAINING, "explains in the first person")):
+            found = [m.group(0) for text in stating for m in pattern.finditer(text)]
+            found = [text for text in found if text.lower() not in parent.lower()]
+            if found:
+                return self._fail(f"it {what} ({found[0].strip()!r}) instead of asking")
+        if "?" in evolved and not _STUB.search(evolved):  # in code, text after a "?" is docstring and examples
+            trailing = evolved[evolved.rindex("?") + 1 :]
+            listed = re.search(r"(?m)^\s*(?:[a-z0-9][.)]|[-*•])\s", trailing)  # options after a question are fine
+            long = len(re.findall(r"[A-Za-z]+", trailing)) >= self.min_trailing_words
+            if long and not listed and not _asks(trailing):
+                return self._fail("it asks the question, then goes on to state an answer")
+        if _STUB.search(evolved) and _code_lines(evolved) > _code_lines(parent):
+            return self._fail("it writes the code body instead of asking for it")
+        if _asks(parent) and not _asks(evolved):
+            return self._fail("it states things and asks for nothing: no question, imperative or request")
+        return None
+
+    def _fail(self, reason: str) -> Failure:
+        return Failure(category="answered_instead", reason=reason, detector=self.name)
+
+
+def _letter_words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
+
+
+class NearCopy:
+    """Flags an evolution that repeats its parent almost word for word: a trivial edit adds no complexity."""
+
+    name = "near_copy"
+    needs_response = False
+
+    def __init__(self, *, min_similarity: float = 0.9, max_new_words: int = 2) -> None:
+        self.min_similarity = min_similarity
+        self.max_new_words = max_new_words
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        if _normalized(case.evolved) == _normalized(case.instruction):
+            reason = "the evolved instruction is the same as its parent"
+            return Failure(category="unchanged", reason=reason, detector=self.name)
+        parent, evolved = _letter_words(case.instruction), _letter_words(case.evolved)
+        similarity = difflib.SequenceMatcher(None, parent, evolved, autojunk=False).ratio()
+        new = sorted(set(evolved) - set(parent) - _STOP_WORDS)
+        if similarity >= self.min_similarity and len(new) <= self.max_new_words:
+            return Failure(
+                category="near_copy",
+                reason=f"{similarity:.0%} of its words follow the parent and it adds {len(new)} new word(s) {new}",
+                detector=self.name,
+            )
+        return None
+
+
+_NUMBER_WORDS = {
+    word: str(value)
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+} | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90"}
+_NUMBER_WORDS["dozen"] = "12"
+_KEY_NUMBER_WORDS = set(_NUMBER_WORDS) - {"zero", "one", "dozen"}  # too often not a quantity ("no one", "a dozen of")
+_DIGITS = re.compile(r"(?<![A-Za-z_\d])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\w.])\.\d+")
+_QUOTED = re.compile(r"\"([^\"\n]+)\"|“([^”\n]+)”|(?<![A-Za-z])'([^'\n]+)'(?![A-Za-z])|`([^`\n]+)`")
+_CAPITALISED = re.compile(r"(?<![\w'])[A-Z][\w-]*")
+_OPENERS = set(".!?:;*()[\"'“")  # a capitalised word right after one of these opens a sentence, a bullet or a quote
+_TITLES = ("Mr.", "Mrs.", "Ms.", "Dr.", "St.", "Prof.")
+_DEFINED = re.compile(r"^\s*def (\w+)\s*\(", re.MULTILINE)
+_IDENTIFIER = re.compile(r"\b[A-Za-z]\w*_\w+\b")
+
+
+def _numbers(text: str, words: set[str]) -> set[str]:
+    """Numbers as canonical strings, so that 1,000 / 1000 / 1000.00 and 'three' / 3 compare equal."""
+    found = set()
+    for match in _DIGITS.finditer(text):
+        found.add(format(Decimal(match.group(0).replace(",", "")).normalize(), "f"))
+    found.update(_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in words)
+    return found
+
+
+def _prose(text: str) -> str:
+    """The part of a parent whose content must survive: for code, its docstrings without the worked examples."""
+    names = _DEFINED.findall(text)
+    if not names:
+        return text
+    docs = " \n".join(a or b for a, b in re.findall(r'"""([\s\S]*?)"""|\'\'\'([\s\S]*?)\'\'\'', text))
+    kept, after_prompt = [], False
+    for line in docs.splitlines():
+        stripped = line.strip()
+        is_example = (
+            stripped.startswith((">>>", "#", "Input:", "Output:"))
+            or after_prompt
+            or any(re.search(rf"\b{re.escape(name)}\s*\(", stripped) for name in names)
+        )
+        after_prompt = stripped.startswith(">>>")
+        if not is_example:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words that do not open a sentence (names, places, acronyms), without a possessive 's."""
+    found = set()
+    for match in _CAPITALISED.finditer(text):
+        before = text[max(0, match.start() - 40) : match.start()]
+        tail = before.rstrip()
+        opens = match.start() == 0 or not tail or "\n" in before[len(tail) :] or tail[-1] in _OPENERS
+        abbreviated = tail.endswith(_TITLES) or re.search(r"\b[A-Z]\.$", tail)
+        if opens and not abbreviated:
+            continue
+        word = re.sub(r"'s$", "", match.group(0))
+        if word != "I":
+            found.add(word)
+    return found
+
+
+class LostKeyContent:
+    """Flags an evolution that drops its parent's numbers, quoted text, names or identifiers, or its request itself."""
+
+    name = "lost_key_content"
+    needs_response = False
+
+    def __init__(self, *, max_missing: int = 0, require_request: bool = True) -> None:
+        self.max_missing = max_missing
+        self.require_request = require_request
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        missing = self.missing(case.instruction, case.evolved)
+        if len(missing) > self.max_missing:
+            shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+            return self._fail(f"it drops {len(missing)} key item(s) of the parent: {shown}")
+        if self.require_request and _asks(case.instruction) and not _asks(case.evolved):
+            return self._fail("it keeps some content but drops the request itself")
+        return None
+
+    def missing(self, parent: str, evolved: str) -> list[str]:
+        """The parent's key items (numbers, quotes, names, identifiers) that the evolved text lacks."""
+        prose, lowered = _prose(parent), " ".join(evolved.lower().split())
+        words = set(re.findall(r"[\w-]+", lowered))
+        numbers = _numbers(evolved, set(_NUMBER_WORDS))
+        missing = [n for n in sorted(_numbers(prose, _KEY_NUMBER_WORDS)) if n not in numbers]
+        for quote in _QUOTED.findall(prose):
+            text = " ".join(next(q for q in quote if q).lower().split()).strip(string.punctuation + " ")
+            if text and text not in lowered:
+                missing.append(repr(text))
+        names = _names(prose) | set(_DEFINED.findall(parent)) | set(_IDENTIFIER.findall(prose))
+        missing += sorted(name for name in names if name.lower() not in words)
+        return missing
+
+    def _fail(self, reason: str) -> Failure:
+        return Failure(category="lost_key_content", reason=reason, detector=self.name)
+
+
 class CompareInstructions(dspy.Signature):
     """Decide whether two instructions ask for the same thing with the same constraints, depth and breadth."""
 
@@ -166,5 +409,5 @@ class LLMJudge:
 
 
 def default_detectors() -> list[FailureDetector]:
-    """The paper's response rules plus the Evol-Instruct elimination rules."""
-    return [EvolInstructRules(), PaperResponseRules()]
+    """Cheap rules on the evolved text first (they spare a response call), then the paper's rules on the response."""
+    return [EvolInstructRules(), AnsweredInstead(), NearCopy(), LostKeyContent(), PaperResponseRules()]

@@ -1,0 +1,215 @@
+"""The rule detectors measured on real embedded-model evolutions, plus hand-written cases for each."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from autoevol_dspy.evolution import (
+    AnsweredInstead,
+    EvolInstructRules,
+    EvolutionCase,
+    LostKeyContent,
+    NearCopy,
+    PaperResponseRules,
+    default_detectors,
+)
+
+DATA = Path(__file__).parent / "data" / "embedded_evolutions.jsonl"
+ROWS = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
+
+
+def flagged(detector, labels: set[str]) -> tuple[int, int]:
+    """How many rows with one of ``labels`` the detector flags, out of how many."""
+    rows = [row for row in ROWS if row["label"] in labels]
+    hits = sum(detector.detect(EvolutionCase(row["seed"], row["evolved_instruction"])) is not None for row in rows)
+    return hits, len(rows)
+
+
+def test_data_is_the_labelled_sample():
+    counts = Counter((row["source"], row["split"], row["label"]) for row in ROWS)
+    assert sum(n for (source, split, _), n in counts.items() if (source, split) == ("embedded", "dev")) == 120
+    assert sum(n for (source, split, _), n in counts.items() if (source, split) == ("embedded", "holdout")) == 60
+    assert counts[("hand_written", "dev", "ok")] == 39 and sum(n for key, n in counts.items() if key[2] == "ok") == 39
+    assert {row["label"] for row in ROWS} == {"ok", "answered", "exact_copy", "near_copy", "lost_key_content", "other"}
+    assert all(row["seed"] and row["evolved_instruction"] and row["note"] for row in ROWS)
+
+
+# Floors and ceilings sit just under / over what tests/data/README.md reports (dev + holdout rows):
+# a regression fails.
+@pytest.mark.parametrize(
+    ("detector", "positives", "min_hits"),
+    [
+        (AnsweredInstead(), {"answered"}, 113),  # measured 116/117
+        (NearCopy(), {"near_copy", "exact_copy"}, 7),  # measured 8/8
+        (LostKeyContent(), {"lost_key_content"}, 40),  # measured 42/43
+    ],
+    ids=["answered", "near_copy", "lost_key_content"],
+)
+def test_recall_on_real_failures(detector, positives, min_hits):
+    hits, total = flagged(detector, positives)
+    assert hits >= min_hits, f"{detector.name}: {hits}/{total}"
+
+
+@pytest.mark.parametrize("detector", [AnsweredInstead(), NearCopy(), LostKeyContent()], ids=lambda d: d.name)
+def test_false_positives_on_ok_rewrites(detector):
+    hits, total = flagged(detector, {"ok"})
+    assert total == 39 and hits <= 1, f"{detector.name}: {hits}/{total}"  # measured 0/39 each
+
+
+def test_real_instructions_are_not_answers():
+    seeds = sorted({row["seed"] for row in ROWS})
+    assert [seed for seed in seeds if AnsweredInstead().detect(EvolutionCase(seed, seed))] == []
+
+
+def test_default_detectors_run_cheap_rules_first():
+    kinds = [type(detector) for detector in default_detectors()]
+    assert kinds == [EvolInstructRules, AnsweredInstead, NearCopy, LostKeyContent, PaperResponseRules]
+    assert not any(detector.needs_response for detector in default_detectors()[1:4])
+
+
+ALANI = (
+    "Alani earned $45 for 3 hours of baby-sitting. "
+    "At the same rate, for how many hours would she need to baby-sit to earn $75?"
+)
+
+
+@pytest.mark.parametrize(
+    ("parent", "evolved", "reason"),
+    [
+        ("What is 6 times 7?", "The answer is 42.", "announces an answer"),
+        (ALANI, "Alani earned $45 for 3 hours, so her rate is 45 / 3 = 15 and she needs 5 hours.", "equation"),
+        ("Explain how probability works.", "Let me explain: probability measures how likely it is.", "first person"),
+        (ALANI, ALANI + " She earns $15 per hour, so to earn $75 she would need to baby-sit for five hours in total, "
+                        "which is two hours more than before.",
+         "goes on to state"),
+        ('def add(a, b):\n    """Return the sum of a and b."""\n',
+         'def add(a, b):\n    """Return the sum of a and b, for ints only."""\n    return a + b\n', "code body"),
+        ("Write a haiku about rain.", "Rain taps on the roof, the garden drinks.", "asks for nothing"),
+    ],
+)
+def test_answered_instead_flags(parent, evolved, reason):
+    failure = AnsweredInstead().detect(EvolutionCase(parent, evolved))
+    assert failure is not None and failure.category == "answered_instead" and reason in failure.reason
+
+
+@pytest.mark.parametrize(
+    ("parent", "evolved"),
+    [
+        (ALANI, ("Alani earned $45 for 3 hours of baby-sitting. At the same rate, how many hours must she baby-sit "
+                 "to earn $75? Check whether the answer is a whole number and explain each step.")),
+        ("Solve 3x + 5 = 20.", "If 3x + 5 = 20 and y = 2x, find x and y, and explain each step."),
+        (ALANI, "Given that 45 / 3 = 15, how many hours would Alani need to baby-sit to earn $75 and then $120?"),
+        ("Write a haiku about rain.", "Compose a haiku about autumn rain that mentions a river and a heron."),
+        ("Which of these should be reported? a) a fight b) a game",
+         ("Which of these should the aides report, and why? a) two boys fighting near the slide b) a girl reading "
+          "alone on a bench while the others play c) a group of children playing a loud game of tag near the gate")),
+        ('def add(a, b):\n    """Return the sum of a and b."""\n',
+         'def add(a, b):\n    """Return the sum of a and b; raise TypeError unless both are ints."""\n'),
+    ],
+)
+def test_answered_instead_passes_real_requests(parent, evolved):
+    assert AnsweredInstead().detect(EvolutionCase(parent, evolved)) is None
+
+
+SOCCER = ("A soccer team has 24 players. They have scored 150 goals on the season. There have been 15 games played. "
+          "1/3 of the players have averaged 1 goal each per game. How many total goals have the other players scored?")
+
+
+@pytest.mark.parametrize(
+    ("evolved", "category"),
+    [
+        ("  " + SOCCER.upper() + " ", "unchanged"),
+        (SOCCER.replace("players. They", "players, and they"), "near_copy"),
+        (SOCCER + " 1. 2. 3. 4. 5. 6. 7. 8.", "near_copy"),
+        (SOCCER.replace("total goals", "goals in total"), "near_copy"),
+    ],
+)
+def test_near_copy_flags(evolved, category):
+    failure = NearCopy().detect(EvolutionCase(SOCCER, evolved))
+    assert failure is not None and failure.category == category
+
+
+def test_near_copy_passes_real_additions_and_honours_its_settings():
+    added = SOCCER[:-1] + ", and what is their average per game if 2 of the games were cancelled before kickoff?"
+    assert NearCopy().detect(EvolutionCase(SOCCER, added)) is None
+    assert NearCopy().detect(EvolutionCase(SOCCER, "Write a short poem about a soccer season.")) is None
+    assert NearCopy(min_similarity=0.8, max_new_words=10).detect(EvolutionCase(SOCCER, added)).category == "near_copy"
+    one_word = SOCCER.replace("How many", "Exactly how many")
+    assert NearCopy().detect(EvolutionCase(SOCCER, one_word)).category == "near_copy"
+    assert NearCopy(max_new_words=0).detect(EvolutionCase(SOCCER, one_word)) is None
+
+
+MIKE = (
+    "Mike can type 65 words per minute. Due to a minor accident, Mike cannot use his right hand for a while so that "
+    "his typing speed is now 20 words less per minute. If he is supposed to type a document with 1,000 words, how "
+    "many minutes will it take him to finish typing the document?"
+)
+
+
+def test_lost_key_content_passes_a_gsm8k_rewrite_that_keeps_its_numbers():
+    kept = (
+        "Mike can type 65 words per minute, but after a minor accident he cannot use his right hand, so Mike now "
+        "types 20 words less per minute. How many minutes will he need for a 1000-word document if he also takes "
+        "a two-minute break after every 10 minutes of typing?"
+    )
+    assert LostKeyContent().detect(EvolutionCase(MIKE, kept)) is None
+
+
+def test_lost_key_content_flags_a_gsm8k_rewrite_that_drops_a_number():
+    dropped = (
+        "Mike can type 65 words per minute, but after a minor accident he cannot use his right hand, so Mike now "
+        "types more slowly. How many minutes will he need for a 1000-word document, breaks included?"
+    )
+    failure = LostKeyContent().detect(EvolutionCase(MIKE, dropped))
+    assert failure is not None and failure.category == "lost_key_content" and "20" in failure.reason
+    assert LostKeyContent(max_missing=1).detect(EvolutionCase(MIKE, dropped)) is None
+
+
+HAS_CLOSE = ('def has_close_elements(numbers: List[float], threshold: float) -> bool:\n'
+             '    """ Check if in given list of numbers, are any two numbers closer to each other than\n'
+             '    given threshold.\n    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)\n    False\n    """\n')
+
+
+@pytest.mark.parametrize(
+    ("parent", "evolved", "missing"),
+    [
+        ("Marvin sold 35 bars and Tina sold three times as many. How many more did Tina sell?",
+         "Marvin sold 35 bars and his friend sold 3 times as many. How many more did the friend sell?", "Tina"),
+        ('Correct the sentence "He go to school." and explain the rule.',
+         "Correct the grammar of a short sentence and explain the rule in two steps.", "he go to school"),
+        (HAS_CLOSE, "Write a function that checks whether two numbers in a list are closer than a threshold, in O(n).",
+         "has_close_elements"),
+        ("Write a function to find the majority element using the Boyer-Moore Voting Algorithm.",
+         "Write a function to find the majority element in linear time and constant extra memory.", "Boyer-Moore"),
+    ],
+)
+def test_lost_key_content_flags_dropped_names_quotes_and_identifiers(parent, evolved, missing):
+    failure = LostKeyContent().detect(EvolutionCase(parent, evolved))
+    assert failure is not None and missing in failure.reason
+
+
+@pytest.mark.parametrize(
+    ("parent", "evolved"),
+    [
+        ("Marvin sold 35 bars and Tina sold three times as many. How many more did Tina sell?",
+         "Marvin sold 35 bars and Tina sold 3 times as many. How many more did Tina sell, as a share of Marvin's?"),
+        ("Salem has 58940 people and Leesburg has $1,500.50 in the bank. How much is that per person?",
+         "Salem has 58,940 people and Leesburg has 1500.5 dollars in the bank. Compute the amount per person."),
+        (HAS_CLOSE, ("Write has_close_elements(numbers, threshold) that returns True if any two numbers are closer "
+                     "than threshold, and make it run in O(n log n) by sorting a copy of the list.")),
+    ],
+)
+def test_lost_key_content_tolerates_formatting_and_dropped_examples(parent, evolved):
+    assert LostKeyContent().detect(EvolutionCase(parent, evolved)) is None
+
+
+def test_lost_key_content_flags_a_dropped_request():
+    premises = "Benjamin bought 5 copies of a novel at $20 each and 3 history books at $30 each."
+    case = EvolutionCase(premises + " What was the total cost?", premises)
+    failure = LostKeyContent().detect(case)
+    assert failure is not None and "request" in failure.reason
+    assert LostKeyContent(require_request=False).detect(case) is None
