@@ -65,7 +65,7 @@ def test_a_two_predictor_program_compiles_on_the_embedded_model(tmp_path):
     lm, optimizer_lm = embedded_lm(32), embedded_lm(160)
     trainset = [dspy.Example(message=m, label=label).with_inputs("message") for m, label in MESSAGES]
     optimizer = AutoEvolInstruct(metric=label_metric, lm=lm, optimizer_lm=optimizer_lm, num_candidates=2,
-                                 batch_sampler=2, dev_size=3, max_steps=1, num_threads=1, run_dir=tmp_path,
+                                 batch_sampler=2, dev_size=3, holdout=0, max_steps=1, num_threads=1, run_dir=tmp_path,
                                  progress=False)
     student = Triage()
     with dspy.context(adapter=dspy.JSONAdapter()):

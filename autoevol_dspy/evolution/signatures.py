@@ -3,13 +3,15 @@
 The evolving method *is* the instructions of :class:`EvolveInstruction`; the evolved
 instruction is its own output field, so a JSON adapter with constrained decoding (or any
 adapter with a capable model) always yields one, and the method's words stay free text.
+:class:`ExtendInstruction` is the narrower step for small models: it writes only what is
+added, and the evolved instruction is the original followed by that addition.
 """
 
 from __future__ import annotations
 
 import dspy
 
-__all__ = ["EvolveInstruction", "PlannedEvolveInstruction", "RespondToInstruction"]
+__all__ = ["EvolveInstruction", "ExtendInstruction", "RespondToInstruction"]
 
 
 class EvolveInstruction(dspy.Signature):
@@ -21,12 +23,14 @@ class EvolveInstruction(dspy.Signature):
     )
 
 
-#: The same step with a working field first, for models that do better when they plan before writing.
-PlannedEvolveInstruction = EvolveInstruction.prepend(
-    "plan",
-    dspy.OutputField(desc="the ways to make this instruction more complex and the plan that applies several"),
-    type_=str,
-)
+class ExtendInstruction(dspy.Signature):
+    """Make the instruction harder by adding to it (replaced by the evolving method)."""
+
+    instruction: str = dspy.InputField(desc="the instruction to make harder")
+    added_requirement: str = dspy.OutputField(
+        desc="one or two sentences appended to the instruction that ask for something more: a condition, "
+        "an extra step, a constraint or a format; never an answer"
+    )
 
 
 class RespondToInstruction(dspy.Signature):
