@@ -1,7 +1,8 @@
 """Shared helpers for the quality and head-to-head benchmarks.
 
 Machine facts, data loading, markdown tables, the RESULTS.md section writer, the
-embedded LM as these benchmarks use it, and a scripted stub LM for the ``--smoke`` forms.
+embedded LM as these benchmarks use it, and the shared scripted LM (``autoevol_dspy.testing``)
+for the ``--smoke`` forms.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ import platform
 import re
 import statistics
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dspy
-from dspy.lm15 import Message, Response, TextPart, Usage
+
+from autoevol_dspy.testing import Call, generic_answer, scripted_lm
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -31,6 +31,7 @@ __all__ = [
     "StubCall",
     "configure_dspy",
     "embedded_lm",
+    "generic_answer",
     "load_jsonl",
     "machine_info",
     "machine_line",
@@ -231,87 +232,10 @@ def embedded_lm(*, temperature: float, max_tokens: int, n_threads: int = 1, n_ct
 
 # Scripted stub LM for --smoke -----------------------------------------------------------------
 
-_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.DOTALL)
-_OUTPUT_LINE = re.compile(r"^\d+\. `(\w+)` \((.*)\):", re.MULTILINE)
+#: One parsed request (inputs, output fields with their types, ``options``): the shared fake's ``Call``.
+StubCall = Call
 
 
-@dataclass(frozen=True)
-class StubCall:
-    """One request as the stub sees it: inputs by field, and the output fields with their types."""
-
-    system: str
-    prompt: str
-    inputs: dict[str, str]
-    outputs: dict[str, str]
-
-    def options(self, field: str) -> list[str]:
-        """The allowed values of a ``Literal`` output field, in order."""
-        return re.findall(r"'([^']*)'", self.outputs.get(field, ""))
-
-
-def _parse_call(system: str, prompt: str) -> StubCall:
-    outputs: dict[str, str] = {}
-    if "Your output fields are:" in system:
-        block = system.split("Your output fields are:", 1)[1].split("All interactions", 1)[0]
-        outputs = {name: kind for name, kind in _OUTPUT_LINE.findall(block)}
-    inputs = {name: value.strip() for name, value in _FIELD.findall(prompt)}
-    return StubCall(system=system, prompt=prompt, inputs=inputs, outputs=outputs)
-
-
-class StubEngine:
-    """A DSPy engine that answers from a Python function; JSON for signatures, text for raw prompts."""
-
-    def __init__(self, responder: Callable[[StubCall], dict[str, Any] | str]) -> None:
-        self.responder = responder
-        self.lock = threading.Lock()
-        self.calls = 0
-
-    def complete(self, request: Any) -> Response:
-        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system or [])
-        prompt = "\n".join(m.text or "" for m in request.messages)
-        answer = self.responder(_parse_call(system, prompt))
-        text = json.dumps(answer) if isinstance(answer, dict) else str(answer)
-        with self.lock:
-            self.calls += 1
-        words_in, words_out = len(system.split()) + len(prompt.split()), len(text.split())
-        return Response(
-            id=None,
-            model="stub",
-            message=Message.assistant([TextPart(text)]),
-            finish_reason="stop",
-            usage=Usage(input_tokens=words_in, output_tokens=words_out, total_tokens=words_in + words_out),
-        )
-
-    def stream(self, request: Any) -> Any:
-        from dspy.lm15 import response_to_events
-
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        pass
-
-
-def stub_lm(responder: Callable[[StubCall], dict[str, Any] | str], **kwargs: Any) -> dspy.LM:
-    """A real ``dspy.LM`` over :class:`StubEngine`, for the ``--smoke`` forms."""
-    return dspy.LM("openai/stub", engine=StubEngine(responder), **kwargs)
-
-
-def generic_answer(call: StubCall, overrides: dict[str, Any] | None = None) -> dict[str, Any] | str:
-    """A plausible answer for any signature: Literal fields get their first option, others a sentence."""
-    if not call.outputs:
-        return "```\nRead the input carefully and answer with exactly one of the allowed labels.\n```"
-    answer: dict[str, Any] = {}
-    for name, kind in call.outputs.items():
-        if overrides and name in overrides:
-            answer[name] = overrides[name]
-        elif kind.startswith("Literal"):
-            answer[name] = call.options(name)[0]
-        elif kind.startswith(("int", "float")):
-            answer[name] = 0
-        elif kind.startswith("bool"):
-            answer[name] = True
-        elif kind.startswith("list"):
-            answer[name] = []
-        else:
-            answer[name] = "Read the input carefully and answer with exactly one of the allowed labels."
-    return answer
+def stub_lm(responder: Callable[[Call], dict[str, Any] | str], **kwargs: Any) -> dspy.LM:
+    """A real ``dspy.LM`` answering from ``responder`` (``autoevol_dspy.testing.scripted_lm``), for ``--smoke``."""
+    return scripted_lm(responder, **kwargs)[0]

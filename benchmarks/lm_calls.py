@@ -16,7 +16,7 @@ here gets a seed per request (from the request's text and how many identical req
 before), so both runs draw the same m samples from the same prompts. All calls run on one
 thread (the llama.cpp context is serialized anyway), so both runs ask in the same order.
 
-``--smoke`` runs a tiny configuration on the scripted stub LM of ``stub_server.py`` in-process
+``--smoke`` runs a tiny configuration on the scripted stub LM of ``stub_behaviour.py`` in-process
 (no model), to keep the script working in CI; its numbers are not a measurement.
 """
 
@@ -42,7 +42,7 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of DSPy's price map
 
 import dspy  # noqa: E402
-from dspy.lm15 import Message, Response, TextPart, Usage, response_to_events  # noqa: E402
+from dspy.lm15 import response_to_events  # noqa: E402
 
 from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
 from autoevol_dspy.tasks import EvolutionTask  # noqa: E402
@@ -51,10 +51,11 @@ from autoevol_dspy.lm.local_engine import default_model_path, shared_engine
 from autoevol_dspy.lm import make_lm  # noqa: E402
 from autoevol_dspy.search.records import RunResult  # noqa: E402
 from autoevol_dspy.lm.usage import ROLES  # noqa: E402
+from autoevol_dspy.testing import scripted_lm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from orchestration import load, machine, replace_section  # noqa: E402
-from stub_server import StubBehaviour  # noqa: E402
+from stub_behaviour import StubBehaviour  # noqa: E402
 
 logger = logging.getLogger("benchmarks.lm_calls")
 
@@ -73,7 +74,10 @@ PRESETS: dict[str, dict[str, int]] = {
 # LMs --------------------------------------------------------------------------------------------
 
 class SeededEngine:
-    """Wraps an engine: a sampled request without a seed gets one from its text and its repeat count."""
+    """Wraps an engine: a sampled request without a seed gets one from its text and its repeat count.
+
+    Not a fake: it wraps the real embedded model so both protocols draw the same optimizer samples.
+    """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -110,37 +114,6 @@ class SeededEngine:
         """The inner engine is shared and owned elsewhere."""
 
 
-class StubEngine:
-    """The scripted stub server's replies as an in-process engine (for ``--smoke``)."""
-
-    def __init__(self) -> None:
-        self.behaviour = StubBehaviour()
-
-    def reset(self) -> None:
-        self.behaviour.reset()
-
-    def complete(self, request: Any) -> Response:
-        messages = [{"role": "system", "content": _text(request.system)}] if request.system else []
-        messages += [{"role": m.role, "content": _text(m.parts)} for m in request.messages]
-        _, text = self.behaviour.reply(messages)
-        words = sum(len(m["content"].split()) for m in messages)
-        return Response(id=None, model=request.model, message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop", usage=Usage(input_tokens=words, output_tokens=len(text.split()),
-                                                          total_tokens=words + len(text.split())))
-
-    def stream(self, request: Any) -> Any:
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        """Nothing to free."""
-
-
-def _text(parts: Any) -> str:
-    if isinstance(parts, str):
-        return parts
-    return "".join(getattr(p, "text", "") for p in parts or ())
-
-
 @dataclass
 class Models:
     """The three LMs of a run, and the engines to reset between the two runs."""
@@ -168,10 +141,10 @@ def real_models(args: argparse.Namespace) -> Models:
 
 
 def stub_models() -> Models:
-    """The scripted stub for ``--smoke``: one in-process engine plays every role."""
-    engine = StubEngine()
-    lm = dspy.LM("openai/stub", engine=engine, cache=False)
-    return Models(lm, lm, lm, [engine], "scripted stub LM (stub_server.StubBehaviour in-process), NOT the model")
+    """The scripted stub for ``--smoke``: one in-process scripted LM plays every role."""
+    behaviour = StubBehaviour()
+    lm, _ = scripted_lm(behaviour, cache=False)
+    return Models(lm, lm, lm, [behaviour], "scripted stub LM (stub_behaviour.StubBehaviour in-process), NOT the model")
 
 
 # Data -------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Orchestration against the physical limit: AutoEvolInstruct, GEPA and MIPROv2 on a stub LM server.
 
-The benchmark starts ``stub_server.py`` (latency L per call, at most C calls served at once),
+The benchmark starts the shared stub server (``autoevol_dspy.testing.StubProcess`` answering with
+``stub_behaviour.StubBehaviour``; latency L per call, at most C calls served at once),
 runs each optimizer with ``num_threads=C`` against it through ``make_lm("openai/stub",
 api_base=..., cache=False)``, counts the LM calls N on the server and reports wall / ideal.
 
@@ -35,16 +36,22 @@ GEPA and MIPROv2 (instruction-only: no demos) optimize a one-predictor question-
 program with an exact-match metric on the same server, with about as many metric calls as
 AutoEvolInstruct's run on that same program (also reported). All runs of one repeat are
 interleaved, so load drift on a shared machine hits them alike; the tables show medians.
+
+Every figure in the report comes from the run that writes it. ``--profile`` adds one more
+AutoEvolInstruct (evolution) run at the comparison point under a per-thread CPU profiler and
+reports where the client's CPU went, by component.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import heapq
 import logging
 import os
 import platform
+import pstats
 import re
 import statistics
 import sys
@@ -66,12 +73,15 @@ from autoevol_dspy import AutoEvolInstruct, EvolInstruct  # noqa: E402
 from autoevol_dspy.lm import make_lm  # noqa: E402
 from autoevol_dspy.search.records import RunResult  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stub_server import StubProcess  # noqa: E402
+from autoevol_dspy.testing import StubProcess  # noqa: E402
+
+BENCHMARKS = Path(__file__).resolve().parent
+#: The scripted LM the stub server answers with (imported by the server process from this directory).
+RESPONDER = "stub_behaviour:StubBehaviour"
 
 logger = logging.getLogger("benchmarks.orchestration")
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = BENCHMARKS / "RESULTS.md"
 SECTION = "## Orchestration against the limit"
 GOAL = 1.15
 CASE_ROLES = ("evolution", "judge", "response", "program")
@@ -183,6 +193,7 @@ class Measurement:
     metric_calls: int | None = None
     cpu_s: float = 0.0
     service_s: float = 0.0
+    server_cpu_s: float = 0.0
     phases: list[Phase] = field(default_factory=list)
     by_role: dict[str, int] = field(default_factory=dict)
 
@@ -276,7 +287,7 @@ def run_autoevol_evolution(server: StubProcess, lm: dspy.LM, concurrency: int, s
     return Measurement(
         optimizer="AutoEvolInstruct (evolution)", concurrency=concurrency, latency_s=server.latency_s, wall_s=wall,
         calls=stats["total"], client_calls=result.usage.calls, cpu_s=cpu, service_s=stats["service_s"],
-        phases=phases_of(result),
+        server_cpu_s=stats["cpu_s"], phases=phases_of(result),
         metric_calls=sum(t.evaluated for t in result.trials) + sum(p.trajectory_size for p in result.plans),
         by_role=stats["by_role"],
     )
@@ -302,7 +313,7 @@ def run_autoevol_program(server: StubProcess, lm: dspy.LM, concurrency: int, s: 
     return Measurement(
         optimizer="AutoEvolInstruct (program)", concurrency=concurrency, latency_s=server.latency_s, wall_s=wall,
         calls=stats["total"], client_calls=result.usage.calls, cpu_s=cpu, service_s=stats["service_s"],
-        phases=phases_of(result),
+        server_cpu_s=stats["cpu_s"], phases=phases_of(result),
         metric_calls=metric.calls, by_role=stats["by_role"],
     )
 
@@ -317,7 +328,7 @@ def run_gepa(server: StubProcess, lm: dspy.LM, concurrency: int, s: Settings, bu
         wall, cpu, stats, _ = timed(server, lambda: gepa.compile(QA(), trainset=train, valset=dev))
     return Measurement(optimizer="dspy.GEPA", concurrency=concurrency, latency_s=server.latency_s, wall_s=wall,
                        calls=stats["total"], cpu_s=cpu, service_s=stats["service_s"], metric_calls=metric.calls,
-                       by_role=stats["by_role"])
+                       server_cpu_s=stats["cpu_s"], by_role=stats["by_role"])
 
 
 def mipro_trials(budget: int, dev_size: int, minibatch: int, full_eval_steps: int) -> int:
@@ -346,7 +357,8 @@ def run_mipro(server: StubProcess, lm: dspy.LM, concurrency: int, s: Settings, b
         wall, cpu, stats, _ = timed(server, compile_)
     return Measurement(optimizer="dspy.MIPROv2 (instructions only)", concurrency=concurrency,
                        latency_s=server.latency_s, wall_s=wall, calls=stats["total"], cpu_s=cpu,
-                       service_s=stats["service_s"], metric_calls=metric.calls, by_role=stats["by_role"])
+                       service_s=stats["service_s"], server_cpu_s=stats["cpu_s"], metric_calls=metric.calls,
+                       by_role=stats["by_role"])
 
 
 # Reporting --------------------------------------------------------------------------------------
@@ -473,15 +485,86 @@ def reading(groups: dict[Key, list[Measurement]]) -> str:
     return "\n".join(lines)
 
 
-NOTES = """\
-Notes (profile with `py-spy record --gil`, L=50 ms, C=8, 2026-11-25 on this machine): of the client's
-GIL-holding samples, about 26% were DSPy's cost estimation after each call (`_price_result` ->
-`model_metadata.model_info`, which scans all 4,460 entries of its price map for aliases, twice per
-call, for a model name it does not know, such as `openai/stub` or any self-hosted model: ~1.5 ms
-each), about 11% `parallel.run_parallel`'s `concurrent.futures.wait(...)` loop (it installs and
-removes a waiter on every running future at each completion) and the rest DSPy's adapter, transport
-and Predict machinery; `autoevol_dspy`'s own frames were under 10%. The stub server used 0.7 ms of
-CPU per call in its own process."""
+#: Components of the client's CPU in a ``--profile`` run, by the source files their frames come from (first match).
+COMPONENTS = (
+    ("DSPy cost estimation", ("dspy/clients/costs.py", "dspy/clients/model_metadata")),
+    ("thread pool (concurrent.futures, autoevol_dspy.parallel)", ("concurrent/futures", "autoevol_dspy/parallel.py")),
+    ("autoevol_dspy (the rest)", ("autoevol_dspy/",)),
+    ("HTTP and JSON (lm15 transports, sockets, json)", ("lm15/transports", "/socket.py", "/ssl.py", "/json/")),
+    ("DSPy (adapters, Predict, LM client, lm15 rest)", ("/dspy/",)),
+)
+
+
+@dataclass
+class CpuProfile:
+    """Where the client's CPU went in one profiled run, measured by that run."""
+
+    label: str
+    calls: int
+    cpu_s: float
+    by_component: dict[str, float]
+
+
+def profile_threads(run: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """Run ``run()`` with a CPU-time profiler (cProfile on ``time.thread_time``) in every thread it starts."""
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+
+    def start_profiler(frame: Any, event: str, arg: Any) -> None:  # the first profile event of a new thread
+        sys.setprofile(None)
+        profile = cProfile.Profile(time.thread_time)
+        with lock:
+            profiles.append(profile)
+        profile.enable()
+
+    main = cProfile.Profile(time.thread_time)
+    profiles.append(main)
+    threading.setprofile(start_profiler)
+    main.enable()
+    try:
+        value = run()
+    finally:
+        main.disable()
+        threading.setprofile(None)
+    seconds: dict[str, float] = {name: 0.0 for name, _ in COMPONENTS}
+    seconds["other (Python runtime, Optuna, SQLite, ...)"] = 0.0
+    for profile in profiles:
+        profile.create_stats()
+        for (filename, _, _), (_, _, own_time, _, _) in profile.stats.items():
+            where = filename.replace("\\", "/")
+            name = next((n for n, parts in COMPONENTS if any(p in where for p in parts)),
+                        "other (Python runtime, Optuna, SQLite, ...)")
+            seconds[name] += own_time
+    return value, seconds
+
+
+def run_profiled(server: StubProcess, lm: dspy.LM, concurrency: int, s: Settings) -> CpuProfile:
+    """One more AutoEvolInstruct (evolution) run, under the profiler (its timings are not reported)."""
+    optimizer = AutoEvolInstruct(
+        lm=lm, optimizer_lm=lm, num_candidates=s.num_candidates, batch_sampler=s.batch_size,
+        dev_size=s.dev_size, max_steps=s.steps, stopper=NoImprovement(s.steps), num_threads=concurrency,
+        progress=False,
+    )
+    server.reset()
+    _, seconds = profile_threads(lambda: optimizer.compile(EvolInstruct(), trainset=seed_instructions(s.seeds)))
+    label = f"AutoEvolInstruct (evolution), L={server.latency_s * 1000:g} ms, C={concurrency}"
+    return CpuProfile(label=label, calls=server.stats()["total"], cpu_s=sum(seconds.values()), by_component=seconds)
+
+
+def notes(groups: dict[Key, list[Measurement]], profile: CpuProfile | None) -> str:
+    """Per-call CPU on both sides, and the client's CPU by component when this run was profiled."""
+    runs = [m for ms in groups.values() for m in ms if m.calls]
+    client = median([1000 * m.cpu_s / m.calls for m in runs]) if runs else 0.0
+    server = median([1000 * m.server_cpu_s / m.calls for m in runs]) if runs else 0.0
+    text = (f"CPU per call in this run (median over all rows and repeats): client {client:.1f} ms, stub server "
+            f"{server:.1f} ms in its own process.")
+    if profile is None:
+        return text + " No CPU profile in this run (`--profile` adds one)."
+    shares = ", ".join(f"{name} {100 * value / profile.cpu_s:.0f}%"
+                       for name, value in sorted(profile.by_component.items(), key=lambda item: -item[1]) if value)
+    return (text + f" CPU profile of one extra run ({profile.label}; {profile.calls} calls, {profile.cpu_s:.1f} s of "
+            f"client CPU, {1000 * profile.cpu_s / max(1, profile.calls):.1f} ms per call with the profiler's own "
+            f"overhead; self time by source file): {shares}.")
 
 
 LEGEND = """\
@@ -494,7 +577,7 @@ LEGEND = """\
 
 
 def report(args: argparse.Namespace, groups: dict[Key, list[Measurement]], command: str,
-           loads: tuple[str, str]) -> str:
+           loads: tuple[str, str], profile: CpuProfile | None = None) -> str:
     """The markdown body of the section."""
     example = next((runs[0] for key, runs in groups.items() if key[0] == "AutoEvolInstruct (evolution)"), None)
     parts = [
@@ -503,8 +586,9 @@ def report(args: argparse.Namespace, groups: dict[Key, list[Measurement]], comma
         f"- Machine: {machine()}; Python {platform.python_version()}, DSPy {dspy.__version__}",
         f"- Date: {dt.datetime.now().isoformat(timespec='seconds')}; load average before {loads[0]}, after "
         f"{loads[1]} (probe: CPU ms of a fixed pure-Python loop, the speed of one core of this shared VM)",
-        "- Stub server (`benchmarks/stub_server.py`, its own process): latency L per call, at most C calls served "
-        "at once; LM `make_lm('openai/stub', api_base=..., cache=False)`; num_threads = C",
+        "- Stub server (`autoevol_dspy.testing.StubProcess` answering with `benchmarks/stub_behaviour.py`, its own "
+        "process): latency L per call, at most C calls served at once; LM `make_lm('openai/stub', api_base=..., "
+        "cache=False)`; num_threads = C",
         f"- AutoEvolInstruct: mini-batch {args.batch_size}, dev {args.dev_size}, m {args.num_candidates}, "
         f"{args.steps} step(s) (patience = steps), {args.seeds} synthetic seeds; GEPA / MIPROv2 (no demos) on a "
         f"one-predictor QA program with exact match, budgeted to AutoEvolInstruct's metric calls on that program; "
@@ -518,7 +602,7 @@ def report(args: argparse.Namespace, groups: dict[Key, list[Measurement]], comma
         "",
         reading(groups),
         "",
-        NOTES,
+        notes(groups, profile),
     ]
     if example is not None:
         parts += ["", f"Phases of one AutoEvolInstruct (evolution) run, L={example.latency_s * 1000:g} ms "
@@ -543,6 +627,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=150, help="synthetic seed problems (default 150)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-compare", action="store_true", help="skip the GEPA / MIPROv2 comparison")
+    parser.add_argument("--profile", action="store_true", help="profile one more AutoEvolInstruct run at the "
+                        "comparison point and report the client's CPU by component")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--smoke", action="store_true", help="a tiny quick run (for CI; not a measurement)")
@@ -569,10 +655,15 @@ def warm_up(lm: dspy.LM) -> None:
         dspy.Predict("question -> answer")(question="warm-up: 1 + 1")
 
 
+def stub(latency_ms: float, concurrency: int) -> StubProcess:
+    """The stub server for one (L, C), answering with the benchmarks' scripted behaviour."""
+    return StubProcess(RESPONDER, latency_s=latency_ms / 1000, capacity=concurrency, path=[str(BENCHMARKS)])
+
+
 def run_point(args: argparse.Namespace, latency_ms: float, concurrency: int) -> list[Measurement]:
     """Every optimizer due at one (L, C), against one fresh server."""
     s = Settings(args.batch_size, args.dev_size, args.num_candidates, args.steps, args.seeds)
-    with StubProcess(latency_ms / 1000, concurrency) as server:
+    with stub(latency_ms, concurrency) as server:
         lm = make_lm("openai/stub", api_base=server.base_url, cache=False)
         warm_up(lm)
         found = [run_autoevol_evolution(server, lm, concurrency, s)]
@@ -610,7 +701,15 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/orchestration.py" + (" " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "")
     before = f"{load()}, CPU probe {cpu_probe_ms():.0f} ms"
     groups = run_all(args)
-    body = report(args, groups, command, (before, f"{load()}, CPU probe {cpu_probe_ms():.0f} ms"))
+    profile = None
+    if args.profile:
+        latency_ms, concurrency = args.compare_at
+        s = Settings(args.batch_size, args.dev_size, args.num_candidates, args.steps, args.seeds)
+        with stub(latency_ms, concurrency) as server:
+            lm = make_lm("openai/stub", api_base=server.base_url, cache=False)
+            warm_up(lm)
+            profile = run_profiled(server, lm, concurrency, s)
+    body = report(args, groups, command, (before, f"{load()}, CPU probe {cpu_probe_ms():.0f} ms"), profile)
     print(body)
     if not args.no_write:
         replace_section(args.results, SECTION, body)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stub_openai import serve
+from autoevol_dspy.testing import StubServer
 from world import World, method
 
 SEEDS = Path(__file__).parent.parent / "examples" / "seeds.jsonl"
@@ -31,8 +31,8 @@ def autoevol(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture()
 def server():
     world = World({60: [method(50), method(20)], 20: [method(30)]})
-    with serve(world.respond) as (api_base, counter):
-        yield api_base, counter
+    with StubServer(world.respond) as stub:
+        yield stub.base_url, stub
 
 
 @pytest.fixture()
@@ -60,11 +60,11 @@ def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["best_failure_rate"] <= run["summary"]["initial_failure_rate"]
 
-    calls = counter.get("calls", 0)
+    calls = counter.stats()["requests"]
     assert calls > 0
     again = autoevol(*optimize_args(api_base, out, initial_method))
     assert again.returncode == 0, again.stderr
-    assert counter.get("calls", 0) == calls, "a finished run was recomputed"
+    assert counter.stats()["requests"] == calls, "a finished run was recomputed"
 
 
 def test_optimize_refuses_a_run_dir_made_with_other_settings(server, initial_method, tmp_path):

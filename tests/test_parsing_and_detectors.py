@@ -6,7 +6,7 @@ import pytest
 
 from autoevol_dspy import EvolInstructRules, EvolutionCase, PaperResponseRules, parse_rewritten_instruction
 from autoevol_dspy.evolution.detectors import LLMJudge
-from fakes import scripted_lm
+from autoevol_dspy.testing import scripted_lm
 
 
 @pytest.mark.parametrize(

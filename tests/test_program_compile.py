@@ -20,7 +20,7 @@ from autoevol_dspy.search.strategies import NoImprovement
 from autoevol_dspy.tasks import ProgramTask
 from autoevol_dspy import AutoEvolInstruct, ConfigurationError, DataError
 from autoevol_dspy.tasks.base import get_instructions
-from fakes import Call, scripted_lm
+from autoevol_dspy.testing import Call, scripted_lm
 
 LABELS = ("billing", "shipping", "refund")
 _INDEX = re.compile(r"#(\d+)")

@@ -20,7 +20,7 @@ from autoevol_dspy import ConfigurationError, DataError, RunResult
 from autoevol_dspy.cli.prompt import add_prompt_command
 from autoevol_dspy.prompt import PromptProgram, PromptResult, load_examples, load_prompt, optimize_prompt, prompt_examples, split_holdout
 from autoevol_dspy.prompt.metrics import Contains, ExactMatch, RegexMatch, RubricJudge, metric_from_name, normalize
-from fakes import Call, scripted_lm
+from autoevol_dspy.testing import Call, scripted_lm
 
 SENTIMENTS = ("positive", "negative", "mixed")
 _INDEX = re.compile(r"#(\d+)")

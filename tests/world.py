@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import dspy
 
-from fakes import Call, scripted_lm
+from autoevol_dspy.testing import Call, scripted_lm
 
 _QUALITY = re.compile(r"QUALITY=(\d+)")
 
