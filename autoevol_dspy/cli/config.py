@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -56,10 +56,12 @@ class OptimizeConfig(LMSettings):
     storage: str | None = None
     initial_method: str | None = None
     judge: bool = False
+    style: Literal["rewrite", "extend"] = Field(
+        "rewrite", description="rewrite: the LM writes the evolved instruction; extend: it writes an addition")
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change a run's results; a resumed run directory must match them."""
-        keep = ("column", "candidates", "batch_size", "dev_size", "holdout", "rounds", "seed", "lm", "optimizer_lm",
+        keep = ("column", "candidates", "batch_size", "dev_size", "holdout", "rounds", "seed", "style", "lm", "optimizer_lm",
                 "response_lm", "max_tokens", "response_max_tokens", "optimizer_temperature", "judge")
         return {key: getattr(self, key) for key in keep}
 
@@ -71,6 +73,8 @@ class EvolveConfig(LMSettings):
     rounds: int = Field(1, ge=1)
     drop_failures: bool = False
     no_response: bool = False
+    style: Literal["rewrite", "extend"] | None = Field(
+        None, description="the method's style (default: the run directory's, else rewrite)")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

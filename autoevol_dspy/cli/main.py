@@ -101,6 +101,17 @@ def _read_method(source: str) -> str:
     return text
 
 
+def _run_style(source: str) -> str:
+    """The style a run directory's method was optimized in (``rewrite`` for a plain method file)."""
+    run_json = Path(source) / "run.json"
+    if run_json.is_file():
+        try:
+            return json.loads(run_json.read_text(encoding="utf-8")).get("settings", {}).get("style") or "rewrite"
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass
+    return "rewrite"
+
+
 def _prepare_run_dir(out: Path, config: OptimizeConfig, *, restart: bool) -> None:
     """Refuse to mix runs: an existing run directory must have been made with the same settings."""
     run_json = out / "run.json"
@@ -162,7 +173,7 @@ def run_optimize(args: argparse.Namespace) -> int:
 
     from autoevol_dspy.data.seeds import load_instructions
     from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
-    from autoevol_dspy.evolution.method import INITIAL_METHOD, EvolInstruct
+    from autoevol_dspy.evolution.method import EvolInstruct
     from autoevol_dspy.search.strategies import stop_when
     from autoevol_dspy.search.teleprompter import AutoEvolInstruct
     from autoevol_dspy.tasks.evolution import EvolutionTask
@@ -170,13 +181,13 @@ def run_optimize(args: argparse.Namespace) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "response_max_tokens", "threads", "steps", "candidates", "batch_size", "dev_size",
-                              "holdout", "rounds", "patience", "seed", "max_lm_calls", "storage", "initial_method"])
+                              "holdout", "rounds", "style", "patience", "seed", "max_lm_calls", "storage", "initial_method"])
     options["judge"] = _flag(args, "judge")
     config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
     lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
     loaded = load_instructions(args.seeds, column=config.column)
-    initial = _read_method(config.initial_method) if config.initial_method else INITIAL_METHOD
+    initial = _read_method(config.initial_method) if config.initial_method else None
     out.mkdir(parents=True, exist_ok=True)
     _prepare_run_dir(out, config, restart=args.restart)
     detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if config.judge else [])
@@ -199,7 +210,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
     )
     trainset = [dspy.Example(instruction=text) for text in loaded.instructions]
-    compiled = optimizer.compile(EvolInstruct(initial), trainset=trainset)
+    compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=trainset)
     result = optimizer.result
     (out / "method.txt").write_text(compiled.method + "\n", encoding="utf-8")
     _write_run_json(out, config, args.seeds, result)
@@ -229,7 +240,7 @@ def run_evolve(args: argparse.Namespace) -> int:
 
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
-                              "response_max_tokens", "threads", "rounds"])
+                              "response_max_tokens", "threads", "rounds", "style"])
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
     config: EvolveConfig = merge_config(EvolveConfig, file_values, options)
@@ -239,6 +250,7 @@ def run_evolve(args: argparse.Namespace) -> int:
     summary = evolve_dataset(
         loaded,
         method=method,
+        style=config.style or _run_style(args.method),
         out_path=Path(args.out),
         rounds=config.rounds,
         evol_lm=lms["evol_lm"],
@@ -313,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--holdout", type=float, help="seeds kept out of the search for the held-out check: "
                           "a share below 1 or a count (default 0.2; 0 for none)")
     optimize.add_argument("--rounds", type=int, help="evolution rounds in a trajectory, l (default 1)")
+    optimize.add_argument("--style", choices=["rewrite", "extend"], help="rewrite: the LM writes the whole evolved "
+                          "instruction (the paper); extend: it writes only an addition, which small models manage "
+                          "far more often (default rewrite)")
     optimize.add_argument("--patience", type=int, help="steps without improvement before stopping (default 1)")
     optimize.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
                           "e.g. postgresql://user@host/db to share a run between machines")
@@ -339,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--rounds", type=int, help="rounds of evolution; round i evolves round i-1 (default 1)")
     evolve.add_argument("--drop-failures", action="store_true", help="leave failed evolutions out of the output")
     evolve.add_argument("--no-response", action="store_true", help="do not answer evolved instructions")
+    evolve.add_argument("--style", choices=["rewrite", "extend"], help="the method's style (default: the one "
+                        "--method's run directory was optimized in, else rewrite)")
     evolve.add_argument("--shard", help="INDEX/COUNT: evolve only every COUNT-th seed starting at INDEX, to split "
                         "a large dataset across machines (give each shard its own --out)")
     evolve.add_argument("--restart", action="store_true", help="discard the existing output and start over")

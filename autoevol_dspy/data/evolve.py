@@ -31,7 +31,7 @@ from autoevol_dspy.evolution.detectors import (
     FailureDetector,
     default_detectors,
 )
-from autoevol_dspy.evolution.method import EvolInstruct
+from autoevol_dspy.evolution.method import EvolInstruct, Style
 from autoevol_dspy.evolution.unit import Evolver
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
@@ -42,7 +42,7 @@ __all__ = ["EvolutionSummary", "evolve_dataset", "method_id"]
 
 logger = logging.getLogger(__name__)
 
-_META_VERSION = 1
+_META_VERSION = 2
 
 
 # Evolving a dataset ----------------------------------------------------------------------------
@@ -98,9 +98,9 @@ class EvolutionSummary(BaseModel):
 class _RoundEvolver:
     """Evolves one instruction by one round with the shared :class:`Evolver`: the unit one row records."""
 
-    def __init__(self, method: str, evolver: Evolver) -> None:
-        self.program = EvolInstruct(method)
-        self.method_id = method_id(method)
+    def __init__(self, program: EvolInstruct, evolver: Evolver) -> None:
+        self.program = program
+        self.method_id = method_id(program.method)
         self.evolver = evolver
 
     def row(self, seed: Seed, round_: int, parent: str) -> dict[str, Any]:
@@ -159,6 +159,7 @@ def evolve_dataset(
     *,
     method: str | EvolInstruct,
     out_path: str | os.PathLike,
+    style: Style | None = None,
     rounds: int = 1,
     evol_lm: dspy.LM | None = None,
     response_lm: dspy.LM | None = None,
@@ -177,8 +178,8 @@ def evolve_dataset(
     ``instruction`` (the seed), ``evolved_instruction``, ``response`` (the response LM's
     answer, null when ``with_response=False`` or the evolution failed before it),
     ``failure`` and ``failure_reason`` (null when it passed every detector) and
-    ``method_id``. A failed row ends its seed's chain. ``method`` is a method text or an
-    ``EvolInstruct`` (its text is used); ``evol_lm``/``response_lm`` default to the
+    ``method_id``. A failed row ends its seed's chain. ``method`` is a method text (in
+    ``style``, default ``"rewrite"``) or a (compiled) ``EvolInstruct``, used as it is; ``evol_lm``/``response_lm`` default to the
     configured LM; ``detectors`` default to the optimizer's.
 
     Rows are appended and flushed one by one, so rerunning a killed run with the same
@@ -201,14 +202,16 @@ def evolve_dataset(
     with its defaults (column ``instruction``). Rows are appended in the order they finish.
     """
     loaded = seeds if isinstance(seeds, LoadedInstructions) else load_instructions(seeds)
-    text = _method_text(method)
+    program = _program_of(method, style)
+    text = program.method
     _check_options(rounds=rounds, num_threads=num_threads, shard=shard, max_errors=max_errors)
     _check_lms(evol_lm, response_lm, with_response)
     detectors = list(default_detectors() if detectors is None else detectors)
     mine = _shard_of(loaded.seeds, shard)
-    evolver = _RoundEvolver(text, Evolver(detectors=detectors, respond=with_response, lm=evol_lm,
-                                          response_lm=response_lm))
+    evolver = _RoundEvolver(program, Evolver(detectors=detectors, respond=with_response, lm=evol_lm,
+                                             response_lm=response_lm))
     meta = _meta(loaded, text, detectors, with_response=with_response, drop_failures=drop_failures, shard=shard)
+    meta["style"] = program.style
     started = time.perf_counter()
     with RowStore(out_path).open(overwrite=overwrite) as store:
         store.check_meta(meta)
@@ -245,12 +248,15 @@ def evolve_dataset(
     return summary
 
 
-def _method_text(method: str | EvolInstruct) -> str:
-    """The method text of a string or of a module with a ``method`` (a compiled ``EvolInstruct``)."""
-    text = method if isinstance(method, str) else getattr(method, "method", None)
-    if not isinstance(text, str) or not text.strip():
+def _program_of(method: str | EvolInstruct, style: Style | None) -> EvolInstruct:
+    """The evolving program: a copy of a (compiled) ``EvolInstruct``, or a method text in ``style``."""
+    if isinstance(method, EvolInstruct):
+        if style is not None and style != method.style:
+            raise ConfigurationError(f"style={style!r} does not match the EvolInstruct's style {method.style!r}")
+        return method.deepcopy()
+    if not isinstance(method, str) or not method.strip():
         raise ConfigurationError("method must be a non-empty method text or an EvolInstruct")
-    return text
+    return EvolInstruct(method, style=style or "rewrite")
 
 
 def _check_options(*, rounds: int, num_threads: int, shard: tuple[int, int] | None, max_errors: int | None) -> None:
