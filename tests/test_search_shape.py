@@ -265,3 +265,27 @@ def test_the_python_api_writes_the_report_like_the_command_line(tmp_path):
     optimizer(world, run_dir=tmp_path, max_steps=1).compile(EvolInstruct(method(60)), trainset=seeds(60))
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert '<section id="holdout">' in page and '<section id="evidence">' in page
+
+
+@pytest.mark.parametrize("threads", [2, 5])
+def test_candidates_in_one_pool_select_what_sequential_evaluation_selects(threads):
+    # Which sample gets which rewrite depends on thread timing in this scripted world, so the
+    # qualities are far apart and the step-2 script does not depend on which tied winner won.
+    script = {60: [method(80), method(40), method(75), method(40, "tie"), method(90)],
+              40: [method(95), method(15), method(15, "tie"), method(70)]}
+    rates = {}
+    for name, settings in {"sequential": dict(num_threads=1), "pool": dict(num_threads=threads),
+                           "full": dict(num_threads=1, evaluation=FullEvaluation())}.items():
+        world = World(dict(script))
+        opt = optimizer(world, num_candidates=5, max_steps=2, stopper=NoImprovement(patience=3), **settings)
+        opt.compile(EvolInstruct(method(60)), trainset=seeds(60))
+        result = opt.result
+        rates[name] = [s.incumbent_failure_rate for s in result.steps]
+        for plan, outcome in zip(result.plans, result.steps):
+            # The winner has the fewest failures, and no candidate before it in the plan has as few.
+            by_key = {t.candidate_key: t for t in result.trials if t.step == plan.step}
+            ordered = [by_key[c.key] for c in plan.candidates]
+            winner = next(t for t in ordered if t.number == outcome.best_candidate_trial)
+            assert winner.failures == min(t.failures for t in ordered if t.status == "complete")
+            assert all(t.failures > winner.failures or t.status == "pruned" for t in ordered[:ordered.index(winner)])
+    assert rates["pool"] == rates["sequential"] == rates["full"]

@@ -1,17 +1,22 @@
-"""Evaluating instructions on a set of cases: the unit one trial records.
+"""Evaluating instructions on a set of cases: several programs at once, in one pool of LM slots.
 
-Program + cases + task in, per-case losses and usage out. ``should_stop`` sees the loss
-so far after every case (the exact early stop: stop once the candidate cannot win);
-``interrupt`` may end the evaluation for a run-level reason (the LM-call budget). An LM
-outage ends it with ``error`` set: an outage says nothing about the instructions.
+Programs (a step's candidates, or one program alone) are evaluated case by case in one
+shared thread pool, in order: the next program's cases start as soon as slots free up, so
+no slot idles while one candidate finishes its tail. After every judged case, a job's
+``should_stop`` sees its evaluation so far (the exact early stop: stop once the candidate
+cannot win); ``interrupt`` may end everything for a run-level reason (the LM-call budget).
+An LM outage ends the pool with ``error`` set on the job that hit it: an outage says
+nothing about the instructions. Each job counts its own LM usage.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import dspy
@@ -23,7 +28,7 @@ from autoevol_dspy.search.events import CaseJudged, EventBus
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 from autoevol_dspy.text import short_error
 
-__all__ = ["Evaluation", "LMOutageError", "evaluate", "run_cases"]
+__all__ = ["Evaluation", "EvaluationJob", "LMOutageError", "evaluate", "evaluate_jobs", "run_cases"]
 
 #: Cases kept with a trial for the report: this many failed and this many passed ones.
 EXAMPLES_KEPT = (3, 2)
@@ -63,11 +68,154 @@ class Evaluation:
             return "failed"
         return "pruned" if self.pruned else "complete"
 
-    def _keep_example(self, case: CaseResult) -> None:
+    def add(self, case: CaseResult) -> None:
+        """Count one judged case, keeping a few failed and passed ones as evidence."""
+        self.evaluated += 1
+        if case.case_loss > 0:
+            self.losses[case.index] = case.case_loss
+        if case.failure is not None:
+            self.by_category[case.failure.category] += 1
         failed = case.failure is not None
         limit = EXAMPLES_KEPT[0] if failed else EXAMPLES_KEPT[1]
         if sum(1 for kept in self.examples if (kept.failure is not None) == failed) < limit:
             self.examples.append(case)
+
+
+@dataclass
+class EvaluationJob:
+    """One program to evaluate in a pool; ``should_stop`` sees its evaluation after each case."""
+
+    label: str
+    program: dspy.Module
+    should_stop: Callable[[Evaluation], bool] | None = None
+    on_start: Callable[[], int | None] | None = None
+    on_finish: Callable[[Evaluation], None] | None = None
+
+
+@dataclass
+class _Running:
+    """The pool's bookkeeping for one job."""
+
+    job: EvaluationJob
+    evaluation: Evaluation
+    meter: UsageMeter
+    next_case: int = 0
+    in_flight: int = 0
+    started: float | None = None
+    stopped: bool = False
+    finished: bool = False
+
+
+def evaluate_jobs(
+    task: OptimizationTask,
+    jobs: Sequence[EvaluationJob],
+    cases: Sequence[dspy.Example],
+    *,
+    num_threads: int,
+    meter: UsageMeter,
+    events: EventBus,
+    interrupt: Callable[[], str | None] | None = None,
+) -> list[Evaluation]:
+    """Evaluate every job on ``cases`` in one pool of ``num_threads`` slots; results in job order.
+
+    Cases are started job after job, in order. ``on_start`` runs when a job's first case
+    starts, ``on_finish`` when its last one ends (complete, stopped early, interrupted or
+    failed); both run in the calling thread. After an outage or an interruption no case
+    starts, running ones finish, and every unfinished job ends failed.
+    """
+    running = [_Running(job, Evaluation(size=len(cases)), UsageMeter(parent=meter)) for job in jobs]
+    lock = threading.Lock()
+    stop_all: dict[str, str] = {}
+
+    def run_case(state: _Running, index: int) -> CaseResult:
+        with dspy.context(usage_tracker=state.meter):
+            return task.run_case(state.job.program, cases[index], index)
+
+    def finish(state: _Running) -> None:
+        evaluation = state.evaluation
+        if not stop_all and state.stopped and evaluation.evaluated < evaluation.size:
+            evaluation.pruned = True
+        if evaluation.evaluated < evaluation.size and not evaluation.pruned and not evaluation.error:
+            evaluation.interrupted = evaluation.interrupted or stop_all.get("interrupt") or stop_all.get("outage")
+        evaluation.usage = state.meter.report()
+        evaluation.seconds = time.perf_counter() - (state.started or time.perf_counter())
+        state.finished = True
+        if state.job.on_finish is not None:
+            state.job.on_finish(evaluation)
+
+    def refresh() -> None:
+        """Stop jobs that can no longer win; close the ones with nothing left in flight."""
+        for state in running:
+            if state.finished:
+                continue
+            if not state.stopped and state.started is not None and state.job.should_stop is not None:
+                state.stopped = state.job.should_stop(state.evaluation)
+            exhausted = state.next_case >= len(cases) or state.stopped or bool(stop_all)
+            if state.started is not None and exhausted and state.in_flight == 0:
+                finish(state)
+
+    def next_work() -> _Running | None:
+        if stop_all:
+            return None
+        reason = interrupt() if interrupt is not None else None
+        if reason is not None:
+            stop_all["interrupt"] = reason
+            return None
+        for state in running:
+            if state.finished or state.stopped or state.next_case >= len(cases):
+                continue
+            if state.started is None and state.job.should_stop is not None and state.job.should_stop(state.evaluation):
+                start(state)  # it cannot win even before its first case: a trial that stopped at once
+                state.stopped = True
+                finish(state)
+                continue
+            return state
+        return None
+
+    def start(state: _Running) -> None:
+        state.started = time.perf_counter()
+        if state.job.on_start is not None:
+            state.job.on_start()
+
+    with ThreadPoolExecutor(max_workers=max(1, num_threads), thread_name_prefix="autoevol-eval") as pool:
+        futures: dict[Future, _Running] = {}
+        while True:
+            while len(futures) < num_threads:
+                state = next_work()
+                if state is None:
+                    break
+                if state.started is None:
+                    start(state)
+                index, state.next_case = state.next_case, state.next_case + 1
+                state.in_flight += 1
+                context = contextvars.copy_context()
+                futures[pool.submit(context.run, run_case, state, index)] = state
+            if not futures:
+                refresh()
+                break
+            done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+            for future in done:
+                state = futures.pop(future)
+                state.in_flight -= 1
+                try:
+                    case = future.result()
+                except Exception as exc:
+                    if not is_lm_error(exc):
+                        raise
+                    state.evaluation.error = state.evaluation.error or short_error(exc)
+                    stop_all.setdefault("outage", f"stopped: another evaluation hit an LM outage ({short_error(exc)})")
+                    continue
+                with lock:
+                    state.evaluation.add(case)
+                evaluation = state.evaluation
+                events.emit(CaseJudged(label=state.job.label, done=evaluation.evaluated, size=evaluation.size,
+                                       failures=len(evaluation.losses)))
+            refresh()
+    for state in running:  # jobs that never started (the pool stopped first)
+        if not state.finished:
+            state.evaluation.interrupted = stop_all.get("interrupt") or stop_all.get("outage") or "not started"
+            state.evaluation.usage = state.meter.report()
+    return [state.evaluation for state in running]
 
 
 def evaluate(
@@ -82,43 +230,11 @@ def evaluate(
     should_stop: Callable[[float], bool] | None = None,
     interrupt: Callable[[], str | None] | None = None,
 ) -> Evaluation:
-    """Run every case (or until ``should_stop(loss so far)``), in parallel, announcing each judged case."""
-    result = Evaluation(size=len(cases))
-    before = meter.report()
-    started = time.perf_counter()
-    lock = threading.Lock()
-
-    def stop_now() -> bool:
-        reason = interrupt() if interrupt is not None else None
-        if reason is not None:
-            result.interrupted = reason
-            return True
-        return should_stop is not None and should_stop(result.failures)
-
-    def run(indexed: tuple[int, dspy.Example]) -> CaseResult:
-        index, example = indexed
-        return task.run_case(program, example, index)
-
-    try:
-        for _, case in run_parallel(run, list(enumerate(cases)), num_threads=num_threads, should_stop=stop_now):
-            with lock:
-                result.evaluated += 1
-                if case.case_loss > 0:
-                    result.losses[case.index] = case.case_loss
-                if case.failure is not None:
-                    result.by_category[case.failure.category] += 1
-                result._keep_example(case)
-                progress = CaseJudged(label=label, done=result.evaluated, size=result.size, failures=len(result.losses))
-            events.emit(progress)
-    except Exception as exc:
-        if not is_lm_error(exc):
-            raise
-        result.error = short_error(exc)
-    if result.error is None and result.interrupted is None and result.evaluated < result.size:
-        result.pruned = True
-    result.usage = meter.report() - before
-    result.seconds = time.perf_counter() - started
-    return result
+    """Evaluate one program (a pool of one job); ``should_stop`` sees the loss so far."""
+    stop = (lambda evaluation: should_stop(evaluation.failures)) if should_stop is not None else None
+    job = EvaluationJob(label=label, program=program, should_stop=stop)
+    return evaluate_jobs(task, [job], cases, num_threads=num_threads, meter=meter, events=events,
+                         interrupt=interrupt)[0]
 
 
 def run_cases(

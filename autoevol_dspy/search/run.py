@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +21,10 @@ from autoevol_dspy.errors import AutoEvolError
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.search.evaluation import (
     Evaluation,
+    EvaluationJob,
     LMOutageError,
     evaluate,
+    evaluate_jobs,
     run_cases,
 )
 from autoevol_dspy.search.events import (
@@ -58,7 +61,7 @@ from autoevol_dspy.search.strategies import (
     SearchState,
     Stopper,
 )
-from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.search.tracking import LiveTrial, RunTracker
 from autoevol_dspy.tasks.base import OptimizationTask
 
 __all__ = ["SearchConfig", "SearchRun", "candidate_key"]
@@ -143,17 +146,13 @@ class SearchRun:
 
     # Evaluating -------------------------------------------------------------------------------
 
-    def evaluate_trial(self, instructions: dict[str, str], *, label: str, incumbent: TrialRecord | None,
-                       best: TrialRecord | None, **fields: Any) -> TrialRecord:
-        """Evaluate ``instructions`` on the dev set as one live trial; outages and interruptions raise."""
+    def evaluate_trial(self, instructions: dict[str, str], *, label: str, **fields: Any) -> TrialRecord:
+        """Evaluate ``instructions`` on the whole dev set as one live trial; outages and interruptions raise."""
         live = self.tracker.start(instructions=instructions, **fields)
         self.events.emit(EvaluationStarted(label=label, size=len(self.devset), trial_number=live.number))
-        should_stop = None
-        if incumbent is not None:
-            should_stop = self._early_stop(incumbent, best)
         evaluation = evaluate(self.task, self.task.program_for(self.student, instructions), self.devset,
                               num_threads=self.config.num_threads, meter=self.meter, events=self.events,
-                              label=label, should_stop=should_stop, interrupt=self.stop_reason)
+                              label=label, interrupt=self.stop_reason)
         record = self.tracker.finish(live, **_outcome(evaluation))
         self.events.emit(TrialFinished(label=label, trial=record))
         if evaluation.error:
@@ -161,16 +160,6 @@ class SearchRun:
         if evaluation.interrupted:
             raise _Interrupted(evaluation.interrupted)
         return record
-
-    def _early_stop(self, incumbent: TrialRecord, best: TrialRecord | None):
-        policy, acceptance, size = self.config.evaluation, self.config.acceptance, len(self.devset)
-
-        def should_stop(loss: float) -> bool:
-            could_accept = acceptance.could_accept(loss=loss, incumbent_loss=incumbent.failures, dev_size=size)
-            return policy.should_stop(loss=loss, could_accept=could_accept,
-                                      best_so_far=best.failures if best is not None else None)
-
-        return should_stop
 
     # The loop ---------------------------------------------------------------------------------
 
@@ -181,8 +170,8 @@ class SearchRun:
             return found
         self._measuring_baseline = True
         try:
-            return self.evaluate_trial(self.initial, label="initial instructions", incumbent=None, best=None,
-                                       step=0, kind="baseline", candidate_key=key)
+            return self.evaluate_trial(self.initial, label="initial instructions", step=0, kind="baseline",
+                                       candidate_key=key)
         except _Interrupted as stop:
             raise AutoEvolError(f"the run stopped ({stop.reason}) before the initial instructions were evaluated "
                                 "on the dev set; raise the limit and rerun to continue") from None
@@ -228,9 +217,8 @@ class SearchRun:
         key = f"{incumbent.candidate_key}-incumbent"
         trial = self.tracker.find_trial(step=step, candidate_key=key)
         if trial is None:
-            trial = self.evaluate_trial(incumbent.instructions, label=f"step {step} incumbent", incumbent=None,
-                                        best=None, step=step, kind="incumbent", candidate_key=key,
-                                        parent_trial=incumbent.number)
+            trial = self.evaluate_trial(incumbent.instructions, label=f"step {step} incumbent", step=step,
+                                        kind="incumbent", candidate_key=key, parent_trial=incumbent.number)
         return trial
 
     def run_step(self, step: int, incumbent: TrialRecord) -> StepOutcome:
@@ -243,21 +231,9 @@ class SearchRun:
         self.events.emit(StepPlanned(plan=plan, resumed=resumed))
         if self.config.evaluation.reevaluate_incumbent:
             incumbent = self.remeasure(step, incumbent)
-        best: TrialRecord | None = None
-        for number, candidate in enumerate(plan.candidates, start=1):
-            trial = self.tracker.find_trial(step=step, candidate_key=candidate.key)
-            if trial is None:
-                reason = self.stop_reason()
-                if reason is not None:
-                    raise _Interrupted(reason)
-                trial = self.evaluate_trial(
-                    candidate.instructions, label=f"step {step} candidate {number}/{len(plan.candidates)}",
-                    incumbent=incumbent, best=best, step=step, kind="candidate", candidate_key=candidate.key,
-                    predictor=plan.predictor, samples=candidate.samples, parent_trial=incumbent.number,
-                    feedback=candidate.feedback,
-                )
-            if trial.status == "complete" and (best is None or trial.failures < best.failures):
-                best = trial
+        trials = self.evaluate_candidates(step, plan, incumbent)
+        best = min((t for t in trials if t is not None and t.status == "complete"),
+                   key=lambda t: (t.failures, trials.index(t)), default=None)
         accepted = best is not None and self.config.acceptance.accepts(
             candidate=best.losses, incumbent=incumbent.losses, dev_size=len(self.devset))
         winner = best if accepted else incumbent
@@ -268,6 +244,69 @@ class SearchRun:
             steps_without_improvement=0 if accepted else self._without + 1,
             seconds=round(time.perf_counter() - started, 3),
         )
+
+    def evaluate_candidates(self, step: int, plan: StepPlan, incumbent: TrialRecord) -> list[TrialRecord | None]:
+        """Every candidate of the plan as a trial, evaluated in one shared pool (finished ones are reused).
+
+        The exact early stop stays exact with candidates running side by side: a candidate
+        stops once it cannot be accepted, or once a finished candidate has fewer failures
+        than it already has (or as many, and comes first in the plan: ties go to the first).
+        """
+        trials: list[TrialRecord | None] = [self.tracker.find_trial(step=step, candidate_key=c.key)
+                                            for c in plan.candidates]
+        lock = threading.Lock()
+        jobs, positions = [], []
+        for position, candidate in enumerate(plan.candidates):
+            if trials[position] is not None:
+                continue
+            label = f"step {step} candidate {position + 1}/{len(plan.candidates)}"
+            fields = dict(step=step, kind="candidate", candidate_key=candidate.key, instructions=candidate.instructions,
+                          predictor=plan.predictor, samples=candidate.samples, parent_trial=incumbent.number,
+                          feedback=candidate.feedback)
+            jobs.append(self._candidate_job(label, position, fields, trials, incumbent, lock))
+            positions.append(position)
+        if not jobs:
+            return trials
+        reason = self.stop_reason()
+        if reason is not None:
+            raise _Interrupted(reason)
+        evaluations = evaluate_jobs(self.task, jobs, self.devset, num_threads=self.config.num_threads,
+                                    meter=self.meter, events=self.events, interrupt=self.stop_reason)
+        error = next((e.error for e in evaluations if e.error), None)
+        if error is not None:
+            raise LMOutageError(error)
+        interrupted = next((e.interrupted for e in evaluations if e.interrupted), None)
+        if interrupted is not None:
+            raise _Interrupted(interrupted)
+        return trials
+
+    def _candidate_job(self, label: str, position: int, fields: dict[str, Any], trials: list[TrialRecord | None],
+                       incumbent: TrialRecord, lock: threading.Lock) -> EvaluationJob:
+        program = self.task.program_for(self.student, fields["instructions"])
+        live: dict[str, LiveTrial] = {}
+        policy, acceptance, size = self.config.evaluation, self.config.acceptance, len(self.devset)
+
+        def should_stop(evaluation: Evaluation) -> bool:
+            loss = evaluation.failures
+            with lock:
+                rivals = [(t.failures, i) for i, t in enumerate(trials) if t is not None and t.status == "complete"]
+            beaten = [failures for failures, i in rivals if failures < loss or (failures <= loss and i < position)]
+            could_accept = acceptance.could_accept(loss=loss, incumbent_loss=incumbent.failures, dev_size=size)
+            return policy.should_stop(loss=loss, could_accept=could_accept, best_so_far=loss if beaten else None)
+
+        def on_start() -> int:
+            live["trial"] = self.tracker.start(**fields)
+            self.events.emit(EvaluationStarted(label=label, size=size, trial_number=live["trial"].number))
+            return live["trial"].number
+
+        def on_finish(evaluation: Evaluation) -> None:
+            record = self.tracker.finish(live["trial"], **_outcome(evaluation))
+            with lock:
+                trials[position] = record
+            self.events.emit(TrialFinished(label=label, trial=record))
+
+        return EvaluationJob(label=label, program=program, should_stop=should_stop, on_start=on_start,
+                             on_finish=on_finish)
 
     def execute(self) -> RunResult:
         self.events.emit(RunStarted(study_name=self.tracker.study.study_name, train_size=len(self.trainset),
