@@ -39,3 +39,12 @@ def test_smoke_run_prints_a_table(script: str, header: str, section: str, tmp_pa
     assert "| --- |" in stdout
     assert "smoke" in stdout.lower()
     assert section in (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+
+
+def test_acceptance_smoke_prints_tables_and_a_recommendation(tmp_path: Path) -> None:
+    stdout = run_smoke("acceptance.py", tmp_path)
+    assert "| criterion | n | accepted / step | false acc. / step |" in stdout
+    assert "| --- |" in stdout
+    assert "smoke" in stdout.lower()
+    assert "Recommended default: **" in stdout
+    assert "## Acceptance under noise (issue 10)" in (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
