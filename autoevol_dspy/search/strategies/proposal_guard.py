@@ -1,0 +1,443 @@
+"""Validity checks for proposed instructions, run before a proposal becomes a candidate.
+
+A weak optimizer LM often returns text no person would ship as instructions: the answer
+to one training case, a copied question, the name of the output field, or a text about
+something else. Evaluating such a candidate costs a dev-set pass and, on a small noisy
+dev set, it can even win. Each :class:`ProposalCheck` spots one kind of garbage from the
+texts alone (:class:`JudgeCheck` asks an LM, off by default); :class:`ProposalGuard` runs
+them in order, cheapest first, and returns the first :class:`Rejection`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from pydantic import BaseModel
+
+from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.lm.context import use_lm
+from autoevol_dspy.lm.usage import lm_role
+from autoevol_dspy.text import clip
+
+__all__ = [
+    "CopiesTrajectory",
+    "DropsTask",
+    "JudgeCheck",
+    "JudgeInstructions",
+    "LengthOutOfRange",
+    "NotAnInstruction",
+    "ProposalCheck",
+    "ProposalContext",
+    "ProposalGuard",
+    "Rejection",
+    "RepeatsItself",
+    "default_checks",
+    "retry_feedback",
+]
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z'_-]*|\d+(?:[.,/:]\d+)*")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,/:]\d+)*(?![\w])")
+# A capitalized word inside a sentence, as names stand in the cases ("How many did Natalia sell?").
+_MID_SENTENCE_CAPITAL = re.compile(r"(?<=[a-z0-9,;] )[A-Z][a-z][A-Za-z-]+")
+_EXAMPLE = re.compile(r"\b(e\.g\.|for example|for instance|such as)[^.;:)\n]*", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!e\.g\.)(?<!i\.e\.)\s+")
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<!\w)'[^']*'(?!\w)")
+_STOP_WORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with from as is are was were be been being it its
+    this that these those i you he she we they me him her us them my your our their not no do does did so such can
+    could will would shall should may might must have has had there here what which who whom whose when where why
+    how all any each more most other some than too very just also only own same into out up about over one""".split()
+)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+def _lower_words(text: str) -> list[str]:
+    return [word.lower() for word in _words(text)]
+
+
+def _stem(word: str) -> str:
+    """A crude stem, enough to match 'answers'/'answering' with 'answer' and 'rules' with 'rule'."""
+    word = word.lower().strip("'_-")
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    """What a check may look at: the proposal, the incumbent it would replace, and what the optimizer saw."""
+
+    text: str
+    incumbent: str
+    trajectory: str = ""
+    cases: tuple[str, ...] = ()
+    feedback: str = ""
+    output_fields: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cases", tuple(str(case) for case in self.cases))
+        object.__setattr__(self, "output_fields", tuple(str(name) for name in self.output_fields))
+
+
+class Rejection(BaseModel):
+    """Why a proposal was refused: a category to count, a reason to read, the check that refused it."""
+
+    category: str
+    reason: str
+    check: str
+
+
+def retry_feedback(rejection: Rejection) -> str:
+    """One line telling the optimizer LM why its last rewrite was refused, for its next try."""
+    return (f"Your previous rewrite was refused ({rejection.category}): {rejection.reason}. Write general "
+            "instructions for the same task, not an answer, a question or the details of a case.")
+
+
+@runtime_checkable
+class ProposalCheck(Protocol):
+    """Refuses a proposal that is not usable instructions, or returns ``None``."""
+
+    def check(self, proposal: ProposalContext) -> Rejection | None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+class LengthOutOfRange:
+    """Refuses a proposal far shorter or longer than the incumbent, unless the feedback asks for that.
+
+    A short incumbent may grow by ``slack_words`` (the rewrite is told to add missing rules).
+    """
+
+    _LONGER = re.compile(r"more (detail|specific|explicit|precise)|too (vague|short|brief)|elaborat|expand",
+                         re.IGNORECASE)
+    _SHORTER = re.compile(r"too (long|verbose|wordy)|shorter|more concise|be concise|simplif|brevity", re.IGNORECASE)
+
+    def __init__(self, *, min_ratio: float = 0.3, max_ratio: float = 4.0, slack_words: int = 100) -> None:
+        self.min_ratio = _positive("min_ratio", min_ratio)
+        self.max_ratio = _positive("max_ratio", max_ratio)
+        self.slack_words = int(_positive("slack_words", slack_words))
+        if self.min_ratio >= self.max_ratio:
+            raise ConfigurationError(f"min_ratio ({min_ratio}) must be below max_ratio ({max_ratio})")
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        size, base = len(proposal.text.split()), max(1, len(proposal.incumbent.split()))
+        shortest = self.min_ratio * base
+        longest = max(self.max_ratio * base, base + self.slack_words)
+        if size < shortest and not self._SHORTER.search(proposal.feedback):
+            return Rejection(category="length", check="LengthOutOfRange",
+                             reason=f"it has {size} words where the current instructions have {base}")
+        if size > longest and not self._LONGER.search(proposal.feedback):
+            return Rejection(category="length", check="LengthOutOfRange",
+                             reason=f"it has {size} words where the current instructions have {base}")
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "LengthOutOfRange", "min_ratio": self.min_ratio, "max_ratio": self.max_ratio,
+                "slack_words": self.slack_words}
+
+
+class RepeatsItself:
+    """Refuses a degenerate loop: one phrase repeated until it fills much of the text, as small models do."""
+
+    def __init__(self, *, ngram: int = 4, min_repeats: int = 4, min_share: float = 0.25) -> None:
+        self.ngram = int(_positive("ngram", ngram))
+        self.min_repeats = int(_positive("min_repeats", min_repeats))
+        self.min_share = _positive("min_share", min_share)
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        words = [word for word in _lower_words(proposal.text) if not word[0].isdigit()]  # "1. x 2. x" loops too
+        grams = Counter(tuple(words[i:i + self.ngram]) for i in range(len(words) - self.ngram + 1))
+        if not grams:
+            return None
+        gram, times = grams.most_common(1)[0]
+        if times >= self.min_repeats and times * self.ngram >= self.min_share * len(words):
+            return Rejection(category="repetition", check="RepeatsItself",
+                             reason=f"it repeats {' '.join(gram)!r} {times} times")
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "RepeatsItself", "ngram": self.ngram, "min_repeats": self.min_repeats,
+                "min_share": self.min_share}
+
+
+_DIRECTIVE_VERBS = frozenset(
+    """answer write give reply respond return output read judge classify label decide choose pick select use ignore
+    treat list plan review rewrite restate state solve compute calculate work explain describe identify keep add make
+    include avoid do don't never always provide format report think consider check ensure follow begin start end
+    summarize summarise translate extract count find determine convert show put carry apply remove fix improve be
+    note focus base weigh tell mark cite quote copy express present evaluate assess analyse analyze rate score look
+    take stay prefer print generate create produce compose draft turn transform please only imagine assume verify
+    double-check separate round simplify name mention refer skip drop leave respect match""".split()
+)
+_DIRECTIVE_PHRASES = re.compile(
+    r"\b(you|your|must|should|shall|need to|needs to|make sure|do not|don't|never|always|"
+    r"(task|job|goal|role) is)\b", re.IGNORECASE)
+_SEGMENT = re.compile(r"[.!?;:\n]+|,\s+|\bthen\b", re.IGNORECASE)
+_LEADER = re.compile(r"^[\s\-*#>\d.)(\[\]]*(step\s*\d+\s*)?[\s\-*#>\d.)(:\[\]]*", re.IGNORECASE)
+_SLOT = re.compile(r"\{\s*[A-Za-z_]+\s*\}|\[\[?\s*#+[^\]]*\]\]?")
+_PLACEHOLDER = re.compile(
+    r"\b(improved|new|updated|rewritten|better|revised|current)[ _](instruction|prompt|version)s?\b|lorem ipsum|"
+    r"\[insert|<insert|\btodo\b|instructions? here|^\W*(\.\.\.|…)\W*$", re.IGNORECASE)
+_ANSWER = re.compile(
+    r"\b(the )?(correct |final |right |short )?answer (is|was|would be|will be|=)\s*[:\-]?\s*[$€£]?-?\d|"
+    r"\d\s*[x×*/+\-]\s*\d[\d.,]*\s*=\s*[$€£]?-?\d", re.IGNORECASE)
+_RESULT = re.compile(r"\b(is|are|was|were|equals|=)\s+(about |approximately |exactly )?[$€£]?(-?\d[\d.,/]*)",
+                     re.IGNORECASE)
+
+
+def _sentences(text: str) -> list[str]:
+    return [part.strip() for part in _SENTENCE_END.split(" ".join(text.split())) if part.strip()]
+
+
+def _is_directive(segment: str) -> bool:
+    words = _lower_words(_LEADER.sub("", segment))
+    return bool(words) and words[0] in _DIRECTIVE_VERBS
+
+
+class NotAnInstruction:
+    """Refuses a text that is not instructions at all: a placeholder, a question, an answer, or plain narration.
+
+    Instructions tell a model what to do: some clause starts with a directive verb, or the
+    text speaks to the model ("you", "must", "never", "your task is").
+    """
+
+    def __init__(self, *, max_placeholder_words: int = 8) -> None:
+        self.max_placeholder_words = int(_positive("max_placeholder_words", max_placeholder_words))
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        text, incumbent = proposal.text, proposal.incumbent
+        problem = (self._placeholder(text, incumbent) or self._question(text)
+                   or self._answer(text, incumbent, "\n".join(proposal.cases)))
+        if problem is None and not self._directive(text):
+            problem = ("not_instructions", "it tells the model nothing to do: no clause is an instruction")
+        if problem is None:
+            return None
+        return Rejection(category=problem[0], reason=problem[1], check="NotAnInstruction")
+
+    def _placeholder(self, text: str, incumbent: str) -> tuple[str, str] | None:
+        slots = [slot for slot in _SLOT.findall(text) if slot not in incumbent]
+        if slots:
+            return "placeholder", f"it holds the template slot {slots[0]!r}"
+        found = _PLACEHOLDER.search(text)
+        if found and len(text.split()) <= self.max_placeholder_words:
+            return "placeholder", f"it is a placeholder ({found.group(0)!r}), not instructions"
+        if not any(ch.isalpha() for ch in text) and not _NUMBER.fullmatch(text.strip(" $€£.")):
+            return "placeholder", "it holds only symbols, not instructions"
+        if re.fullmatch(r"\W*[a-z]+(_[a-z]+)+\W*", text.strip()):
+            return "placeholder", "it is a field name, not instructions"
+        return None
+
+    @staticmethod
+    def _question(text: str) -> tuple[str, str] | None:
+        sentences = _sentences(text)
+        questions = [s for s in sentences if s.endswith("?")]
+        if questions and not any(_is_directive(s) for s in sentences if not s.endswith("?")):
+            return "question", f"it asks a question ({clip(questions[0], 80)!r}) instead of giving instructions"
+        return None
+
+    @staticmethod
+    def _answer(text: str, incumbent: str, cases: str) -> tuple[str, str] | None:
+        if _NUMBER.fullmatch(text.strip(" $€£.")):
+            return "answer", "it is a bare number, an answer rather than instructions"
+        for sentence in _sentences(_QUOTED.sub("", text)):  # a quoted counter-example is no answer
+            if _is_directive(sentence) or _DIRECTIVE_PHRASES.search(sentence):
+                continue
+            result = _RESULT.search(sentence)
+            case_value = result is not None and result.group(3) in cases and result.group(3) not in incumbent
+            if _ANSWER.search(sentence) or case_value:
+                return "answer", f"it states a result ({clip(sentence, 80)!r}) instead of giving instructions"
+        return None
+
+    @staticmethod
+    def _directive(text: str) -> bool:
+        if _DIRECTIVE_PHRASES.search(text):
+            return True
+        return any(_is_directive(segment) for segment in _SEGMENT.split(text))
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "NotAnInstruction", "max_placeholder_words": self.max_placeholder_words}
+
+
+def _mentions(text: str, name: str) -> bool:
+    spaced = name.replace("_", " ")
+    pattern = rf"(?<![A-Za-z0-9_])({re.escape(name)}|{re.escape(spaced)})(?![A-Za-z0-9_])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def _key_stems(text: str) -> set[str]:
+    return {_stem(word) for word in _lower_words(text)
+            if word.isalpha() and len(word) > 2 and word not in _STOP_WORDS}
+
+
+class DropsTask:
+    """Refuses a proposal that no longer asks for the incumbent's task.
+
+    It must still name every output field the incumbent names, and keep at least
+    ``min_share`` of the incumbent's content words (at least ``min_kept`` of them).
+    """
+
+    def __init__(self, *, min_share: float = 0.2, min_kept: int = 1) -> None:
+        self.min_share = _positive("min_share", min_share)
+        self.min_kept = int(_positive("min_kept", min_kept))
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        for name in proposal.output_fields:
+            if _mentions(proposal.incumbent, name) and not _mentions(proposal.text, name):
+                return Rejection(category="drops_task", check="DropsTask",
+                                 reason=f"it no longer mentions the output field {name!r}")
+        keys = _key_stems(proposal.incumbent)
+        if not keys:
+            return None
+        kept = keys & _key_stems(proposal.text)
+        needed = min(len(keys), max(self.min_kept, self.min_share * len(keys)))
+        if len(kept) < needed:
+            lost = ", ".join(sorted(keys - kept)[:6])
+            return Rejection(category="drops_task", check="DropsTask",
+                             reason=f"it keeps {len(kept)} of the {len(keys)} task words of the current "
+                                    f"instructions (lost: {lost})")
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "DropsTask", "min_share": self.min_share, "min_kept": self.min_kept}
+
+
+class CopiesTrajectory:
+    """Refuses a proposal that carries specifics of the cases the optimizer saw, which the incumbent lacks.
+
+    Specifics: numbers of at least ``min_number`` (or with a decimal point or fraction),
+    names (words capitalized inside a sentence and never written in lower case there), and
+    runs of ``ngram`` words.
+    """
+
+    def __init__(self, *, ngram: int = 5, min_number: float = 10) -> None:
+        self.ngram = int(_positive("ngram", ngram))
+        self.min_number = min_number
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        cases = "\n".join(proposal.cases)
+        if not cases.strip():
+            return None
+        found = self._number(proposal, cases) or self._name(proposal, cases) or self._phrase(proposal)
+        if found is None:
+            return None
+        return Rejection(category="copies_case", check="CopiesTrajectory",
+                         reason=f"it copies {found} from the cases it was shown")
+
+    def _specific(self, number: str) -> bool:
+        if not number.replace(",", "").isdigit():
+            return True
+        return int(number.replace(",", "")) >= self.min_number
+
+    def _number(self, proposal: ProposalContext, cases: str) -> str | None:
+        known = set(_NUMBER.findall(proposal.incumbent))
+        seen = set(_NUMBER.findall(cases))
+        stated = _EXAMPLE.sub("", _QUOTED.sub("", proposal.text))  # "e.g. 12 or 3.5" shows a format, not a case
+        for number in _NUMBER.findall(stated):
+            if number in seen and number not in known and self._specific(number):
+                return f"the number {number}"
+        return None
+
+    @staticmethod
+    def _name(proposal: ProposalContext, cases: str) -> str | None:
+        lower = {word.lower() for word in _words(cases + " " + proposal.incumbent) if word[:1].islower()}
+        names = {word for word in _MID_SENTENCE_CAPITAL.findall(cases)
+                 if word.lower() not in lower | _STOP_WORDS | _DIRECTIVE_VERBS}
+        incumbent = proposal.incumbent.lower()
+        for word in _words(proposal.text):
+            word = word.removesuffix("'s")
+            if word in names and word.lower() not in incumbent:
+                return f"the name {word!r}"
+        return None
+
+    def _phrase(self, proposal: ProposalContext) -> str | None:
+        def grams(text: str) -> list[tuple[str, ...]]:
+            words = _lower_words(text)
+            return [tuple(words[i:i + self.ngram]) for i in range(len(words) - self.ngram + 1)]
+
+        known = set(grams(proposal.incumbent))
+        seen = {gram for case in proposal.cases for gram in grams(case)}
+        copied = next((gram for gram in grams(proposal.text) if gram in seen and gram not in known), None)
+        return None if copied is None else f"the words {' '.join(copied)!r}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "CopiesTrajectory", "ngram": self.ngram, "min_number": self.min_number}
+
+
+class JudgeInstructions(dspy.Signature):
+    """Decide whether a proposed text is usable instructions for the same task as the current instructions.
+
+    Usable instructions tell a model how to do the task in general. Not usable: an answer to
+    one case, a question or case text, a placeholder, or instructions for a different task.
+    """
+
+    current_instructions: str = dspy.InputField()
+    proposed_instructions: str = dspy.InputField()
+    usable: bool = dspy.OutputField(desc="true only if a person could ship the proposal as the instructions")
+    reason: str = dspy.OutputField(desc="one short sentence")
+
+
+class JudgeCheck:
+    """Asks an LM whether the proposal is usable instructions for the task; costs a call, so it is off by default."""
+
+    def __init__(self, *, lm: dspy.LM | None = None) -> None:
+        self.lm = lm
+        self.judge = dspy.Predict(JudgeInstructions)
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        try:
+            with use_lm(self.lm), lm_role("judge"):
+                verdict = self.judge(current_instructions=proposal.incumbent, proposed_instructions=proposal.text)
+        except AdapterParseError:
+            return None  # a judge that cannot answer must not block the proposal
+        if verdict.usable:
+            return None
+        return Rejection(category="judged_unusable", check="JudgeCheck",
+                         reason=f"the judge found it unusable: {clip(verdict.reason, 200)}")
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "JudgeCheck", "lm": getattr(self.lm, "model", None)}
+
+
+def default_checks() -> list[ProposalCheck]:
+    """The rule checks, cheapest first; no LM calls."""
+    return [LengthOutOfRange(), RepeatsItself(), NotAnInstruction(), DropsTask(), CopiesTrajectory()]
+
+
+class ProposalGuard:
+    """Runs its checks in order and returns the first rejection, or ``None`` for a usable proposal."""
+
+    def __init__(self, *, checks: Sequence[ProposalCheck] | None = None) -> None:
+        self.checks = list(default_checks() if checks is None else checks)
+        for check in self.checks:
+            if not isinstance(check, ProposalCheck):
+                raise ConfigurationError(f"{check!r} is not a ProposalCheck (needs check() and describe())")
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        for rule in self.checks:
+            rejection = rule.check(proposal)
+            if rejection is not None:
+                return rejection
+        return None
+
+    def check_all(self, proposal: ProposalContext) -> list[Rejection]:
+        """Every check's rejection, for measuring the rules one by one."""
+        return [rejection for rule in self.checks if (rejection := rule.check(proposal)) is not None]
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "ProposalGuard", "checks": [rule.describe() for rule in self.checks]}

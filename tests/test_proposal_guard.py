@@ -1,0 +1,314 @@
+"""The proposal guard on real proposals of the embedded SmolLM2-135M optimizer, and rule by rule.
+
+tests/data/embedded_proposals.jsonl holds proposals drawn from the embedded model with the
+product's signatures and trajectories, each labelled by hand, plus hand-written usable
+rewrites of the same incumbents (``source: reference``); tests/data/PROPOSALS.md says how
+they were collected and what the guard measured on them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dspy.utils import DummyLM
+
+from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.evolution.method import INITIAL_METHOD
+from autoevol_dspy.search.strategies.proposal_guard import (
+    CopiesTrajectory,
+    DropsTask,
+    JudgeCheck,
+    LengthOutOfRange,
+    NotAnInstruction,
+    ProposalCheck,
+    ProposalContext,
+    ProposalGuard,
+    Rejection,
+    RepeatsItself,
+    default_checks,
+    retry_feedback,
+)
+
+DATA = Path(__file__).parent / "data" / "embedded_proposals.jsonl"
+LABELS = {"usable", "answer", "question", "copies_case", "placeholder", "drops_task", "length", "other"}
+ANSWER_THE_QUESTION = "Answer the question."
+REVIEW_PROMPT = (Path(__file__).parent.parent / "examples" / "prompt" / "review_prompt.md").read_text()
+
+# Trajectory cases of the kind that produced the garbage quoted in issue 15.
+ISSUE_CASES = (
+    "An isosceles triangle has two equal sides of 20 cm and a perimeter of 85 cm. How long is its base?",
+    "The base of the isosceles triangle is 45.",
+    "Sue read 120 pages. She finished 2/3 of a book. How long is her book?",
+    "Her book is 180 pages.",
+)
+ISSUE_GARBAGE = (
+    "The correct answer is 20. The base of the isosceles triangle is 45.",
+    "How long is her book? She finished 2/3 of a book.",
+    "Improved instruction",
+)
+
+
+def rows() -> list[dict]:
+    return [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+
+
+def context(row: dict) -> ProposalContext:
+    return ProposalContext(text=row["proposal"], incumbent=row["incumbent"], trajectory=row["trajectory"],
+                           cases=row["cases"], feedback=row["feedback"], output_fields=row["output_fields"])
+
+
+def qa(text: str, *, cases: tuple[str, ...] = ISSUE_CASES, feedback: str = "") -> ProposalContext:
+    return ProposalContext(text=text, incumbent=ANSWER_THE_QUESTION, cases=cases, feedback=feedback,
+                           output_fields=("answer",))
+
+
+# --- the real data ------------------------------------------------------------------------
+
+
+def test_data_is_labelled_and_covers_the_three_kinds():
+    data = rows()
+    assert {row["label"] for row in data} <= LABELS
+    embedded = [row for row in data if row["source"] == "embedded"]
+    assert {row["kind"] for row in embedded} == {"program", "prompt", "evolution"}
+    for kind in ("program", "prompt", "evolution"):
+        assert sum(row["kind"] == kind for row in embedded) >= 25
+    assert all(row["proposal"].strip() and row["incumbent"].strip() and row["cases"] for row in data)
+
+
+@pytest.mark.parametrize("text", ISSUE_GARBAGE)
+def test_the_garbage_quoted_in_the_issue_is_rejected(text):
+    assert ProposalGuard().check(qa(text)) is not None
+    assert ProposalGuard().check(qa(text, cases=())) is not None  # even without the cases to compare with
+
+
+def test_garbage_from_the_embedded_model_is_rejected():
+    garbage = [row for row in rows() if row["label"] != "usable"]
+    rejected = sum(ProposalGuard().check(context(row)) is not None for row in garbage)
+    assert len(garbage) >= 100
+    assert rejected / len(garbage) >= 0.97  # measured: 0.99 (one garbled 'other' passes)
+
+
+def test_every_kind_of_garbage_is_mostly_rejected():
+    by_label: dict[str, list[bool]] = {}
+    for row in rows():
+        if row["label"] != "usable":
+            by_label.setdefault(row["label"], []).append(ProposalGuard().check(context(row)) is not None)
+    for label, verdicts in by_label.items():
+        assert sum(verdicts) / len(verdicts) >= 0.9, label
+
+
+def test_usable_rewrites_are_rarely_rejected():
+    usable = [row for row in rows() if row["label"] == "usable"]
+    wrongly = [row["proposal"][:80] for row in usable if ProposalGuard().check(context(row)) is not None]
+    assert len(usable) >= 25
+    assert len(wrongly) <= 1, wrongly  # measured: 0
+
+
+def test_usable_rewrites_pass_against_every_real_trajectory_of_their_incumbent():
+    data = rows()
+    guard = ProposalGuard()
+    pairs = wrongly = 0
+    for usable in (row for row in data if row["label"] == "usable"):
+        for seen in (row for row in data if row["source"] == "embedded" and row["incumbent"] == usable["incumbent"]):
+            pairs += 1
+            wrongly += guard.check(context({**seen, "proposal": usable["proposal"]})) is not None
+    assert pairs >= 900
+    assert wrongly <= pairs // 100  # measured: 0 of 1007
+
+
+@pytest.mark.parametrize("rule", default_checks(), ids=lambda rule: type(rule).__name__)
+def test_each_rule_alone_rejects_garbage_and_spares_usable_rewrites(rule):
+    data = rows()
+    caught = sum(rule.check(context(row)) is not None for row in data if row["label"] != "usable")
+    spared = sum(rule.check(context(row)) is None for row in data if row["label"] == "usable")
+    assert caught >= 15  # the least: RepeatsItself, 16 (the loops); the most: DropsTask, 107
+    assert spared == sum(row["label"] == "usable" for row in data)
+
+
+# --- normal rewrites pass -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "Answer the question with only the final number, no units or words.",
+    "Answer the question. Give only the final number, e.g. 7 or 2.5, with no explanation.",
+    "Read the question carefully and answer it with a single number. Do not repeat the question.",
+    "What does the question ask for? Work it out, then answer with that number only.",
+    "Answer the question; the answer must be a bare number without a dollar sign or units.",
+    "You are a careful solver. Answer the question in the answer field with one number and nothing else.",
+])
+def test_normal_rewrites_of_answer_the_question_pass(text):
+    assert ProposalGuard().check(qa(text)) is None
+
+
+def test_an_evolving_method_rewrite_that_keeps_its_steps_passes():
+    rewrite = INITIAL_METHOD.replace(
+        "Step 2:", "Never make it longer by adding unrelated topics.\nStep 2:"
+    ) + "\nThe final rewritten instruction must be a request a user would send, never its answer."
+    assert rewrite != INITIAL_METHOD
+    cases = ("Mia has three times as many stamps as Leo. Together they have 64 stamps. How many does Leo have?",
+             "This is a JSON object with the following fields: ")
+    proposal = ProposalContext(text=rewrite, incumbent=INITIAL_METHOD, cases=cases,
+                               output_fields=("evolved_instruction",))
+    assert ProposalGuard().check(proposal) is None
+
+
+def test_a_structured_prompt_with_one_more_rule_passes():
+    rewrite = REVIEW_PROMPT.replace(
+        "## Output format", "- A complaint dressed as praise is still a complaint.\n\n## Output format")
+    cases = ("phone case", "Oh great, it cracked the first time I dropped it. Really protective.", "positive")
+    proposal = ProposalContext(text=rewrite, incumbent=REVIEW_PROMPT, cases=cases, output_fields=("sentiment",))
+    assert ProposalGuard().check(proposal) is None
+
+
+# --- rule by rule -------------------------------------------------------------------------
+
+
+def test_length_refuses_fragments_and_sprawl_unless_the_feedback_asks():
+    rule = LengthOutOfRange()
+    review = ProposalContext(text="Classify the review.", incumbent=REVIEW_PROMPT)
+    assert rule.check(review).category == "length"
+    asked = ProposalContext(text="Classify the review as positive, negative or mixed; one word, no punctuation.",
+                            incumbent=REVIEW_PROMPT, feedback="The prompt is too long; make it shorter.")
+    assert rule.check(asked) is None
+    sprawl = " ".join(["Answer the question with one number."] * 30)
+    assert rule.check(qa(sprawl)).category == "length"
+    assert rule.check(qa(sprawl, feedback="The instructions are too vague; add more detail.")) is None
+    rules = "Answer the question. " + " ".join(f"Rule {i}: give one number only." for i in range(12))
+    assert rule.check(qa(rules)) is None  # a short incumbent may grow by a paragraph of rules
+
+
+def test_repeats_itself_refuses_loops_but_not_a_repeated_term():
+    rule = RepeatsItself()
+    loop = "The feedback is very good. " + "The improvements are very good. " * 12
+    assert rule.check(qa(loop)).category == "repetition"
+    numbered = " ".join(f"{i}. You're not happy." for i in range(1, 40))
+    assert rule.check(qa(numbered)) is not None
+    assert rule.check(ProposalContext(text=INITIAL_METHOD, incumbent=INITIAL_METHOD)) is None
+
+
+@pytest.mark.parametrize(("text", "category"), [
+    ("{improved_instructions}", "placeholder"),
+    ("improved_instructions", "placeholder"),
+    ("[## current_instructions ## ]", "placeholder"),
+    ("This is the improved instructions.", "placeholder"),
+    ("][", "placeholder"),
+    ("100", "answer"),
+    ("The total income in June is $35.55", "not_instructions"),
+    ("40x2 = 80 + 40 = 120", "answer"),
+    ("The answer is 12 apples.", "answer"),
+    ("Can you tell me more about the product?", "question"),
+    ("The product is excellent, but has a few issues with the strap.", "not_instructions"),
+    ("The instructions have been improved to fix the problems in the feedback.", "not_instructions"),
+])
+def test_not_an_instruction_names_what_it_is(text, category):
+    rejection = NotAnInstruction().check(qa(text, cases=()))
+    assert rejection is not None and rejection.category == category
+
+
+def test_a_stated_value_is_an_answer_when_it_comes_from_the_cases():
+    rule = NotAnInstruction()
+    cases = ("Weng earns $12 an hour. How much did she earn in June?", "$35.55")
+    assert rule.check(qa("The total income in June is $35.55", cases=cases)).category == "answer"
+    limit = "Rewrite the instruction. The limit is 20 words.\nThe added text is at most 20 words."
+    assert rule.check(ProposalContext(text=limit, incumbent="Rewrite the instruction.", cases=cases)) is None
+    example = "Answer the question with the number only. Good: '18'. Bad: 'The answer is 18 dollars'."
+    assert rule.check(qa(example, cases=cases)) is None
+
+
+def test_not_an_instruction_accepts_imperatives_and_addressed_text():
+    rule = NotAnInstruction()
+    for text in ("Answer the question with one number.", "You are a math tutor; the reply is one number.",
+                 "- Use digits only.\n- Never add units.", "Step 1: Read the problem. Step 2: Reply with the number.",
+                 "If the review is sarcastic, treat it as negative."):
+        assert rule.check(qa(text)) is None, text
+
+
+def test_drops_task_refuses_the_optimizers_own_task_and_lost_output_fields():
+    rule = DropsTask()
+    meta = rule.check(qa("Improve the instructions so they fix the problems in the feedback."))
+    assert meta is not None and meta.category == "drops_task"
+    method = ProposalContext(text=INITIAL_METHOD.replace("`evolved_instruction`", "the reply"),
+                             incumbent=INITIAL_METHOD, output_fields=("evolved_instruction",))
+    if "evolved_instruction" in INITIAL_METHOD:
+        assert "evolved_instruction" in rule.check(method).reason
+    review = ProposalContext(text="Write a friendly reply to the customer and thank them for the review.",
+                             incumbent=REVIEW_PROMPT, output_fields=("sentiment",))
+    assert rule.check(review) is not None
+    assert rule.check(qa("Answer each question with the final number only.")) is None
+
+
+def test_copies_trajectory_finds_numbers_names_and_sentences_of_the_cases():
+    rule = CopiesTrajectory()
+    cases = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+             "How many clips did Natalia sell altogether in April and May?", "72")
+    assert "48" in rule.check(qa("Answer the question. Remember that 48 clips were sold.", cases=cases)).reason
+    assert "Natalia" in rule.check(qa("Answer the question the way Natalia would.", cases=cases)).reason
+    copied = rule.check(qa("Answer the question: she sold half as many clips in may.", cases=cases))
+    assert copied is not None and "she sold half as many" in copied.reason
+    assert rule.check(qa("Answer the question with one number, in 2 steps at most.", cases=cases)) is None
+    assert rule.check(qa("Answer the question. Remember that 48 clips were sold.", cases=())) is None
+    assert rule.check(qa("Answer the question with one number, e.g. 48 or 2.5.", cases=cases)) is None
+    sarcasm = ("phone case", "Oh great, it cracked the first time I dropped it. Really protective.")
+    assert rule.check(qa("Answer the question; sarcasm such as 'Oh great' or 'Really?' is a complaint.",
+                         cases=sarcasm)) is None  # sentence-initial capitals are no names
+    incumbent = "Rewrite the instruction. Add only 10 to 20 words."
+    known = ProposalContext(text="Rewrite the instruction into a harder one. Add only 10 to 20 words.",
+                            incumbent=incumbent, cases=("List the 20 largest files in a folder.",))
+    assert rule.check(known) is None  # the incumbent's own numbers are no copy
+
+
+# --- the guard ----------------------------------------------------------------------------
+
+
+def test_guard_runs_cheap_rules_first_and_reports_the_first_rejection():
+    guard = ProposalGuard()
+    assert [type(rule).__name__ for rule in guard.checks] == [
+        "LengthOutOfRange", "RepeatsItself", "NotAnInstruction", "DropsTask", "CopiesTrajectory"]
+    rejection = guard.check(qa("The correct answer is 20."))
+    assert rejection.check == "NotAnInstruction"
+    assert [r.check for r in guard.check_all(qa("The correct answer is 20."))] == [
+        "NotAnInstruction", "CopiesTrajectory"]
+
+
+def test_rejections_serialize_and_become_one_line_of_feedback():
+    rejection = ProposalGuard().check(qa("{improved_instructions}"))
+    assert Rejection.model_validate_json(rejection.model_dump_json()) == rejection
+    line = retry_feedback(rejection)
+    assert "\n" not in line and rejection.reason in line
+
+
+def test_settings_are_keyword_only_described_and_validated():
+    guard = ProposalGuard(checks=[LengthOutOfRange(min_ratio=0.5, max_ratio=3, slack_words=20),
+                                  CopiesTrajectory(ngram=6, min_number=100)])
+    assert guard.describe() == {"type": "ProposalGuard", "checks": [
+        {"type": "LengthOutOfRange", "min_ratio": 0.5, "max_ratio": 3, "slack_words": 20},
+        {"type": "CopiesTrajectory", "ngram": 6, "min_number": 100}]}
+    assert ProposalGuard().describe() != guard.describe()
+    with pytest.raises(TypeError):
+        LengthOutOfRange(0.5)  # type: ignore[misc]
+    with pytest.raises(ConfigurationError):
+        LengthOutOfRange(min_ratio=2, max_ratio=1)
+    with pytest.raises(ConfigurationError):
+        DropsTask(min_share=0)
+    with pytest.raises(ConfigurationError):
+        ProposalGuard(checks=[object()])  # type: ignore[list-item]
+
+
+def test_checks_are_protocol_members_and_the_context_is_frozen():
+    assert all(isinstance(rule, ProposalCheck) for rule in [*default_checks(), JudgeCheck()])
+    proposal = ProposalContext(text="x", incumbent="y", cases=["a", "b"], output_fields=["answer"])
+    assert proposal.cases == ("a", "b") and proposal.output_fields == ("answer",)
+    with pytest.raises(AttributeError):
+        proposal.text = "z"  # type: ignore[misc]
+
+
+def test_judge_check_is_off_by_default_and_asks_its_lm():
+    assert not any(isinstance(rule, JudgeCheck) for rule in ProposalGuard().checks)
+    lm = DummyLM([{"usable": False, "reason": "it answers one case"}, {"usable": True, "reason": "fine"}])
+    judge = JudgeCheck(lm=lm)
+    rejection = judge.check(qa("The answer is 5."))
+    assert rejection.category == "judged_unusable" and "answers one case" in rejection.reason
+    assert judge.check(qa("Answer the question with one number.")) is None
+    assert judge.describe() == {"type": "JudgeCheck", "lm": "dummy"}
