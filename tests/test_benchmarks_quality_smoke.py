@@ -32,7 +32,7 @@ def test_quality_smoke_prints_tables_and_writes_its_section(tmp_path: Path) -> N
     results.write_text("# Benchmark results\n\n## Someone else's section\n\nkeep me\n")
     completed = _run("quality.py", results)
     _assert_table(completed)
-    assert "(c) optimized by AutoEvolInstruct" in completed.stdout
+    assert "(c) optimized, search seed 0" in completed.stdout and "Goal (optimized below initial" in completed.stdout
     text = results.read_text()
     assert "## Quality on real seed instructions" in text
     assert "## Someone else's section\n\nkeep me" in text

@@ -32,6 +32,7 @@ class HoldoutMeasure(BaseModel):
     size: int
     losses: dict[int, float] = Field(default_factory=dict)
     interval: tuple[float, float]
+    by_category: dict[str, int] = Field(default_factory=dict)
     usage: UsageReport = Field(default_factory=UsageReport)
 
     @property
@@ -78,10 +79,12 @@ def rate_interval(losses: dict[int, float], size: int) -> tuple[float, float]:
     return (round(max(0.0, mean - half), 4), round(min(1.0, mean + half), 4))
 
 
-def measure(candidate_key: str, losses: dict[int, float], size: int, usage: UsageReport | None = None) -> HoldoutMeasure:
+def measure(candidate_key: str, losses: dict[int, float], size: int, usage: UsageReport | None = None,
+            by_category: dict[str, int] | None = None) -> HoldoutMeasure:
     """A held-out measure from case losses."""
     return HoldoutMeasure(candidate_key=candidate_key, failures=round(sum(losses.values()), 9), size=size,
-                          losses=losses, interval=rate_interval(losses, size), usage=usage or UsageReport())
+                          losses=losses, interval=rate_interval(losses, size), by_category=dict(by_category or {}),
+                          usage=usage or UsageReport())
 
 
 def compare_on_holdout(initial: HoldoutMeasure, best: HoldoutMeasure) -> HoldoutComparison:

@@ -351,7 +351,7 @@ class SearchRun:
         self.events.emit(EvaluationEnded(label=label, failures=evaluation.failures, size=evaluation.size))
         if evaluation.error:
             raise LMOutageError(evaluation.error)
-        result = measure(key, dict(evaluation.losses), evaluation.size, evaluation.usage)
+        result = measure(key, dict(evaluation.losses), evaluation.size, evaluation.usage, dict(evaluation.by_category))
         self.tracker.save_holdout(result)
         return result
 
