@@ -56,7 +56,7 @@ def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
     assert "dev failure rate:" in done.stdout and "held-out" in done.stdout
     for name in ("study.db", "method.txt", "run.json", "report.html", "result.json"):
         assert (out / name).is_file(), name
-    assert "QUALITY=20" in (out / "method.txt").read_text()
+    assert "QUALITY=q20" in (out / "method.txt").read_text()
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["best_failure_rate"] <= run["summary"]["initial_failure_rate"]
 

@@ -129,7 +129,7 @@ def test_optimizer_output_without_a_method_is_discarded(caplog):
 def test_an_lm_outage_stops_the_run_and_is_never_saved_as_a_result(tmp_path):
     train, dev = dev_and_train()
     # A candidate whose evolutions all carry "OUTAGE" makes the response LM raise.
-    world = World({60: ["Rewrite it harder and mark every rewrite with OUTAGE-MARK please. QUALITY=10", method(30)]},
+    world = World({60: ["Rewrite it harder and mark every rewrite with OUTAGE-MARK please. QUALITY=q10", method(30)]},
                   fail_response_for="OUTAGE-MARK")
 
     def respond(call, original=world.respond):
@@ -151,7 +151,7 @@ def test_an_lm_outage_stops_the_run_and_is_never_saved_as_a_result(tmp_path):
     world.fail_response_for = None
     rerun = optimizer(world, num_candidates=2, run_dir=tmp_path)
     compiled = rerun.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
-    assert compiled.method.endswith("QUALITY=10")  # the candidate the outage interrupted, now measured and best
+    assert compiled.method.endswith("QUALITY=q10")  # the candidate the outage interrupted, now measured and best
     assert [t.status for t in rerun.result.trials] == ["complete", "failed", "complete", "pruned"]
 
 
@@ -262,4 +262,4 @@ def test_the_rewrite_remembers_earlier_candidates_with_their_rates_and_problems(
     for trial in step_one:
         if trial.number != opt.result.steps[0].incumbent_after:
             assert trial.instructions["evolve"] in later
-    assert "main problems: unchanged" in later and "QUALITY=50" in later
+    assert "main problems: unchanged" in later and "QUALITY=q50" in later

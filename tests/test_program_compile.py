@@ -320,3 +320,48 @@ def test_bad_input_gets_a_one_line_error(student, trainset, metric, error, messa
     assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert not world.engine.calls
+
+
+# The proposal guard in a run (issue 15) ------------------------------------------------------------
+
+
+def test_garbage_proposals_are_refused_and_the_step_asks_again_with_the_reasons():
+    world = TriageWorld()
+    garbage = iter(["The correct answer is 20. The base of the isosceles triangle is 45.",
+                    "Improved instruction", "How long is her book? She finished 2 / 3 of a book."])
+    seen_history = []
+
+    def rewrite(call, original=world.engine.responder):
+        if call.kind == "rewrite":
+            seen_history.append(call.inputs.get("earlier_attempts", ""))
+            text = next(garbage, None)
+            if text is not None:
+                return {"improved_instructions": text}
+        return original(call)
+
+    world.engine.responder = rewrite
+    opt = optimizer(world, num_candidates=2, max_steps=1, num_threads=1)
+    compiled = opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+    plan = opt.result.plans[0]
+    assert len(plan.discarded) == 3
+    assert [d.split(":")[1].strip() for d in plan.discarded] == ["answer", "length", "question"]
+    assert "were refused" in seen_history[2] and "Improved instruction" in seen_history[2]
+    assert [c.samples for c in plan.candidates] == [[3]]  # the retry's second sample made it
+    assert "The correct answer" not in get_instructions(compiled)["topic"]
+
+
+def test_a_step_whose_every_proposal_is_refused_keeps_the_incumbent_and_records_why():
+    world = TriageWorld()
+
+    def rewrite(call, original=world.engine.responder):
+        if call.kind == "rewrite":
+            return {"improved_instructions": "Improved instruction"}
+        return original(call)
+
+    world.engine.responder = rewrite
+    opt = optimizer(world, num_candidates=2, max_steps=1, num_threads=1)
+    compiled = opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+    plan = opt.result.plans[0]
+    assert plan.candidates == [] and len(plan.discarded) == 2 * 3  # m samples, then two more rounds
+    assert all("length" in d or "placeholder" in d for d in plan.discarded)
+    assert get_instructions(compiled) == get_instructions(Triage())

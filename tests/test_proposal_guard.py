@@ -282,7 +282,7 @@ def test_rejections_serialize_and_become_one_line_of_feedback():
 def test_settings_are_keyword_only_described_and_validated():
     guard = ProposalGuard(checks=[LengthOutOfRange(min_ratio=0.5, max_ratio=3, slack_words=20),
                                   CopiesTrajectory(ngram=6, min_number=100)])
-    assert guard.describe() == {"type": "ProposalGuard", "checks": [
+    assert guard.describe() == {"type": "ProposalGuard", "retries": 2, "checks": [
         {"type": "LengthOutOfRange", "min_ratio": 0.5, "max_ratio": 3, "slack_words": 20},
         {"type": "CopiesTrajectory", "ngram": 6, "min_number": 100}]}
     assert ProposalGuard().describe() != guard.describe()

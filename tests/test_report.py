@@ -143,8 +143,8 @@ def test_diff_marks_removed_and_added_instruction_text(finished):
     _, page = finished
     diff = section(page, "diff")
     assert '<div class="dl del">' in diff and '<div class="dl ins">' in diff
-    assert re.search(r'<span class="wd">[^<]*QUALITY=60</span>', diff)
-    assert re.search(r'<span class="wi">Also never answer it\. QUALITY=10</span>', diff)
+    assert re.search(r'<span class="wd">[^<]*QUALITY=q60</span>', diff)
+    assert re.search(r'<span class="wi">Also never answer it\. QUALITY=q10</span>', diff)
 
 
 def test_usage_by_role_sums_trials_and_plans(finished):
@@ -186,7 +186,7 @@ def test_lm_output_is_escaped(finished):
 def test_a_run_killed_in_its_first_step_still_renders(tmp_path):
     # The first candidate's first evolution kills the process: the study holds the baseline and step 1's plan.
     with pytest.raises(Killed):
-        run_optimizer(scripted_world(kill_on="QUALITY=20"), tmp_path)
+        run_optimizer(scripted_world(kill_on="QUALITY=q20"), tmp_path)
     assert not (tmp_path / "result.json").exists()
     view = load_run(tmp_path)
     assert [t.kind for t in view.trials] == ["baseline"] and len(view.plans) == 1 and not view.outcomes

@@ -1,6 +1,7 @@
 """A scripted world for optimizer tests: a method's quality decides which instructions it fails.
 
-A method text carries ``QUALITY=q``: the evolution of an instruction whose stable hash
+A method text carries ``QUALITY=q<n>`` (a marker the proposal guard does not read as a number
+copied from the cases): the evolution of an instruction whose stable hash
 (0-99) is below q comes back unchanged (a copy, which the detectors reject), so the
 failures of a method are known in advance and nest by quality. The optimizer's rewrites
 come from a script keyed by the incumbent's quality.
@@ -19,11 +20,11 @@ import dspy
 
 from autoevol_dspy.testing import Call, scripted_lm
 
-_QUALITY = re.compile(r"QUALITY=(\d+)")
+_QUALITY = re.compile(r"QUALITY=q?(\d+)")
 
 
 def method(quality: int, note: str = "") -> str:
-    return f"Rewrite the instruction into a harder one, step by step, and give only the rewritten instruction. {note} QUALITY={quality}".replace("  ", " ")
+    return f"Rewrite the instruction into a harder one, step by step, and give only the rewritten instruction. {note} QUALITY=q{quality}".replace("  ", " ")
 
 
 def evolved(instruction: str) -> str:

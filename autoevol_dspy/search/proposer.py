@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dspy
@@ -19,8 +20,9 @@ from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.search.signatures import AnalyseTrajectory, RewriteInstructions
+from autoevol_dspy.search.strategies.proposal_guard import ProposalContext, ProposalGuard, Rejection, retry_feedback
 from autoevol_dspy.tasks.base import OptimizationTask
-from autoevol_dspy.text import short_error
+from autoevol_dspy.text import clip, short_error
 
 __all__ = ["NO_HISTORY", "InstructionProposer", "Proposal"]
 
@@ -40,6 +42,8 @@ class Proposal:
     feedback: str
     instructions: str | None
     rejected: str | None = None
+    text: str | None = None
+    rejection: Rejection | None = None
 
 
 def _rollout_id(seed: int, step: int, sample: int) -> int:
@@ -62,9 +66,11 @@ class InstructionProposer:
     """Produces m candidate instruction texts for one predictor from one trajectory."""
 
     def __init__(
-        self, *, task: OptimizationTask, lm: dspy.LM | None, temperature: float | None, seed: int
+        self, *, task: OptimizationTask, lm: dspy.LM | None, temperature: float | None, seed: int,
+        guard: ProposalGuard | None = None,
     ) -> None:
         self.task = task
+        self.guard = guard if guard is not None else ProposalGuard()
         self.lm = lm
         self.temperature = temperature
         self.seed = seed
@@ -82,7 +88,7 @@ class InstructionProposer:
         return config
 
     def _sample(self, step: int, predictor: str, current: str, trajectory: str, sample: int,
-                history: str) -> Proposal:
+                history: str, seen: _Seen) -> Proposal:
         config = self._config(step, sample)
         feedback = ""
         try:
@@ -101,23 +107,56 @@ class InstructionProposer:
             return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite was empty")
         if text.strip() == current.strip():
             return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite changed nothing")
-        problem = self.task.validate_candidate(predictor, text)
+        rejection = self.guard.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
+                                                     cases=seen.cases, feedback=feedback,
+                                                     output_fields=seen.output_fields))
+        problem = self.task.validate_candidate(predictor, text) if rejection is None else None
         if problem:
-            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected=problem)
+            rejection = Rejection(category="unusable_for_task", reason=problem, check=type(self.task).__name__)
+        if rejection is not None:
+            return Proposal(sample=sample, feedback=feedback, instructions=None, text=text, rejection=rejection,
+                            rejected=f"{rejection.category}: {rejection.reason}")
         return Proposal(sample=sample, feedback=feedback, instructions=text)
 
     def propose(
         self, *, step: int, predictor: str, current: str, trajectory: str, num_candidates: int, num_threads: int,
-        history: str = NO_HISTORY,
+        history: str = NO_HISTORY, cases: Sequence[str] = (), output_fields: Sequence[str] = (),
     ) -> list[Proposal]:
-        """m independent samples, in sample order; rejected ones say why. ``history``: earlier attempts."""
+        """m independent samples, in sample order; rejected ones say why.
 
-        def one(sample: int) -> Proposal:
-            return self._sample(step, predictor, current, trajectory, sample, history)
+        When the guard refuses every sample, the step asks again (``guard.retries`` more
+        rounds, new samples), telling the optimizer LM why the last ones were refused.
+        """
+        seen = _Seen(cases=tuple(cases), output_fields=tuple(output_fields))
+        proposals: list[Proposal] = []
+        note = ""
+        for attempt in range(self.guard.retries + 1):
+            first = attempt * num_candidates
 
-        results = dict(run_parallel(one, range(num_candidates), num_threads=num_threads))
-        proposals = [results[i] for i in range(num_candidates)]
+            def one(sample: int, note: str = note) -> Proposal:
+                return self._sample(step, predictor, current, trajectory, sample, history + note, seen)
+
+            results = dict(run_parallel(one, range(first, first + num_candidates), num_threads=num_threads))
+            batch = [results[i] for i in range(num_candidates)]  # run_parallel yields positions
+            proposals += batch
+            if any(p.instructions is not None for p in batch):
+                break
+            refused = [p for p in batch if p.rejection is not None]
+            if not refused:
+                break  # nothing the guard refused: asking again would not help
+            note = "\n\nRewrites of this step that were refused; do not repeat their mistakes:\n" + "\n".join(
+                f"- {clip(p.text or '', 200)} -> {retry_feedback(p.rejection)}" for p in refused)
+            logger.info("step %d: every sample was refused; asking again (%d of %d)", step, attempt + 1,
+                        self.guard.retries)
         for proposal in proposals:
             if proposal.rejected:
                 logger.debug("step %d: candidate sample %d discarded: %s", step, proposal.sample, proposal.rejected)
         return proposals
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the optimizer saw besides the trajectory text: the cases' texts and the predictor's output fields."""
+
+    cases: tuple[str, ...]
+    output_fields: tuple[str, ...]

@@ -62,7 +62,7 @@ from autoevol_dspy.search.strategies import (
     Stopper,
 )
 from autoevol_dspy.search.tracking import LiveTrial, RunTracker
-from autoevol_dspy.tasks.base import OptimizationTask
+from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 
 __all__ = ["SearchConfig", "SearchRun", "candidate_key"]
 
@@ -122,6 +122,7 @@ class SearchRun:
         self.student = student
         self.initial = initial
         self.predictors = list(initial)
+        self.output_fields = {name: tuple(p.signature.output_fields) for name, p in student.named_predictors()}
         self.trainset = trainset
         self.devset = devset
         self.holdout = list(holdout)
@@ -190,6 +191,7 @@ class SearchRun:
             trajectory=self.task.format_trajectory(results), num_candidates=self.config.num_candidates,
             num_threads=self.config.num_threads,
             history=earlier_attempts(self.tracker.trials(), predictor=predictor, incumbent=incumbent),
+            cases=_case_texts(results), output_fields=self.output_fields.get(predictor, ()),
         )
         candidates: dict[str, CandidatePlan] = {}
         discarded = []
@@ -390,6 +392,15 @@ class SearchRun:
             holdout_size=len(self.holdout),
             holdout=comparison,
         )
+
+
+def _case_texts(results: list[CaseResult]) -> list[str]:
+    """The texts the optimizer saw in the trajectory's cases (inputs and outputs), for the proposal guard."""
+    texts = []
+    for result in results:
+        for value in [*result.inputs.values(), *result.outputs.values()]:
+            texts += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return [text for text in texts if text and text != "None"]
 
 
 def _outcome(evaluation: Evaluation) -> dict[str, Any]:

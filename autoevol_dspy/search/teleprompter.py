@@ -44,6 +44,7 @@ from autoevol_dspy.search.strategies import (
     Stopper,
     StrictImprovement,
 )
+from autoevol_dspy.search.strategies.proposal_guard import ProposalGuard
 from autoevol_dspy.search.tracking import RunTracker
 from autoevol_dspy.tasks.base import (
     OptimizationTask,
@@ -76,7 +77,9 @@ class AutoEvolInstruct(Teleprompter):
     search; the initial and the best instructions are measured on it at the end
     (``result.holdout``). The search rules are objects: ``batch_sampler`` (a size means
     :class:`RandomBatches` of that size), ``evaluation`` (early stop, or the paper's protocol), ``acceptance``,
-    ``stopper`` (combined with ``max_steps``) and ``predictor_choice``. ``callbacks``
+    ``stopper`` (combined with ``max_steps``), ``predictor_choice`` and ``proposal_guard`` (which
+    keeps answers, questions, placeholders and copied cases out of the instructions, and asks
+    again when a step's every proposal was refused). ``callbacks``
     receive the run's typed events.
     """
 
@@ -96,6 +99,7 @@ class AutoEvolInstruct(Teleprompter):
         acceptance: AcceptanceCriterion | None = None,
         stopper: Stopper | None = None,
         predictor_choice: PredictorChoice | None = None,
+        proposal_guard: ProposalGuard | None = None,
         optimizer_temperature: float | None = 0.6,
         num_threads: int = 4,
         seed: int = 0,
@@ -123,6 +127,7 @@ class AutoEvolInstruct(Teleprompter):
         self.acceptance = acceptance or StrictImprovement()
         self.stopper = AnyOf(MaxSteps(self.max_steps), stopper or NoImprovement(patience=1))
         self.predictor_choice = predictor_choice or RoundRobin()
+        self.proposal_guard = proposal_guard if proposal_guard is not None else ProposalGuard()
         self.optimizer_temperature = optimizer_temperature
         self.num_threads = _positive("num_threads", num_threads)
         self.seed = seed
@@ -166,13 +171,14 @@ class AutoEvolInstruct(Teleprompter):
             storage=self._storage(), study_name=self.study_name, settings=self.describe(initial),
             fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
                           "holdout": fingerprint(holdout)},
-            predictors=list(initial), step_limit=self.max_steps, samples=self.num_candidates,
+            predictors=list(initial), step_limit=self.max_steps,
+            samples=self.num_candidates * (self.proposal_guard.retries + 1),
         )
         meter = UsageMeter(parent=dspy.settings.usage_tracker)
         run = SearchRun(
             config=self._search_config(), task=self.task, tracker=tracker, events=self._events(), meter=meter,
             proposer=InstructionProposer(task=self.task, lm=self.optimizer_lm, temperature=self.optimizer_temperature,
-                                         seed=self.seed),
+                                         seed=self.seed, guard=self.proposal_guard),
             student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout,
         )
         with dspy.context(usage_tracker=meter, **({"lm": self.lm} if self.lm is not None else {})):
@@ -210,6 +216,7 @@ class AutoEvolInstruct(Teleprompter):
             "evaluation": self.evaluation.describe(),
             "acceptance": self.acceptance.describe(),
             "predictor_choice": self.predictor_choice.describe(),
+            "proposal_guard": self.proposal_guard.describe(),
             "lm": lm_name(self.lm),
             "optimizer_lm": lm_name(self.optimizer_lm),
         }

@@ -22,6 +22,7 @@ from autoevol_dspy.search.strategies.evaluation_policy import (
     PaperProtocol,
 )
 from autoevol_dspy.search.strategies.predictor_choice import PredictorChoice, RoundRobin
+from autoevol_dspy.search.strategies.proposal_guard import ProposalCheck, ProposalContext, ProposalGuard, Rejection
 from autoevol_dspy.search.strategies.stopping import (
     AnyOf,
     LMCallBudget,
@@ -47,7 +48,11 @@ __all__ = [
     "PairedTestAcceptance",
     "PaperProtocol",
     "PredictorChoice",
+    "ProposalCheck",
+    "ProposalContext",
+    "ProposalGuard",
     "RandomBatches",
+    "Rejection",
     "RoundRobin",
     "SearchState",
     "StrictImprovement",

@@ -422,7 +422,11 @@ def default_checks() -> list[ProposalCheck]:
 class ProposalGuard:
     """Runs its checks in order and returns the first rejection, or ``None`` for a usable proposal."""
 
-    def __init__(self, *, checks: Sequence[ProposalCheck] | None = None) -> None:
+    def __init__(self, *, checks: Sequence[ProposalCheck] | None = None, retries: int = 2) -> None:
+        """``retries``: how many more rounds of m samples a step asks for when every sample was refused."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError(f"retries must be a non-negative integer, got {retries!r}")
+        self.retries = retries
         self.checks = list(default_checks() if checks is None else checks)
         for check in self.checks:
             if not isinstance(check, ProposalCheck):
@@ -440,4 +444,4 @@ class ProposalGuard:
         return [rejection for rule in self.checks if (rejection := rule.check(proposal)) is not None]
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "ProposalGuard", "checks": [rule.describe() for rule in self.checks]}
+        return {"type": "ProposalGuard", "retries": self.retries, "checks": [rule.describe() for rule in self.checks]}
