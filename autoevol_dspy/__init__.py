@@ -5,6 +5,13 @@ instruction data harder (:class:`EvolInstruct`), the instructions of any DSPy pr
 or one structured prompt.
 """
 
+import os as _os
+
+# Nothing reaches the network unless an LM spec points there: DSPy (and LiteLLM) would
+# otherwise download LiteLLM's model price map from GitHub on first use; the copy they
+# ship is used instead. Set before any LM is made, so it holds for the CLI and the API.
+_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from autoevol_dspy.data import (
     EvolutionSummary,
     LoadedInstructions,

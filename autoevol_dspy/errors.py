@@ -6,7 +6,14 @@ command line can print its message alone, without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["AutoEvolError", "ConfigurationError", "DataError", "LMSpecError", "RunConflictError"]
+__all__ = [
+    "AutoEvolError",
+    "ConfigurationError",
+    "DataError",
+    "IncompleteRunError",
+    "LMSpecError",
+    "RunConflictError",
+]
 
 
 class AutoEvolError(Exception):
@@ -27,3 +34,7 @@ class LMSpecError(ConfigurationError):
 
 class RunConflictError(AutoEvolError):
     """A run directory or study already holds a run made with different settings."""
+
+
+class IncompleteRunError(AutoEvolError):
+    """A run ended with work left undone (LM errors); its finished part is saved and a rerun continues it."""

@@ -184,7 +184,9 @@ def test_openai_with_env_key_keeps_key_out_of_lm(monkeypatch: pytest.MonkeyPatch
 
 def test_openai_explicit_key_never_saved_or_printed(no_openai_key: None, tmp_path) -> None:
     lm = make_lm("openai/gpt-4o-mini", api_key=SECRET)
-    assert lm.kwargs["api_key"] == SECRET  # dspy.LM needs it to call
+    assert lm.engine._settings.key() == SECRET  # the engine sends it; lm.kwargs never holds it
+    assert "api_key" not in lm.kwargs
+    assert SECRET.encode() not in pickle.dumps(lm)
     assert SECRET not in json.dumps(lm.dump_state())
     assert SECRET not in repr(lm) and SECRET not in str(lm)
     program = dspy.Predict("question -> answer")
@@ -199,20 +201,21 @@ def test_openai_compatible_server_without_key_gets_placeholder(no_openai_key: No
     # DSPy's generic-server route: sends max_tokens (the openai/ route sends max_completion_tokens).
     assert lm.model == f"{OPENAI_COMPATIBLE_PREFIX}/smollm2"
     assert lm.kwargs["max_tokens"] == 16
-    assert lm.kwargs["api_base"] == "http://127.0.0.1:8080/v1"
-    assert lm.kwargs["api_key"] == PLACEHOLDER_KEY
+    assert lm.engine.api_base == "http://127.0.0.1:8080/v1" and "api_base" not in lm.kwargs
+    assert lm.engine._settings.key() == PLACEHOLDER_KEY and "api_key" not in lm.kwargs
     assert PLACEHOLDER_KEY not in json.dumps(lm.dump_state())
 
 
 def test_openai_compatible_server_uses_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     lm = make_lm("openai/my-model", api_base="https://vllm.example/v1")
-    assert lm.kwargs["api_base"] == "https://vllm.example/v1"
-    assert lm.kwargs["api_key"] == SECRET  # the generic-server route reads no variable itself
+    assert lm.engine.api_base == "https://vllm.example/v1"
+    assert lm.engine._settings.key() == SECRET  # read from OPENAI_API_KEY by the engine, not kept in lm.kwargs
     assert SECRET not in json.dumps(lm.dump_state()) and SECRET not in repr(lm)
+    assert SECRET.encode() not in pickle.dumps(lm)  # a pickle names the variable; loading reads it again
     explicit = make_lm("openai/my-model", api_base="https://vllm.example/v1", api_key="token-abc")
-    assert explicit.kwargs["api_key"] == "token-abc"
-    assert "token-abc" not in json.dumps(explicit.dump_state())
+    assert explicit.engine._settings.key() == "token-abc"
+    assert "token-abc" not in json.dumps(explicit.dump_state()) and b"token-abc" not in pickle.dumps(explicit)
 
 
 def test_other_providers_pass_through(no_openai_key: None) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.files import read_text
+from autoevol_dspy.lm.spec import DEFAULT_TIMEOUT_S
+from autoevol_dspy.redact import redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,6 +40,8 @@ class LMSettings(BaseModel):
     response_max_tokens: int = Field(256, ge=16, description="longest answer of the response LM, in tokens")
     optimizer_temperature: float = Field(0.6, ge=0.0, le=2.0)
     threads: int = Field(2, ge=1, description="LM calls in flight at once")
+    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="seconds one request to an LM server may wait")
+    retries: int = Field(3, ge=0, le=20, description="retries of a request that timed out or failed transiently")
 
 
 class OptimizeConfig(LMSettings):
@@ -82,7 +86,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise ConfigurationError(f"config file not found: {file}")
-    text = file.read_text(encoding="utf-8")
+    text = read_text(file, what="config file")
     try:
         data = tomllib.loads(text) if file.suffix.lower() == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
@@ -104,16 +108,3 @@ def merge_config(model: type[BaseModel], file_values: dict[str, Any], options: d
             f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
-
-
-def redact_url(url: str | None) -> str | None:
-    """Drop any user name and password from a URL (storage or API base) before it is logged or saved."""
-    if not url or "@" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))

@@ -1,7 +1,8 @@
 """The ``autoevol`` command: optimize an evolving method, evolve a dataset, report, optimize a prompt.
 
-Every deliberate error ends the command with one line on stderr (exit code 2); ``--debug``
-shows the traceback instead. Rerunning an interrupted command continues where it stopped.
+Every error a user can cause ends the command with one line on stderr (exit code 2, see
+:mod:`.errors`); ``--debug`` adds the traceback. Nothing printed or logged holds a key or a
+URL's password. Rerunning an interrupted command continues where it stopped.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,15 +23,18 @@ from autoevol_dspy.cli.config import (
     OptimizeConfig,
     load_config_file,
     merge_config,
-    redact_url,
 )
-from autoevol_dspy.cli.lms import command_lm
+from autoevol_dspy.cli.errors import describe_error
+from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.errors import (
-    AutoEvolError,
     ConfigurationError,
     DataError,
+    IncompleteRunError,
     RunConflictError,
 )
+from autoevol_dspy.files import atomic_write_text, read_json_object, read_text
+from autoevol_dspy.redact import redact_url, scrub, scrub_log_handlers
+from autoevol_dspy.runlock import RunDirLock
 
 __all__ = ["build_parser", "main"]
 
@@ -52,6 +57,7 @@ def _add_lm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-tokens", type=int, help="longest evolution / optimizer reply in tokens (default 384)")
     group.add_argument("--response-max-tokens", type=int, help="longest response in tokens (default 256)")
     group.add_argument("--threads", type=int, help="LM calls in flight at once (default 2)")
+    add_request_options(group)
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +67,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _make_lm(spec: str, settings: LMSettings, **kwargs: Any):
-    return command_lm(spec, api_base=settings.api_base, **kwargs)
+    return command_lm(spec, api_base=settings.api_base, timeout=settings.timeout, retries=settings.retries, **kwargs)
 
 
 def _build_lms(settings: LMSettings, *, optimizer: bool = True) -> dict[str, Any]:
@@ -94,8 +100,8 @@ def _read_method(source: str) -> str:
     if path.is_dir():
         path = path / "method.txt"
     if not path.is_file():
-        raise DataError(f"initial method not found: {path} (give a text file or a run directory with method.txt)")
-    text = path.read_text(encoding="utf-8").strip()
+        raise DataError(f"method not found: {path} (give a text file or a run directory with method.txt)")
+    text = read_text(path, what="method file").strip()
     if not text:
         raise DataError(f"the initial method in {path} is empty")
     return text
@@ -123,7 +129,11 @@ def _prepare_run_dir(out: Path, config: OptimizeConfig, *, restart: bool) -> Non
         return
     if not run_json.is_file():
         return
-    stored = json.loads(run_json.read_text(encoding="utf-8")).get("result_settings", {})
+    try:
+        stored = read_json_object(run_json, what="run file").get("result_settings", {})
+    except DataError as exc:  # the study still checks the settings; run.json is rewritten at the end
+        logger.warning("%s; ignoring it, this run rewrites it", exc)
+        return
     current = config.result_settings()
     differing = sorted(key for key in set(stored) | set(current) if stored.get(key) != current.get(key))
     if differing:
@@ -164,31 +174,39 @@ def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, result: Any) 
         },
         "updated": datetime.now().isoformat(timespec="seconds"),
     }
-    (out / "run.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    atomic_write_text(out / "run.json", json.dumps(payload, indent=2))
 
 
 def run_optimize(args: argparse.Namespace) -> int:
     """``autoevol optimize``: find a better evolving method for a seed set."""
-    import dspy
-
     from autoevol_dspy.data.seeds import load_instructions
-    from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
-    from autoevol_dspy.evolution.method import EvolInstruct
-    from autoevol_dspy.search.strategies import stop_when
-    from autoevol_dspy.search.teleprompter import AutoEvolInstruct
-    from autoevol_dspy.tasks.evolution import EvolutionTask
 
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "response_max_tokens", "threads", "steps", "candidates", "batch_size", "dev_size",
-                              "holdout", "rounds", "style", "patience", "seed", "max_lm_calls", "storage", "initial_method"])
+                              "holdout", "rounds", "style", "patience", "seed", "max_lm_calls", "storage", "initial_method",
+                              "timeout", "retries"])
     options["judge"] = _flag(args, "judge")
     config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
     lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
     loaded = load_instructions(args.seeds, column=config.column)
     initial = _read_method(config.initial_method) if config.initial_method else None
-    out.mkdir(parents=True, exist_ok=True)
+    with RunDirLock(out):  # one process per run directory
+        return _optimize_in(out, args, config, lms, loaded, initial)
+
+
+def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lms: dict[str, Any], loaded: Any,
+                 initial: str | None) -> int:
+    """The locked part of ``optimize``: the run directory is this process's."""
+    import dspy
+
+    from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
+    from autoevol_dspy.evolution.method import EvolInstruct
+    from autoevol_dspy.search.strategies import stop_when
+    from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+    from autoevol_dspy.tasks.evolution import EvolutionTask
+
     _prepare_run_dir(out, config, restart=args.restart)
     detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if config.judge else [])
     task = EvolutionTask(lm=lms["evol_lm"], response_lm=lms["response_lm"], detectors=detectors, rounds=config.rounds)
@@ -212,7 +230,7 @@ def run_optimize(args: argparse.Namespace) -> int:
     trainset = [dspy.Example(instruction=text) for text in loaded.instructions]
     compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=trainset)
     result = optimizer.result
-    (out / "method.txt").write_text(compiled.method + "\n", encoding="utf-8")
+    atomic_write_text(out / "method.txt", compiled.method + "\n")
     _write_run_json(out, config, args.seeds, result)
     report = _write_report(out, config.storage)
     print(result.describe())
@@ -240,7 +258,7 @@ def run_evolve(args: argparse.Namespace) -> int:
 
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
-                              "response_max_tokens", "threads", "rounds", "style"])
+                              "response_max_tokens", "threads", "rounds", "style", "timeout", "retries"])
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
     config: EvolveConfig = merge_config(EvolveConfig, file_values, options)
@@ -267,7 +285,8 @@ def run_evolve(args: argparse.Namespace) -> int:
     print(f"failures: {summary.failures} ({summary.failure_rate:.1%}) {summary.failures_by_category}")
     print(f"output:   {summary.out_path} ({summary.kept} rows kept, {summary.dropped} dropped)")
     if not summary.complete:
-        print("some seeds stopped on LM errors; rerun the same command to retry them")
+        raise IncompleteRunError(f"incomplete: {summary.errors} seed(s) stopped on LM errors and have no rows yet; "
+                                 "the finished rows are saved: rerun the same command to retry them")
     return 0
 
 
@@ -292,7 +311,11 @@ def run_report(args: argparse.Namespace) -> int:
         raise DataError(f"run directory not found: {run_dir}")
     storage = args.storage
     if storage is None and (run_dir / "run.json").is_file():
-        stored = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("settings", {})
+        try:
+            stored = read_json_object(run_dir / "run.json", what="run file").get("settings", {})
+        except DataError as exc:
+            logger.warning("%s; reading the run from %s instead", exc, run_dir / "study.db")
+            stored = {}
         storage = stored.get("storage") if stored.get("storage") and "***" not in stored["storage"] else None
     if storage is None and not (run_dir / "study.db").is_file():
         raise DataError(f"{run_dir} holds no study.db; pass --storage URL if the run used another storage")
@@ -389,6 +412,9 @@ def _configure_logging(debug: bool) -> None:
     logging.getLogger("autoevol_dspy").setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("LiteLLM", "litellm", "httpx", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    import dspy  # noqa: F401 - DSPy adds its own log handler on import: scrub it too
+
+    scrub_log_handlers()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -399,19 +425,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (AutoEvolError, ConfigurationError) as exc:
-        if debug:
-            raise
-        print(f"autoevol: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if debug:
-            raise
-        print(f"autoevol: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("autoevol: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every error ends as one line; --debug adds the traceback
+        message, code = describe_error(exc)
+        if debug:
+            sys.stderr.write(scrub(traceback.format_exc()))
+        print(f"autoevol: error: {scrub(message)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,8 @@ from typing import Any
 
 import dspy
 
-from autoevol_dspy.cli.lms import command_lm
+from autoevol_dspy.cli.lms import add_request_options, command_lm
+from autoevol_dspy.runlock import RunDirLock
 from autoevol_dspy.prompt.metrics import METRIC_NAMES, metric_from_name
 from autoevol_dspy.prompt.optimize import (
     DEFAULT_HOLDOUT_SHARE,
@@ -62,6 +63,7 @@ def add_prompt_command(subparsers: Any) -> None:
     lms.add_argument("--max-tokens", type=int, default=256, metavar="N", help="longest answer in tokens (256)")
     lms.add_argument("--optimizer-max-tokens", type=int, default=1024, metavar="N",
                      help="longest analysis or rewritten prompt in tokens (1024)")
+    add_request_options(lms)
     lms.add_argument("--local-threads", type=int, metavar="N", help="llama.cpp threads for local specs (default: "
                      "all cores; 1 is faster when other programs keep the cores busy)")
     run = parser.add_argument_group("optimization")
@@ -84,7 +86,8 @@ def add_prompt_command(subparsers: Any) -> None:
 
 
 def _make_lm(spec: str, args: argparse.Namespace, **kwargs: Any) -> dspy.LM:
-    return command_lm(spec, api_base=args.api_base, n_threads=args.local_threads, **kwargs)
+    return command_lm(spec, api_base=args.api_base, n_threads=args.local_threads, timeout=args.timeout,
+                      retries=args.retries, **kwargs)
 
 
 def _adapter(*lms: dspy.LM) -> dspy.Adapter | None:
@@ -147,16 +150,16 @@ def run_prompt_command(args: argparse.Namespace) -> int:
     metric = metric_from_name(args.metric, output_field=args.output)
     examples = load_examples(args.examples, input_fields=args.input, output_field=args.output,
                              require_output=metric.needs_expected)
-    if args.restart:
-        _clear_run(out)
-    out.mkdir(parents=True, exist_ok=True)
     lm, optimizer_lm = build_lms(args)
-    with dspy.context(adapter=_adapter(lm, optimizer_lm)):
-        result = optimize_prompt(
-            text, examples, metric, input_fields=args.input, output_field=args.output,
-            holdout=args.holdout if args.holdout is not None else DEFAULT_HOLDOUT_SHARE,
-            lm=lm, optimizer_lm=optimizer_lm, run_dir=out, **_optimizer_settings(args),
-        )
-    report = _write_report(out)
+    with RunDirLock(out):  # one process per run directory
+        if args.restart:
+            _clear_run(out)
+        with dspy.context(adapter=_adapter(lm, optimizer_lm)):
+            result = optimize_prompt(
+                text, examples, metric, input_fields=args.input, output_field=args.output,
+                holdout=args.holdout if args.holdout is not None else DEFAULT_HOLDOUT_SHARE,
+                lm=lm, optimizer_lm=optimizer_lm, run_dir=out, **_optimizer_settings(args),
+            )
+        report = _write_report(out)
     print(_summary(result, out, report))
     return 0

@@ -28,6 +28,7 @@ from typing import Any
 import datasets
 
 from autoevol_dspy.errors import ConfigurationError, DataError, RunConflictError
+from autoevol_dspy.files import atomic_write_text, read_json_object
 
 try:  # POSIX advisory locks keep two processes from appending to the same output.
     import fcntl
@@ -293,7 +294,10 @@ class RowStore:
                 )
             self._write_meta(meta)
             return
-        stored = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        try:
+            stored = read_json_object(self.meta_path, what="the evolution's meta file")
+        except DataError as exc:
+            raise DataError(f"{exc}; pass overwrite=True (--restart) to start over") from None
         for key, value in meta.items():
             if stored.get(key) != value:
                 raise RunConflictError(
@@ -304,9 +308,7 @@ class RowStore:
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
         """Write the meta file atomically, so a kill never leaves half of it."""
-        temporary = self.meta_path.with_name(self.meta_path.name + ".tmp")
-        temporary.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(temporary, self.meta_path)
+        atomic_write_text(self.meta_path, json.dumps(meta, indent=2, ensure_ascii=False))
 
     def existing_rows(self) -> Iterator[tuple[dict[str, Any], bool]]:
         """Every row already stored, with whether it sits in the dropped sidecar."""

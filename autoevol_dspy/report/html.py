@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from autoevol_dspy.errors import AutoEvolError
+from autoevol_dspy.files import atomic_write_text
 from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.report.plot import (
     COLORS,
@@ -712,6 +713,6 @@ def write_report(
     view = load_run(run_dir, storage=storage, study_name=study_name)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "report.html"
-    path.write_text(render_report(view), encoding="utf-8")
+    atomic_write_text(path, render_report(view))
     logger.info("wrote %s (%d trials, %d steps)", path, len(view.trials), len(view.plans))
     return path

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from autoevol_dspy.files import atomic_write_text
 from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
@@ -131,7 +132,7 @@ class RunResult(BaseModel):
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.model_dump_json(indent=2), encoding="utf-8")
+        atomic_write_text(path, self.model_dump_json(indent=2))
 
     @classmethod
     def load(cls, path: str | Path) -> "RunResult":

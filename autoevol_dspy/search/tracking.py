@@ -26,6 +26,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from autoevol_dspy.errors import RunConflictError
+from autoevol_dspy.killpoints import kill_point
 from autoevol_dspy.search.holdout import HoldoutMeasure
 from autoevol_dspy.search.records import (
     SCHEMA_VERSION,
@@ -106,6 +107,7 @@ class RunTracker:
         study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
                                     sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
         identity = study.user_attrs.get(_RUN_KEY)
+        kill_point("study-created")
         if identity is None:
             if "config" in study.user_attrs or study.user_attrs.get("schema_version") not in (None, SCHEMA_VERSION):
                 raise RunConflictError(
@@ -113,9 +115,11 @@ class RunTracker:
                     f"{study.user_attrs.get('schema_version', 1)}); this version reads schema {SCHEMA_VERSION}: "
                     "start over (--restart) or use another run directory"
                 )
+            # Settings and data fingerprints in one write: a kill leaves both or neither.
             study.set_user_attr(_RUN_KEY, {"schema_version": SCHEMA_VERSION, "settings": settings,
                                            "fingerprints": fingerprints,
                                            "created": datetime.now().isoformat(timespec="seconds")})
+            kill_point("study-identity-saved")
         else:
             cls._check_same_run(study_name, identity, settings, fingerprints)
         tracker = cls(study, predictors=predictors, step_limit=step_limit, samples=samples)
@@ -224,12 +228,14 @@ class RunTracker:
 
     def save_plan(self, plan: StepPlan) -> None:
         self.study.set_user_attr(f"step:{plan.step:04d}:plan", plan.model_dump(mode="json"))
+        kill_point("plan-saved")
 
     def outcome(self, step: int) -> StepOutcome | None:
         payload = self.study.user_attrs.get(f"step:{step:04d}:outcome")
         return StepOutcome.model_validate(payload) if payload else None
 
     def save_outcome(self, outcome: StepOutcome) -> None:
+        kill_point("outcome-unsaved")
         self.study.set_user_attr(f"step:{outcome.step:04d}:outcome", outcome.model_dump(mode="json"))
 
     def plans(self) -> list[StepPlan]:

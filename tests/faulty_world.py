@@ -1,0 +1,120 @@
+"""Helpers for the fault, crash, lock and secrets tests: a world whose answers depend only on what is asked,
+and the ``autoevol`` command run in a subprocess against the shared stub server.
+
+Every answer is a function of the request's text (never of call order), so a run interrupted
+by an outage and continued against a healthy server can be compared with a run that never
+saw a fault: the same requests get the same answers, whichever process asks them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+
+from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.testing import Call
+from world import bucket, evolved, method
+
+SEEDS = Path(__file__).resolve().parent.parent / "examples" / "seeds.jsonl"
+_QUALITY = re.compile(r"QUALITY=q?(\d+)")
+#: Each step's rewrite of a method of quality q (failure share q%): large gaps, so a stray failure flips nothing.
+NEXT_QUALITY = {90: 50, 50: 10, 10: 5}
+INITIAL_QUALITY = 90
+
+
+def respond(call: Call) -> dict[str, str]:
+    """Evolution, response, analysis and rewrite answers from the request's content alone."""
+    if call.kind == "evolution":
+        instruction = call.inputs["instruction"]
+        quality = int(_QUALITY.search(call.system).group(1))
+        return {"evolved_instruction": instruction if bucket(instruction) < quality else evolved(instruction)}
+    if call.kind == "response":
+        return {"response": "Here is a complete worked answer with every step explained and a final result."}
+    if call.kind == "analysis":
+        failed = call.inputs["trajectory"].count("Detected problem")
+        return {"feedback": f"{failed} cases failed: the rewriter copied the instruction instead of rewriting it."}
+    if call.kind == "rewrite":
+        quality = int(_QUALITY.search(call.inputs["current_instructions"]).group(1))
+        return {"improved_instructions": method(NEXT_QUALITY.get(quality, quality), "rewritten")}
+    raise AssertionError(f"unexpected call {call.kind}: {call.inputs}")
+
+
+def quality_of(text: str) -> int:
+    """The quality marker of a method text."""
+    return int(_QUALITY.search(text).group(1))
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``autoevol ARGS`` in a subprocess (no OpenAI key unless ``env`` brings one)."""
+    base = {key: value for key, value in os.environ.items() if key not in ("OPENAI_API_KEY", "AUTOEVOL_KILL_AT")}
+    return subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**base, **(env or {})})
+
+
+def initial_method_file(directory: Path) -> Path:
+    path = directory / "initial.txt"
+    path.write_text(method(INITIAL_QUALITY) + "\n", encoding="utf-8")
+    return path
+
+
+def optimize_args(api_base: str, out: Path, initial: Path, *extra: str) -> list[str]:
+    """A small, deterministic optimization (one thread, so requests come in one order)."""
+    return ["optimize", str(SEEDS), "--out", str(out), "--lm", "openai/stub", "--api-base", api_base,
+            "--initial-method", str(initial), "--steps", "2", "--candidates", "2", "--batch-size", "3",
+            "--dev-size", "10", "--threads", "1", "--no-progress", *extra]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("autoevol: error:")]
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 2, exactly one ``autoevol: error:`` line holding every needle, and no traceback."""
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1, done.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def study_records(run_dir: Path) -> RunTracker:
+    """The run's study, read-only."""
+    study = optuna.load_study(study_name="autoevol", storage=f"sqlite:///{run_dir / 'study.db'}")
+    return RunTracker(study)
+
+
+def assert_no_outage_saved_as_a_result(run_dir: Path) -> None:
+    """No finished trial carries an LM error, no saved plan lost its candidates, no outcome lacks its trials."""
+    if not (run_dir / "study.db").is_file():
+        return
+    tracker = study_records(run_dir)
+    for trial in tracker.trials():
+        if trial.status in ("complete", "pruned"):
+            assert trial.error is None, trial
+        else:
+            assert trial.status == "failed" and trial.failure_rate is None, trial
+    for plan in tracker.plans():
+        assert plan.candidates, f"step {plan.step} was saved without candidates: {plan.discarded}"
+    for outcome in tracker.outcomes():
+        plan = tracker.plan(outcome.step)
+        assert plan is not None
+        for candidate in plan.candidates:
+            assert tracker.find_trial(step=outcome.step, candidate_key=candidate.key) is not None
+
+
+def final_state(run_dir: Path) -> dict:
+    """What a finished run decided: its method, its rates by step, its finished (step, candidate) trials."""
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    tracker = study_records(run_dir)
+    finished = sorted((t.step, t.candidate_key, t.status, t.failures) for t in tracker.trials()
+                      if t.status in ("complete", "pruned"))
+    return {"method": (run_dir / "method.txt").read_text(encoding="utf-8"),
+            "rates": run["summary"]["failure_rate_by_step"], "trials": finished}

@@ -1,0 +1,147 @@
+"""Fault injection: the command line against a loopback stub that answers 429, 500, an empty body, invalid JSON,
+garbage content, or hangs past the timeout, at a given rate.
+
+For each fault: the run either absorbs it (retries, the adapter's JSON fallback) or stops with
+one clear line; nothing an outage produced is saved as a result; and a rerun against the
+healed stub ends with the same method, rates and trials as a run that never saw a fault.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autoevol_dspy.testing import FAULT_KINDS, Fault, StubServer
+from faulty_world import (
+    SEEDS,
+    assert_no_outage_saved_as_a_result,
+    assert_one_line_error,
+    final_state,
+    initial_method_file,
+    optimize_args,
+    quality_of,
+    respond,
+    run_cli,
+)
+from world import method
+
+#: The share of requests that get the fault in the runs that stop on it.
+RATE = 0.2
+#: Client timeout for the hang: a hang holds a request for HANG_S, well past it.
+TIMEOUT = ["--timeout", "1"]
+HANG_S = 5.0
+
+
+def _fault(kind: str, rate: float) -> Fault:
+    return Fault(kind, rate=rate, hang_s=HANG_S)
+
+
+@pytest.fixture(scope="module")
+def never_faulted(tmp_path_factory) -> dict:
+    """The run that never saw a fault: what every faulted run must end with."""
+    directory = tmp_path_factory.mktemp("reference")
+    with StubServer(respond) as stub:
+        done = run_cli(*optimize_args(stub.base_url, directory / "run", initial_method_file(directory)),
+                       env={"DSPY_CACHEDIR": str(directory / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = final_state(directory / "run")
+    assert quality_of(state["method"]) == 10  # two accepted steps: 90 -> 50 -> 10
+    return state
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_without_retries_a_fault_stops_the_run_cleanly_and_the_rerun_matches(kind, never_faulted, tmp_path):
+    out, env = tmp_path / "run", {"DSPY_CACHEDIR": str(tmp_path / "cache")}
+    args = optimize_args("BASE", out, initial_method_file(tmp_path), "--retries", "0", *TIMEOUT)
+    with StubServer(respond, faults=[_fault(kind, RATE)], seed=3) as stub:
+        args[args.index("BASE")] = stub.base_url
+        faulted = run_cli(*args, env=env)
+        injected = stub.stats()["faults"].get(kind, 0)
+        assert injected, "the fault never fired"
+        if kind == "garbage":
+            # A 200 with unreadable content is the LM's answer, not an outage: DSPy's adapter asks again in
+            # JSON, and a reply that still does not parse is that case's failure. The run finishes.
+            assert faulted.returncode == 0, faulted.stderr[-3000:]
+        else:
+            assert_one_line_error(faulted, "an LM call failed", "rerun")
+            assert not (out / "method.txt").exists() and not (out / "result.json").exists()
+        assert_no_outage_saved_as_a_result(out)
+
+        stub.set_faults([])  # the server is healthy again
+        rerun = run_cli(*args, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_no_outage_saved_as_a_result(out)
+    assert final_state(out) == never_faulted
+
+
+def test_with_retries_every_fault_at_once_is_absorbed(never_faulted, tmp_path):
+    """All six faults together on an eighth of the requests: retried (or re-asked); the run ends as if healthy."""
+    faults = [_fault(kind, 0.125 / len(FAULT_KINDS)) for kind in FAULT_KINDS]
+    out = tmp_path / "run"
+    with StubServer(respond, faults=faults, seed=5) as stub:
+        done = run_cli(*optimize_args(stub.base_url, out, initial_method_file(tmp_path), "--retries", "4", *TIMEOUT),
+                       env={"DSPY_CACHEDIR": str(tmp_path / "cache")})
+        stats = stub.stats()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(stats["faults"]) >= 3 and sum(stats["faults"].values()) >= 5, stats
+    assert_no_outage_saved_as_a_result(out)
+    assert final_state(out) == never_faulted
+
+
+# Whole-dataset evolution ---------------------------------------------------------------------------
+
+
+def _evolve_args(api_base: str, method_file: Path, out: Path, *extra: str) -> list[str]:
+    return ["evolve", str(SEEDS), "--method", str(method_file), "--out", str(out), "--rounds", "2", "--lm",
+            "openai/stub", "--api-base", api_base, "--threads", "2", "--no-progress", *extra]
+
+
+def _rows(path: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return sorted((r["seed_id"], r["round"], r["evolved_instruction"], r["response"], r["failure"]) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def evolved_without_faults(tmp_path_factory) -> list[tuple]:
+    directory = tmp_path_factory.mktemp("evolve-reference")
+    method_file = directory / "method.txt"
+    method_file.write_text(method(30), encoding="utf-8")
+    with StubServer(respond) as stub:
+        done = run_cli(*_evolve_args(stub.base_url, method_file, directory / "out.jsonl"),
+                       env={"DSPY_CACHEDIR": str(directory / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _rows(directory / "out.jsonl")
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+def test_an_evolution_that_ends_incomplete_says_so_and_the_rerun_completes_it(kind, evolved_without_faults,
+                                                                              tmp_path):
+    method_file = tmp_path / "method.txt"
+    method_file.write_text(method(30), encoding="utf-8")
+    out, env = tmp_path / "out.jsonl", {"DSPY_CACHEDIR": str(tmp_path / "cache")}
+    args = _evolve_args("BASE", method_file, out, "--retries", "0", *TIMEOUT)
+    with StubServer(respond, faults=[_fault(kind, RATE)], seed=3) as stub:
+        args[args.index("BASE")] = stub.base_url
+        faulted = run_cli(*args, env=env)
+        assert stub.stats()["faults"].get(kind), "the fault never fired"
+        if kind == "garbage":
+            assert faulted.returncode == 0, faulted.stderr[-3000:]
+        else:
+            line = assert_one_line_error(faulted, "rerun")
+            assert "incomplete" in line or "LM errors" in line
+            done = {(row[0], row[1]) for row in _rows(out)}
+            assert done < {(row[0], row[1]) for row in evolved_without_faults}, "no row was missing"
+        stub.set_faults([])
+        rerun = run_cli(*args, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    if kind != "garbage":
+        assert _rows(out) == evolved_without_faults
+        return
+    # Garbage that stayed unreadable after the adapter's JSON re-ask is that row's failure (its chain ends
+    # there), recorded as such; every other row is the fault-free run's.
+    rows = _rows(out)
+    unreadable = {row[0]: row[1] for row in rows if row[4] == "unparseable_evolution"}
+    expected = [row for row in evolved_without_faults if row[0] not in unreadable or row[1] < unreadable[row[0]]]
+    assert [row for row in rows if row[4] != "unparseable_evolution"] == expected
