@@ -148,15 +148,15 @@ def test_lineage_over_three_rounds(tmp_path):
     assert set(rows) == {(str(i), r) for i in range(8) for r in (1, 2, 3)}
     for i, seed in enumerate(seeds):
         first, second, third = (rows[(str(i), r)] for r in (1, 2, 3))
-        assert first["parent"] == seed and first["evolved_instruction"].startswith(seed)
-        assert second["parent"] == first["evolved_instruction"]
-        assert third["parent"] == second["evolved_instruction"]
-        assert {row["instruction"] for row in (first, second, third)} == {seed}
+        assert first["parent_instruction"] == seed and first["evolved_instruction"].startswith(seed)
+        assert second["parent_instruction"] == first["evolved_instruction"]
+        assert third["parent_instruction"] == second["evolved_instruction"]
+        assert {row["seed_instruction"] for row in (first, second, third)} == {seed}
         assert all(row["response"] and row["failure"] is None for row in (first, second, third))
     assert {row["method_id"] for row in rows.values()} == {method_id(method(0))}
     assert set(rows_of(tmp_path / "out.jsonl")[0]) == {
-        "seed_id", "round", "parent", "instruction", "evolved_instruction", "response", "failure",
-        "failure_reason", "method_id",
+        "seed_id", "round", "seed_instruction", "context", "parent_instruction", "evolved_instruction", "response",
+        "failure", "failure_reason", "method_id",
     }
     assert (summary.rows, summary.kept, summary.failures, summary.complete) == (24, 24, 0, True)
     assert summary.usage.by_role["evolution"].calls == 24 and summary.usage.by_role["response"].calls == 24
@@ -184,7 +184,7 @@ def test_a_failure_is_marked_and_ends_its_chain(tmp_path):
     assert {seed: max(r for s, r in rows if s == seed) for seed in lengths} == lengths
     failed = [row for row in rows.values() if row["failure"]]
     assert failed and all(row["failure"] == "unchanged" for row in failed)
-    assert all(row["evolved_instruction"] == row["parent"] and row["response"] is None for row in failed)
+    assert all(row["evolved_instruction"] == row["parent_instruction"] and row["response"] is None for row in failed)
     assert all(rows[(row["seed_id"], row["round"])]["round"] == lengths[row["seed_id"]] for row in failed)
     assert summary.failures == len(failed) and summary.failures_by_category == {"unchanged": len(failed)}
     assert summary.rows == summary.kept == len(rows) and summary.dropped == 0
@@ -384,3 +384,59 @@ def test_evolved_data_keeps_extra_columns_and_empty_files_load(tmp_path):
     assert len(load_evolved(tmp_path / "empty.jsonl")) == 0
     with pytest.raises(DataError, match="not evolved data"):
         load_evolved(_write(tmp_path / "seeds.parquet", RECORDS))
+
+
+# Data out, ready to train on (issue 11) ----------------------------------------------------------
+
+
+ALPACA = [
+    {"instruction": "Summarize the text.", "input": "Cats sleep for most of the day and hunt at night.",
+     "output": "Cats sleep by day.", "domain": "summaries", "id": "alp-1"},
+    {"instruction": "Summarize the text.", "input": "Dogs bark at strangers to warn their owners.",
+     "output": "Dogs warn by barking.", "domain": "summaries", "id": "alp-2"},
+    {"instruction": "List three prime numbers above 20.", "input": "", "domain": "math", "id": "alp-3"},
+]
+
+
+def test_an_alpaca_input_goes_with_its_instruction_and_other_columns_are_carried(tmp_path):
+    world = World()
+    loaded = load_instructions(ALPACA)
+    assert [s.context for s in loaded] == [ALPACA[0]["input"], ALPACA[1]["input"], None]
+    evolve(world, loaded, tmp_path / "out.jsonl", rounds=1)
+    rows = {row["seed_id"]: row for row in rows_of(tmp_path / "out.jsonl")}
+    assert rows["alp-1"]["context"] == ALPACA[0]["input"] and rows["alp-3"]["context"] is None
+    assert rows["alp-1"]["seed_output"] == "Cats sleep by day." and rows["alp-3"]["seed_domain"] == "math"
+    evolutions = [c for c in world.engine.calls if c.kind == "evolution"]
+    assert any(ALPACA[1]["input"] in c.inputs["instruction"] for c in evolutions)  # the LM saw the text
+    responses = [c for c in world.engine.calls if c.kind == "response"]
+    assert any(ALPACA[0]["input"] in c.inputs["instruction"] for c in responses)  # and answered with it
+
+
+@pytest.mark.parametrize("name", ["train.jsonl", "train.parquet"])
+def test_the_sft_export_has_the_columns_trl_reads_and_leaves_failures_out(tmp_path, name):
+    from autoevol_dspy.data import export_evolved
+
+    world, seeds = World(), texts(30)
+    summary = evolve(world, load_instructions(seeds), tmp_path / "out.jsonl", method=method(30))
+    path, count = export_evolved(tmp_path / "out.jsonl", tmp_path / name, format="sft")
+    dataset = datasets.load_dataset("json" if name.endswith("jsonl") else "parquet", data_files=str(path),
+                                    split="train")
+    assert count == len(dataset) == summary.rows - summary.failures > 0
+    assert set(dataset.column_names) == {"messages", "seed_id", "round"}  # TRL: conversational language modeling
+    first = dataset[0]["messages"]
+    assert [m["role"] for m in first] == ["user", "assistant"] and all(m["content"] for m in first)
+    assert sorted({r for r in dataset["round"]}) == [1, 2, 3]  # rounds mixed, as in the paper
+    completion, _ = export_evolved(tmp_path / "out.jsonl", tmp_path / f"pc-{name}", format="prompt-completion")
+    loaded = datasets.load_dataset("json" if name.endswith("jsonl") else "parquet", data_files=str(completion),
+                                   split="train")
+    assert {"prompt", "completion"} <= set(loaded.column_names)  # TRL: standard prompt-completion
+
+
+def test_the_sft_prompt_carries_the_input_the_instruction_refers_to(tmp_path):
+    from autoevol_dspy.data import export_evolved
+
+    world = World()
+    evolve(world, load_instructions(ALPACA), tmp_path / "out.jsonl", rounds=1)
+    path, _ = export_evolved(tmp_path / "out.jsonl", tmp_path / "pc.jsonl", format="prompt-completion")
+    prompts = {row["seed_id"]: row["prompt"] for row in rows_of(path)}
+    assert prompts["alp-1"].endswith(ALPACA[0]["input"]) and "Summarize the text." in prompts["alp-1"]

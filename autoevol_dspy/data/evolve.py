@@ -42,7 +42,7 @@ __all__ = ["EvolutionSummary", "evolve_dataset", "method_id"]
 
 logger = logging.getLogger(__name__)
 
-_META_VERSION = 2
+_META_VERSION = 3
 
 
 # Evolving a dataset ----------------------------------------------------------------------------
@@ -105,18 +105,20 @@ class _RoundEvolver:
 
     def row(self, seed: Seed, round_: int, parent: str) -> dict[str, Any]:
         """The row for ``seed``'s round ``round_``, evolving ``parent`` (LM errors propagate)."""
-        result = self.evolver.evolve_round(self.program, parent)
+        result = self.evolver.evolve_round(self.program, parent, seed.context)
         failure = result.failure
         return {
             "seed_id": seed.seed_id,
             "round": round_,
-            "parent": parent,
-            "instruction": seed.instruction,
+            "seed_instruction": seed.instruction,
+            "context": seed.context,
+            "parent_instruction": parent,
             "evolved_instruction": result.evolved,
             "response": result.response,
             "failure": failure.category if failure else None,
             "failure_reason": failure.reason if failure else None,
             "method_id": self.method_id,
+            **{f"seed_{name}": value for name, value in seed.extra.items()},
         }
 
 
@@ -174,11 +176,13 @@ def evolve_dataset(
 ) -> EvolutionSummary:
     """Evolve every seed for ``rounds`` rounds into ``out_path`` (JSONL), one row per (seed, round), resumably.
 
-    Round i evolves round i-1's output; each row carries ``seed_id``, ``round``, ``parent``,
-    ``instruction`` (the seed), ``evolved_instruction``, ``response`` (the response LM's
+    Round i evolves round i-1's output; each row carries ``seed_id``, ``round``,
+    ``seed_instruction``, ``context`` (the seed's input, e.g. Alpaca's, shown to the LMs with the
+    instruction), ``parent_instruction``, ``evolved_instruction``, ``response`` (the response LM's
     answer, null when ``with_response=False`` or the evolution failed before it),
     ``failure`` and ``failure_reason`` (null when it passed every detector) and
-    ``method_id``. A failed row ends its seed's chain. ``method`` is a method text (in
+    ``method_id``, and the seed's other source columns as ``seed_<name>``. A failed row ends
+    its seed's chain. ``method`` is a method text (in
     ``style``, default ``"rewrite"``) or a (compiled) ``EvolInstruct``, used as it is; ``evol_lm``/``response_lm`` default to the
     configured LM; ``detectors`` default to the optimizer's.
 

@@ -52,8 +52,9 @@ EVOLVED_FEATURES = datasets.Features(
     {
         "seed_id": datasets.Value("string"),
         "round": datasets.Value("int64"),
-        "parent": datasets.Value("string"),
-        "instruction": datasets.Value("string"),
+        "seed_instruction": datasets.Value("string"),
+        "context": datasets.Value("string"),
+        "parent_instruction": datasets.Value("string"),
         "evolved_instruction": datasets.Value("string"),
         "response": datasets.Value("string"),
         "failure": datasets.Value("string"),

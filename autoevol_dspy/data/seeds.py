@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,19 @@ __all__ = ["LoadedInstructions", "Seed", "load_instructions"]
 
 logger = logging.getLogger(__name__)
 
+#: ``context_column`` default: Alpaca's ``input`` when the instructions are in ``instruction``.
+AUTO: Any = "auto"
+
 
 @dataclass(frozen=True)
 class Seed:
-    """One seed instruction and its stable id (its ``id`` column, or its row index in the source)."""
+    """One seed instruction, its stable id (its ``id`` column, or its row index in the source), the
+    material it refers to (an Alpaca ``input``), and the source row's other columns, carried through."""
 
     seed_id: str
     instruction: str
+    context: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ class LoadedInstructions:
     def examples(self, input_field: str = "instruction") -> list[dspy.Example]:
         """The seeds as Examples with inputs marked, ready to be an ``AutoEvolInstruct`` trainset."""
         return [
-            dspy.Example(**{input_field: seed.instruction, "seed_id": seed.seed_id}).with_inputs(input_field)
+            dspy.Example(**{input_field: seed.instruction, "seed_id": seed.seed_id,
+                            **({"context": seed.context} if seed.context else {})}).with_inputs(input_field)
             for seed in self.seeds
         ]
 
@@ -66,7 +73,7 @@ class LoadedInstructions:
         """A short hash of the ids and texts, so a resumed evolution can tell it has the same seeds."""
         digest = hashlib.sha256()
         for seed in self.seeds:
-            digest.update(f"{seed.seed_id}\0{seed.instruction}\n".encode("utf-8"))
+            digest.update(f"{seed.seed_id}\0{seed.instruction}\0{seed.context or ''}\n".encode("utf-8"))
         return digest.hexdigest()[:16]
 
 
@@ -75,16 +82,27 @@ def load_instructions(
     *,
     column: str = "instruction",
     id_column: str | None = None,
+    context_column: str | None = AUTO,
 ) -> LoadedInstructions:
     """Seed instructions from a Dataset, a list (of str, dict or Example) or a JSONL/JSON/CSV/Parquet file.
 
     Empty rows are skipped and repeated instructions (ignoring whitespace) are kept once,
     the first time; both are counted. ``seed_id`` is the ``id_column`` value when given, else
-    the ``id`` column when the source has one, else the row's index in the source. Nothing
+    the ``id`` column when the source has one, else the row's index in the source.
+    ``context_column`` holds material the instruction refers to (by default ``input`` when
+    the instruction column is ``instruction``: the Alpaca layout); it goes with the seed
+    through evolution and answering. Every other column is kept in ``Seed.extra``. Nothing
     is downloaded. Every problem with the input is a one-line :class:`DataError`.
     """
-    texts, ids, label = _columns_of(source, column, id_column)
-    loaded = _collect(texts, ids, label=label, column=column)
+    rows, label = _rows_of(source)
+    columns = list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row))
+    if columns:
+        _require_column(columns, column, label)
+    elif id_column is not None:
+        raise DataError(f"{label} holds plain strings, so it has no id column {id_column!r}")
+    ids_from = _id_column(columns, id_column, label) if columns else None
+    context_from = _context_column(columns, column, context_column, label)
+    loaded = _collect(rows, label=label, column=column, id_column=ids_from, context_column=context_from)
     logger.info(
         "loaded %d instructions from %s (column %r): %d empty rows skipped, %d duplicates dropped",
         len(loaded), label, column, loaded.skipped_empty, loaded.duplicates,
@@ -92,47 +110,38 @@ def load_instructions(
     return loaded
 
 
-def _columns_of(source: Any, column: str, id_column: str | None) -> tuple[list[Any], list[Any] | None, str]:
-    """The instruction values, the id values (or None for row indexes) and a label naming the source."""
+def _rows_of(source: Any) -> tuple[list[Any], str]:
+    """The source's rows (dicts, or plain strings) and a label naming the source."""
     if isinstance(source, datasets.DatasetDict):
         splits = ", ".join(source)
         raise DataError(f"got a DatasetDict; pick one split (it has: {splits}), e.g. dataset['train']")
     if isinstance(source, datasets.Dataset):
-        ids_from = _id_column(source.column_names, id_column, "the Dataset")
-        _require_column(source.column_names, column, "the Dataset")
-        return source[column], (source[ids_from] if ids_from else None), "the Dataset"
+        return source.to_list(), "the Dataset"
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        return _columns_of_records(read_records(path), column, id_column, str(path))
+        return read_records(path), str(path)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
-        return _columns_of_records(source.to_dict("records"), column, id_column, "the DataFrame")
+        return source.to_dict("records"), "the DataFrame"
     if isinstance(source, (list, tuple)):
-        return _columns_of_records(list(source), column, id_column, "the list")
+        rows = [record.toDict() if isinstance(record, dspy.Example) else record for record in source]
+        for index, row in enumerate(rows):
+            if not (isinstance(row, (str, dict)) or is_missing(row)):
+                raise DataError(f"the list row {index} is a {type(row).__name__}; expected a string or an object "
+                                "with fields")
+        return rows, "the list"
     raise DataError(
         f"cannot read seeds from a {type(source).__name__}; give a datasets.Dataset, a list, "
         "or a path to a .jsonl, .json, .csv or .parquet file"
     )
 
 
-def _columns_of_records(
-    records: list[Any], column: str, id_column: str | None, label: str
-) -> tuple[list[Any], list[Any] | None, str]:
-    """Instruction and id values from rows that are strings, dicts or Examples."""
-    rows = [record.toDict() if isinstance(record, dspy.Example) else record for record in records]
-    for index, row in enumerate(rows):
-        if not (isinstance(row, (str, dict)) or is_missing(row)):
-            kind = type(row).__name__
-            raise DataError(f"{label} row {index} is a {kind}; expected a string or an object with fields")
-    columns = list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row))
-    if not columns:
-        if id_column is not None:
-            raise DataError(f"{label} holds plain strings, so it has no id column {id_column!r}")
-        return rows, None, label
-    _require_column(columns, column, label)
-    ids_from = _id_column(columns, id_column, label)
-    texts = [row.get(column) if isinstance(row, dict) else row for row in rows]
-    ids = [row.get(ids_from) if isinstance(row, dict) else None for row in rows] if ids_from else None
-    return texts, ids, label
+def _context_column(columns: Sequence[str], column: str, context_column: str | None, label: str) -> str | None:
+    """The column of material the instruction refers to: the one asked for, or Alpaca's ``input``."""
+    if context_column is AUTO:
+        return "input" if column == "instruction" and "input" in columns else None
+    if context_column is not None and context_column not in columns:
+        raise DataError(f"{label} has no context column {context_column!r}; it has: {', '.join(map(str, columns))}")
+    return context_column
 
 
 def _require_column(columns: Sequence[str], column: str, label: str) -> None:
@@ -150,31 +159,36 @@ def _id_column(columns: Sequence[str], id_column: str | None, label: str) -> str
     return id_column
 
 
-def _collect(texts: list[Any], ids: list[Any] | None, *, label: str, column: str) -> LoadedInstructions:
-    """Keep the non-empty, first-seen instructions, with unique ids."""
+def _collect(rows: list[Any], *, label: str, column: str, id_column: str | None,
+             context_column: str | None) -> LoadedInstructions:
+    """Keep the non-empty, first-seen instructions, with unique ids, their context and their other columns."""
     seeds: list[Seed] = []
     seen_texts: set[str] = set()
     rows_of_ids: dict[str, int] = {}
     skipped = duplicates = 0
-    for index, value in enumerate(texts):
-        text = _as_text(value, label=label, column=column, index=index)
+    for index, row in enumerate(rows):
+        fields = row if isinstance(row, dict) else {column: row}
+        text = _as_text(fields.get(column), label=label, column=column, index=index)
         if not text:
             skipped += 1
             continue
-        key = " ".join(text.split())
+        context = _as_text(fields.get(context_column), label=label, column=context_column, index=index) \
+            if context_column else ""
+        key = " ".join(f"{text}\0{context}".split())
         if key in seen_texts:
             duplicates += 1
             continue
         seen_texts.add(key)
-        seed_id = str(index) if ids is None else _as_id(ids[index], label=label, index=index)
+        seed_id = str(index) if id_column is None else _as_id(fields.get(id_column), label=label, index=index)
         if seed_id in rows_of_ids:
             first = rows_of_ids[seed_id]
             raise DataError(f"{label}: id {seed_id!r} is used by rows {first} and {index}; ids must be unique")
         rows_of_ids[seed_id] = index
-        seeds.append(Seed(seed_id=seed_id, instruction=text))
+        extra = {k: v for k, v in fields.items() if k not in (column, id_column, context_column) and not is_missing(v)}
+        seeds.append(Seed(seed_id=seed_id, instruction=text, context=context or None, extra=extra))
     if not seeds:
-        raise DataError(f"{label} has no usable rows in column {column!r} ({len(texts)} rows, {skipped} empty)")
-    return LoadedInstructions(tuple(seeds), label, column, len(texts), skipped, duplicates)
+        raise DataError(f"{label} has no usable rows in column {column!r} ({len(rows)} rows, {skipped} empty)")
+    return LoadedInstructions(tuple(seeds), label, column, len(rows), skipped, duplicates)
 
 
 def _as_text(value: Any, *, label: str, column: str, index: int) -> str:

@@ -8,12 +8,18 @@ from typing import Literal
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from autoevol_dspy.evolution.parsing import final_instruction, parse_rewritten_instruction
+from autoevol_dspy.evolution.parsing import (
+    final_instruction,
+    parse_rewritten_instruction,
+)
 from autoevol_dspy.evolution.signatures import EvolveInstruction, ExtendInstruction
 
-__all__ = ["EXTEND_DEMOS", "INITIAL_EXTEND_METHOD", "INITIAL_METHOD", "EvolInstruct", "EvolutionStep", "Style"]
+__all__ = ["CONTEXT_HEADING", "EXTEND_DEMOS", "INITIAL_EXTEND_METHOD", "INITIAL_METHOD", "EvolInstruct", "EvolutionStep", "Style"]
 
 Style = Literal["rewrite", "extend"]
+
+#: How an instruction's context is shown to the evol and response LMs.
+CONTEXT_HEADING = "The instruction refers to this input:"
 
 _PLAN = "the ways to make this instruction more complex and the plan that applies several"
 
@@ -104,10 +110,15 @@ class EvolInstruct(dspy.Module):
     def method(self, text: str) -> None:
         self.evolve.signature = self.evolve.signature.with_instructions(text)
 
-    def evolve_once(self, instruction: str) -> EvolutionStep:
-        """Evolve ``instruction`` by one round; a reply that does not parse is kept for the marker fallback."""
+    def evolve_once(self, instruction: str, context: str | None = None) -> EvolutionStep:
+        """Evolve ``instruction`` by one round; a reply that does not parse is kept for the marker fallback.
+
+        ``context`` is material the instruction refers to (an Alpaca ``input``): the LM sees it,
+        the evolved instruction still refers to it and does not include it.
+        """
+        shown = instruction if not context else f"{instruction}\n\n{CONTEXT_HEADING}\n{context}"
         try:
-            prediction = self.evolve(instruction=instruction)
+            prediction = self.evolve(instruction=shown)
         except AdapterParseError as exc:
             reply = str(exc.lm_response or "")
             # Free text that did not parse counts only through a known marker (the paper's format).
@@ -120,11 +131,11 @@ class EvolInstruct(dspy.Module):
         text = "" if prediction.evolved_instruction is None else str(prediction.evolved_instruction)
         return EvolutionStep(evolved=final_instruction(text, seed=instruction), reply=text)
 
-    def forward(self, instruction: str) -> dspy.Prediction:
+    def forward(self, instruction: str, context: str | None = None) -> dspy.Prediction:
         """Return ``evolved_instruction`` (``None`` if a round failed), every ``stages`` text and raw ``replies``."""
         stages, replies = [instruction], []
         for _ in range(self.rounds):
-            step = self.evolve_once(stages[-1])
+            step = self.evolve_once(stages[-1], context)
             replies.append(step.reply)
             if step.evolved is None:
                 return dspy.Prediction(evolved_instruction=None, stages=stages, replies=replies)

@@ -75,10 +75,10 @@ class Evolver:
         return {"detectors": [getattr(d, "name", type(d).__name__) for d in self.detectors],
                 "respond": self.respond}
 
-    def evolve_round(self, program: EvolInstruct, parent: str) -> RoundResult:
-        """Evolve ``parent`` once with ``program``'s method and judge the result."""
+    def evolve_round(self, program: EvolInstruct, parent: str, context: str | None = None) -> RoundResult:
+        """Evolve ``parent`` once with ``program``'s method and judge the result (``context``: its input)."""
         with lm_role("evolution"), use_lm(self.lm), adapter_context(self.adapter):
-            step = program.evolve_once(parent)
+            step = program.evolve_once(parent, context)
         if step.evolved is None:
             reason = (f"the reply did not parse: {step.parse_error}" if step.parse_error
                       else "the reply held no evolved instruction")
@@ -87,7 +87,7 @@ class Evolver:
         failure = self._detect(EvolutionCase(instruction=parent, evolved=step.evolved), after_response=False)
         response = None
         if failure is None and self.respond:
-            response = self._respond_to(step.evolved)
+            response = self._respond_to(step.evolved if not context else f"{step.evolved}\n\n{context}")
             case = EvolutionCase(instruction=parent, evolved=step.evolved, response=response)
             failure = self._detect(case, after_response=True)
         return RoundResult(parent, step.evolved, step.reply, response, failure)
@@ -98,6 +98,7 @@ class Evolver:
         instruction: str,
         *,
         rounds: int,
+        context: str | None = None,
         on_round: Callable[[int, RoundResult], None] | None = None,
         first_round: int = 1,
     ) -> list[RoundResult]:
@@ -105,7 +106,7 @@ class Evolver:
         results: list[RoundResult] = []
         parent = instruction
         for number in range(first_round, rounds + 1):
-            result = self.evolve_round(program, parent)
+            result = self.evolve_round(program, parent, context)
             results.append(result)
             if on_round is not None:
                 on_round(number, result)

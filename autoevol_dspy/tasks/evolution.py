@@ -86,7 +86,8 @@ class EvolutionTask:
 
     def run_case(self, program: EvolInstruct, example: dspy.Example, index: int) -> CaseResult:
         instruction = str(example[self.input_field])
-        rounds = self.evolver.evolve_chain(program, instruction, rounds=self.rounds)
+        context = example.get("context") or None
+        rounds = self.evolver.evolve_chain(program, instruction, rounds=self.rounds, context=context)
         outputs: dict[str, Any] = {
             "stages": [instruction] + [r.evolved for r in rounds if r.evolved is not None],
             "replies": [r.reply for r in rounds],

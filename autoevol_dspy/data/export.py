@@ -1,0 +1,95 @@
+"""Evolved rows as training data: the columns TRL's ``SFTTrainer`` reads, failures left out.
+
+``sft`` gives one conversation per row in ``messages`` (user: the evolved instruction and its
+input, assistant: the response), TRL's conversational format; ``prompt-completion`` gives
+``prompt`` and ``completion`` strings, its prompt-completion format. Every round of every seed
+that passed the detectors is one example, so a three-round evolution mixes rounds 1, 2 and 3 as
+the paper did. ``seed_id`` and ``round`` stay, for lineage.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+
+from autoevol_dspy.data.io import load_evolved
+from autoevol_dspy.errors import ConfigurationError, DataError
+
+__all__ = ["EXPORT_FORMATS", "export_evolved", "training_dataset"]
+
+logger = logging.getLogger(__name__)
+
+ExportFormat = Literal["lineage", "sft", "prompt-completion"]
+#: What ``export_evolved`` can write: every row with its lineage, or training examples.
+EXPORT_FORMATS: tuple[str, ...] = ("lineage", "sft", "prompt-completion")
+
+
+def _prompt(row: dict[str, Any]) -> str:
+    """The user's turn: the evolved instruction, followed by the input it refers to."""
+    context = row.get("context")
+    return f"{row['evolved_instruction']}\n\n{context}" if context else row["evolved_instruction"]
+
+
+def training_dataset(evolved: datasets.Dataset, *, format: ExportFormat = "sft") -> datasets.Dataset:
+    """The passing rows of ``evolved`` (see :func:`load_evolved`) as SFT examples in ``format``."""
+    if format not in ("sft", "prompt-completion"):
+        raise ConfigurationError(f"format must be 'sft' or 'prompt-completion', got {format!r}")
+    passed = [row for row in evolved if row["failure"] is None and row["evolved_instruction"] and row["response"]]
+    if format == "sft":
+        rows = [{"messages": [{"role": "user", "content": _prompt(row)},
+                              {"role": "assistant", "content": row["response"]}],
+                 "seed_id": row["seed_id"], "round": row["round"]} for row in passed]
+    else:
+        rows = [{"prompt": _prompt(row), "completion": row["response"], "seed_id": row["seed_id"],
+                 "round": row["round"]} for row in passed]
+    if not rows:
+        columns = ["messages"] if format == "sft" else ["prompt", "completion"]
+        return datasets.Dataset.from_dict({name: [] for name in [*columns, "seed_id", "round"]})
+    return datasets.Dataset.from_list(rows)
+
+
+def export_evolved(lineage: str | Path, out: str | Path, *, format: ExportFormat = "sft") -> tuple[Path, int]:
+    """Write the rows of an evolution (its JSONL row store) to ``out`` (.jsonl or .parquet) in ``format``.
+
+    ``lineage`` keeps every row, failures included; the training formats keep the passing
+    ones. Returns the path written and the number of rows in it.
+    """
+    if format not in EXPORT_FORMATS:
+        raise ConfigurationError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    evolved = load_evolved(lineage)
+    dataset = evolved if format == "lineage" else training_dataset(evolved, format=format)
+    if format != "lineage" and len(dataset) == 0:
+        logger.warning("%s holds no passing row: the %s export is empty", lineage, format)
+    out = Path(out)
+    if out.resolve() == Path(lineage).resolve():
+        raise DataError(f"the export would overwrite the row store {out}; choose another output name")
+    return _save(dataset, out), len(dataset)
+
+
+def _save(dataset: datasets.Dataset, out: Path) -> Path:
+    """JSONL or Parquet by suffix, written whole (a partial export is never left behind)."""
+    import json
+    import os
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    name = out.name.lower()
+    if not name.endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
+        raise ConfigurationError(f"cannot tell the format of {out.name!r}: use a .jsonl or .parquet name")
+    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        if name.endswith((".parquet", ".pq")):
+            dataset.to_parquet(temporary)
+        else:
+            with open(temporary, "w", encoding="utf-8") as file:
+                for row in dataset:
+                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(temporary, out)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return out
