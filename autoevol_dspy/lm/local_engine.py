@@ -70,6 +70,7 @@ _UNSUPPORTED_CONFIG = ("tool_choice", "reasoning", "cache", "service_tier", "use
 _LLAMA_TOO_LONG = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 # One model load at a time in the process: llama-cpp-python silences a load by pointing file
 # descriptors 1 and 2 at /dev/null and back, and two loads at once leave them at /dev/null.
+# (Output other threads write during a load is lost all the same: loads are rare, once a context.)
 _LOAD_LOCK = threading.Lock()
 
 
@@ -369,16 +370,17 @@ class LlamaCppEngine:
             raise ConfigurationError(f"{PROVIDER}: model file not found: {self.model_path}", provider=PROVIDER)
         seed = (LLAMA_DEFAULT_SEED if self.seed is None else self.seed) ^ index
         threads = self.context_threads
-        started = time.perf_counter()
-        try:
-            with _LOAD_LOCK:
+        with _LOAD_LOCK:  # also keeps the log line below out of another load's silenced window
+            started = time.perf_counter()
+            try:
                 llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=threads,
                               n_threads_batch=threads, seed=seed, verbose=False)
-        except ValueError as exc:
-            raise ConfigurationError(f"{PROVIDER}: cannot load {self.model_path}: {exc}", provider=PROVIDER) from exc
-        _LOADED.add(self)
-        logger.info("loaded %s into context %d of %d (n_ctx=%d, n_threads=%d) in %.2fs", self.model_path.name,
-                    index + 1, self.pool_size, self.n_ctx, threads, time.perf_counter() - started)
+            except ValueError as exc:
+                raise ConfigurationError(f"{PROVIDER}: cannot load {self.model_path}: {exc}",
+                                         provider=PROVIDER) from exc
+            _LOADED.add(self)
+            logger.info("loaded %s into context %d of %d (n_ctx=%d, n_threads=%d) in %.2fs", self.model_path.name,
+                        index + 1, self.pool_size, self.n_ctx, threads, time.perf_counter() - started)
         return _Context(index, llama)
 
     def close(self) -> None:
