@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from autoevol_dspy.search.tracking import RunTracker
-from autoevol_dspy.testing import Call
+from autoevol_dspy.testing import Call, generic_answer
 from world import bucket, evolved, method
 
 SEEDS = Path(__file__).resolve().parent.parent / "examples" / "seeds.jsonl"
@@ -28,8 +28,8 @@ NEXT_QUALITY = {90: 50, 50: 10, 10: 5}
 INITIAL_QUALITY = 90
 
 
-def respond(call: Call) -> dict[str, str]:
-    """Evolution, response, analysis and rewrite answers from the request's content alone."""
+def respond(call: Call) -> dict:
+    """Evolution, response, analysis, rewrite and program answers from the request's content alone."""
     if call.kind == "evolution":
         instruction = call.inputs["instruction"]
         quality = int(_QUALITY.search(call.system).group(1))
@@ -40,9 +40,26 @@ def respond(call: Call) -> dict[str, str]:
         failed = call.inputs["trajectory"].count("Detected problem")
         return {"feedback": f"{failed} cases failed: the rewriter copied the instruction instead of rewriting it."}
     if call.kind == "rewrite":
-        quality = int(_QUALITY.search(call.inputs["current_instructions"]).group(1))
+        current = call.inputs["current_instructions"]
+        if not _QUALITY.search(current):  # a prompt, not a method: add a rule
+            return {"improved_instructions": f"{current}\n- Answer with the label alone."}
+        quality = quality_of(current)
         return {"improved_instructions": method(NEXT_QUALITY.get(quality, quality), "rewritten")}
-    raise AssertionError(f"unexpected call {call.kind}: {call.inputs}")
+    if "sentiment" in call.outputs:  # the prompt command's program: right once the rewrite added the rule
+        return {"sentiment": "positive" if "label alone" in call.instructions else "I think it is positive."}
+    return generic_answer(call)  # any other program's call: a plausible value per field
+
+
+def write_prompt_files(directory: Path) -> list[str]:
+    """A prompt and 30 review examples; the arguments of a small ``autoevol prompt`` run on them."""
+    prompt = directory / "prompt.md"
+    prompt.write_text("# Role\nYou label reviews.\n\n## Output format\nOne word.\n", encoding="utf-8")
+    examples = directory / "reviews.jsonl"
+    examples.write_text("".join(json.dumps({"review": f"Review #{i}: fine.", "sentiment": "positive"}) + "\n"
+                                for i in range(30)), encoding="utf-8")
+    return [str(prompt), "--examples", str(examples), "--input", "review", "--output", "sentiment", "--metric",
+            "exact", "--steps", "1", "--candidates", "2", "--batch-size", "4", "--dev-size", "10", "--holdout", "6",
+            "--threads", "1", "--no-progress"]
 
 
 def quality_of(text: str) -> int:

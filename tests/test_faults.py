@@ -24,6 +24,7 @@ from faulty_world import (
     quality_of,
     respond,
     run_cli,
+    write_prompt_files,
 )
 from world import method
 
@@ -32,6 +33,8 @@ RATE = 0.2
 #: Client timeout for the hang: a hang holds a request for HANG_S, well past it.
 TIMEOUT = ["--timeout", "1"]
 HANG_S = 5.0
+#: How a reply that stays unreadable is recorded: the evolution did not parse, or the answer came back empty.
+UNREADABLE = ("unparseable_evolution", "empty_response")
 
 
 def _fault(kind: str, rate: float) -> Fault:
@@ -139,9 +142,48 @@ def test_an_evolution_that_ends_incomplete_says_so_and_the_rerun_completes_it(ki
     if kind != "garbage":
         assert _rows(out) == evolved_without_faults
         return
-    # Garbage that stayed unreadable after the adapter's JSON re-ask is that row's failure (its chain ends
-    # there), recorded as such; every other row is the fault-free run's.
+    # Garbage that stayed unreadable after the adapter's JSON re-ask is that row's failure (an unparseable
+    # evolution, or an empty answer; its chain ends there), recorded as such; every other row is the
+    # fault-free run's.
     rows = _rows(out)
-    unreadable = {row[0]: row[1] for row in rows if row[4] == "unparseable_evolution"}
+    unreadable = {row[0]: row[1] for row in rows if row[4] in UNREADABLE}
     expected = [row for row in evolved_without_faults if row[0] not in unreadable or row[1] < unreadable[row[0]]]
-    assert [row for row in rows if row[4] != "unparseable_evolution"] == expected
+    assert [row for row in rows if row[4] not in UNREADABLE] == expected
+
+
+# The prompt command ---------------------------------------------------------------------------------
+
+
+def _prompt_run(api_base: str, directory: Path, out: Path, *extra: str):
+    return run_cli("prompt", *write_prompt_files(directory), "--out", str(out), "--lm", "openai/stub",
+                   "--api-base", api_base, *extra, env={"DSPY_CACHEDIR": str(out.parent / f"{out.name}-cache")})
+
+
+def test_an_outage_during_the_held_out_check_is_not_a_result(tmp_path):
+    """The held-out measurement fails: no "1.000 -> 1.000", no prompt_result.json, one line; the rerun finishes it."""
+    with StubServer(respond) as stub:
+        healthy = _prompt_run(stub.base_url, tmp_path, tmp_path / "healthy")
+        total = stub.stats()["requests"]
+    assert healthy.returncode == 0, healthy.stderr[-3000:]
+    reference = json.loads((tmp_path / "healthy" / "prompt_result.json").read_text(encoding="utf-8"))
+    held_out_calls = sum(role["calls"] for role in reference["holdout_usage"]["by_role"].values())
+    assert held_out_calls > 0 and "1.000 -> 0.000" in healthy.stdout
+
+    out = tmp_path / "faulted"
+    down_for_the_check = Fault("server_error", rate=1.0, after=total - held_out_calls)
+    with StubServer(respond, faults=[down_for_the_check]) as stub:
+        faulted = _prompt_run(stub.base_url, tmp_path, out, "--retries", "0")
+        assert stub.stats()["faults"]["server_error"] >= 1
+        assert_one_line_error(faulted, "an LM call failed", "rerun")
+        assert "1.000 -> 1.000" not in faulted.stdout and "held-out failure rate" not in faulted.stdout
+        assert not (out / "prompt_result.json").exists() and not (out / "prompt.txt").exists()
+
+        stub.set_faults([])
+        stub.reset()
+        rerun = _prompt_run(stub.base_url, tmp_path, out, "--retries", "0")
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert stub.stats()["requests"] <= held_out_calls  # only the held-out check was left to do
+    result = json.loads((out / "prompt_result.json").read_text(encoding="utf-8"))
+    for key in ("prompt", "holdout_failure_rate_before", "holdout_failure_rate_after", "holdout_size"):
+        assert result[key] == reference[key], key
+    assert "1.000 -> 0.000" in rerun.stdout

@@ -58,6 +58,8 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if _is_storage_error(exc):
         return _one_line(f"the run's study storage cannot be used ({_first_line(exc)}); if RUN_DIR/study.db is "
                          "damaged, start over with --restart or use another output directory"), 2
+    if isinstance(exc, ImportError):  # an optional dependency (a database driver, an extra) is not installed
+        return _one_line(f"{_first_line(exc)} (a package this needs is not installed)"), 2
     if is_lm_error(exc):
         return _one_line(f"an LM call failed: {short_error(exc)}; fix the LM and rerun to continue"), 2
     return _one_line(f"unexpected {type(exc).__name__}: {_first_line(exc)} (rerun with --debug for the "

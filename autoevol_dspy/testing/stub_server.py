@@ -173,6 +173,7 @@ class StubServer:
         self._injector = _Injector(list(faults), seed)
         self._stats = _Stats()
         self._stopping = threading.Event()
+        self._authorizations: Counter = Counter()
         self._port = port
         self._http: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -220,6 +221,11 @@ class StubServer:
     def stats(self) -> dict[str, Any]:
         """Requests, answers by call kind (``total``), faults by kind, peak concurrency, service and CPU seconds."""
         return self._stats.snapshot()
+
+    def authorizations(self) -> Counter:
+        """The ``Authorization`` headers of the chat requests so far, counted (in-process only: never over HTTP)."""
+        with self._stats.lock:
+            return Counter(self._authorizations)
 
     def reset(self) -> None:
         """Zero the counters, restart fault numbering, and ``reset()`` the responder if it has one."""
@@ -319,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
     def _chat(self, stub: StubServer, body: dict[str, Any]) -> None:
+        with stub._stats.lock:
+            stub._authorizations[self.headers.get("Authorization") or ""] += 1
         try:
             fault, payload = stub.complete(body)
         except Exception as exc:  # noqa: BLE001 - a responder's error is the server's 500
