@@ -57,6 +57,8 @@ def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
     for name in ("study.db", "method.txt", "run.json", "report.html", "result.json"):
         assert (out / name).is_file(), name
     assert "QUALITY=q20" in (out / "method.txt").read_text()
+    report = (out / "report.html").read_text(encoding="utf-8")  # settings from the real CLI run, not a fixture
+    assert "<td>cli.candidates</td>" in report and "<td>cli.dev_size</td>" in report
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["best_failure_rate"] <= run["summary"]["initial_failure_rate"]
 

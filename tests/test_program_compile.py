@@ -365,3 +365,24 @@ def test_a_step_whose_every_proposal_is_refused_keeps_the_incumbent_and_records_
     assert plan.candidates == [] and len(plan.discarded) == 2 * 3  # m samples, then two more rounds
     assert all("length" in d or "placeholder" in d for d in plan.discarded)
     assert get_instructions(compiled) == get_instructions(Triage())
+
+
+def test_amend_proposals_append_one_rule_and_refuse_echoes():
+    world = TriageWorld()
+    rules = iter(["The rule must be general: it applies to every case, never mentions a specific case",
+                  "Always name one of the four teams exactly as written. TAG-A."])
+
+    def amend(call, original=world.engine.responder):
+        if "new_rule" in call.outputs:
+            return {"new_rule": next(rules, "Keep answers short.")}
+        return original(call)
+
+    world.engine.responder = amend
+    opt = optimizer(world, num_candidates=2, max_steps=1, num_threads=1, proposal_style="amend")
+    compiled = opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+    plan = opt.result.plans[0]
+    assert [d.split(":")[1].strip() for d in plan.discarded] == ["echoes_prompt"]
+    initial = get_instructions(Triage())[plan.predictor]
+    assert plan.candidates[0].instructions[plan.predictor] == (
+        f"{initial}\nAlways name one of the four teams exactly as written. TAG-A.")
+    assert get_instructions(compiled)[plan.predictor].startswith(initial)

@@ -36,7 +36,9 @@ class LMSettings(BaseModel):
     optimizer_lm: str | None = Field(None, description="LM spec of the optimizer (default: --lm)")
     response_lm: str | None = Field(None, description="LM spec that answers evolved instructions (default: --lm)")
     api_base: str | None = Field(None, description="base URL of an OpenAI-compatible server for openai/ specs")
-    max_tokens: int = Field(384, ge=16, description="longest reply of the evol and optimizer LMs, in tokens")
+    max_tokens: int = Field(384, ge=16, description="longest reply of the evol LM, in tokens")
+    optimizer_max_tokens: int | None = Field(
+        None, ge=16, description="longest analysis or rewritten method of the optimizer LM (default: max_tokens)")
     response_max_tokens: int = Field(256, ge=16, description="longest answer of the response LM, in tokens")
     optimizer_temperature: float = Field(0.6, ge=0.0, le=2.0)
     threads: int = Field(2, ge=1, description="LM calls in flight at once")
@@ -62,11 +64,14 @@ class OptimizeConfig(LMSettings):
     judge: bool = False
     style: Literal["rewrite", "extend"] = Field(
         "rewrite", description="rewrite: the LM writes the evolved instruction; extend: it writes an addition")
+    proposal_style: Literal["rewrite", "amend"] = Field(
+        "rewrite", description="rewrite: the optimizer LM rewrites the method; amend: it appends one rule")
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change a run's results; a resumed run directory must match them."""
-        keep = ("column", "candidates", "batch_size", "dev_size", "holdout", "rounds", "seed", "style", "lm", "optimizer_lm",
-                "response_lm", "max_tokens", "response_max_tokens", "optimizer_temperature", "judge")
+        keep = ("column", "candidates", "batch_size", "dev_size", "holdout", "rounds", "seed", "style",
+                "proposal_style", "lm", "optimizer_lm", "response_lm", "max_tokens", "optimizer_max_tokens",
+                "response_max_tokens", "optimizer_temperature", "judge")
         return {key: getattr(self, key) for key in keep}
 
 

@@ -54,7 +54,9 @@ def _add_lm_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--response-lm", help="LM spec that answers evolved instructions (default: --lm)")
     group.add_argument("--api-base", help="base URL of an OpenAI-compatible server (vLLM, llama.cpp server) "
                        "used by openai/ specs, e.g. http://127.0.0.1:8000/v1; the key comes from OPENAI_API_KEY")
-    group.add_argument("--max-tokens", type=int, help="longest evolution / optimizer reply in tokens (default 384)")
+    group.add_argument("--max-tokens", type=int, help="longest evolution reply in tokens (default 384)")
+    group.add_argument("--optimizer-max-tokens", type=int, help="longest analysis or rewritten method in tokens "
+                       "(default: --max-tokens)")
     group.add_argument("--response-max-tokens", type=int, help="longest response in tokens (default 256)")
     group.add_argument("--threads", type=int, help="LM calls in flight at once (default 2)")
     add_request_options(group)
@@ -79,7 +81,8 @@ def _build_lms(settings: LMSettings, *, optimizer: bool = True) -> dict[str, Any
     }
     if optimizer:
         lms["optimizer_lm"] = _make_lm(settings.optimizer_lm or settings.lm, settings,
-                                       temperature=settings.optimizer_temperature, max_tokens=settings.max_tokens)
+                                       temperature=settings.optimizer_temperature,
+                                       max_tokens=settings.optimizer_max_tokens or settings.max_tokens)
     return lms
 
 
@@ -152,23 +155,26 @@ def _delete_study(storage: str) -> None:
         pass
 
 
-def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, result: Any) -> None:
+def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, study_name: str, result: Any | None) -> None:
+    """RUN_DIR/run.json: the command's settings (no secrets) and, once the run ended, its summary."""
     settings = config.model_dump()
     settings["api_base"] = redact_url(config.api_base)
     settings["storage"] = redact_url(config.storage)
     payload = {
         "command": "optimize",
         "seeds": seeds,
-        "study_name": result.study_name,
+        "study_name": study_name,
         "storage": redact_url(config.storage) or "study.db",
         "settings": settings,
         "result_settings": config.result_settings(),
-        "summary": {
+        "summary": None if result is None else {
             "initial_failure_rate": result.initial_failure_rate,
             "best_failure_rate": result.best_failure_rate,
             "failure_rate_by_step": result.failure_rate_by_step,
             "stop_reason": result.stop_reason,
             "best_trial": result.best_trial,
+            "holdout": result.holdout.model_dump(mode="json", exclude={"initial": {"losses"}, "best": {"losses"}})
+            if result.holdout is not None else None,
             "lm_calls": result.usage.calls,
             "tokens": result.usage.tokens,
         },
@@ -183,9 +189,9 @@ def run_optimize(args: argparse.Namespace) -> int:
 
     file_values = load_config_file(args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
-                              "response_max_tokens", "threads", "steps", "candidates", "batch_size", "dev_size",
-                              "holdout", "rounds", "style", "patience", "seed", "max_lm_calls", "storage", "initial_method",
-                              "timeout", "retries"])
+                              "optimizer_max_tokens", "response_max_tokens", "threads", "steps", "candidates",
+                              "batch_size", "dev_size", "holdout", "rounds", "style", "proposal_style", "patience",
+                              "seed", "max_lm_calls", "storage", "initial_method", "timeout", "retries"])
     options["judge"] = _flag(args, "judge")
     config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
@@ -199,8 +205,6 @@ def run_optimize(args: argparse.Namespace) -> int:
 def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lms: dict[str, Any], loaded: Any,
                  initial: str | None) -> int:
     """The locked part of ``optimize``: the run directory is this process's."""
-    import dspy
-
     from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import EvolInstruct
     from autoevol_dspy.search.strategies import stop_when
@@ -221,31 +225,24 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         max_steps=config.steps,
         stopper=stop_when(patience=config.patience, max_lm_calls=config.max_lm_calls),
         optimizer_temperature=config.optimizer_temperature,
+        proposal_style=config.proposal_style,
         num_threads=config.threads,
         seed=config.seed,
         storage=config.storage,
         run_dir=out,
         progress=False if args.no_progress else None,
     )
-    trainset = [dspy.Example(instruction=text) for text in loaded.instructions]
-    compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=trainset)
+    # The settings first: the report the run writes at its end shows them.
+    _write_run_json(out, config, args.seeds, optimizer.study_name, None)
+    compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples())
     result = optimizer.result
     atomic_write_text(out / "method.txt", compiled.method + "\n")
-    _write_run_json(out, config, args.seeds, result)
-    report = _write_report(out, config.storage)
+    _write_run_json(out, config, args.seeds, result.study_name, result)
     print(result.describe())
     print(f"best method: {out / 'method.txt'}")
-    if report is not None:
-        print(f"report:      {report}")
+    if (out / "report.html").is_file():
+        print(f"report:      {out / 'report.html'}")
     return 0
-
-
-def _write_report(out: Path, storage: str | None) -> Path | None:
-    try:
-        from autoevol_dspy.report.html import write_report
-    except ImportError:  # pragma: no cover - the report module ships with the package
-        return None
-    return write_report(out, storage=storage)
 
 
 # evolve ---------------------------------------------------------------------------------------------
@@ -348,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--holdout", type=float, help="seeds kept out of the search for the held-out check: "
                           "a share below 1 or a count (default 0.2; 0 for none)")
     optimize.add_argument("--rounds", type=int, help="evolution rounds in a trajectory, l (default 1)")
+    optimize.add_argument("--proposal-style", choices=["rewrite", "amend"], help="rewrite: the optimizer LM "
+                          "rewrites the whole method (the paper); amend: it writes one rule to append, which small "
+                          "optimizer LMs manage (default rewrite)")
     optimize.add_argument("--style", choices=["rewrite", "extend"], help="rewrite: the LM writes the whole evolved "
                           "instruction (the paper); extend: it writes only an addition, which small models manage "
                           "far more often (default rewrite)")

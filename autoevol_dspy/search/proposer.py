@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import dspy
 
@@ -19,12 +20,25 @@ from autoevol_dspy.lm.context import adapter_context, use_lm
 from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.parallel import run_parallel
-from autoevol_dspy.search.signatures import AnalyseTrajectory, RewriteInstructions
-from autoevol_dspy.search.strategies.proposal_guard import ProposalContext, ProposalGuard, Rejection, retry_feedback
+from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.search.signatures import AmendInstructions, AnalyseTrajectory, RewriteInstructions
+from autoevol_dspy.search.strategies.proposal_guard import (
+    CopiesTrajectory,
+    NotAnInstruction,
+    ProposalContext,
+    ProposalGuard,
+    Rejection,
+    RepeatsItself,
+    retry_feedback,
+)
 from autoevol_dspy.tasks.base import OptimizationTask
 from autoevol_dspy.text import clip, short_error
 
-__all__ = ["NO_HISTORY", "InstructionProposer", "Proposal"]
+__all__ = ["NO_HISTORY", "InstructionProposer", "Proposal", "ProposalStyle"]
+
+#: How the optimizer LM proposes: rewrite the whole instructions (the paper), or append one rule
+#: (``amend``: what a small optimizer LM can manage; the instructions grow a rule per accepted step).
+ProposalStyle = Literal["rewrite", "amend"]
 
 #: What the rewrite sees in its first step.
 NO_HISTORY = "none yet: this is the first rewrite of these instructions"
@@ -67,8 +81,11 @@ class InstructionProposer:
 
     def __init__(
         self, *, task: OptimizationTask, lm: dspy.LM | None, temperature: float | None, seed: int,
-        guard: ProposalGuard | None = None,
+        guard: ProposalGuard | None = None, style: ProposalStyle = "rewrite",
     ) -> None:
+        if style not in ("rewrite", "amend"):
+            raise ConfigurationError(f"proposal style must be 'rewrite' or 'amend', got {style!r}")
+        self.style = style
         self.task = task
         self.guard = guard if guard is not None else ProposalGuard()
         self.lm = lm
@@ -80,6 +97,7 @@ class InstructionProposer:
         self.rewrite = dspy.Predict(
             RewriteInstructions.with_instructions(f"{RewriteInstructions.instructions}\n\n{task.rewrite_guidance}")
         )
+        self.amend = dspy.Predict(AmendInstructions)
 
     def _config(self, step: int, sample: int) -> dict:
         config: dict = {"rollout_id": _rollout_id(self.seed, step, sample)}
@@ -96,8 +114,7 @@ class InstructionProposer:
                 with lm_role("analysis"):
                     feedback = self.analyse(current_instructions=current, trajectory=trajectory, config=config).feedback
                 with lm_role("rewrite"):
-                    raw = self.rewrite(current_instructions=current, feedback=feedback, earlier_attempts=history,
-                                       config=config).improved_instructions
+                    raw = self._propose_text(current, feedback, history, config)
         except Exception as exc:  # noqa: BLE001 - one unusable sample must not sink the step
             if is_lm_error(exc):
                 raise  # an outage: the step is retried by the next run, never saved without its samples
@@ -105,6 +122,13 @@ class InstructionProposer:
         text = clean_proposal(raw)
         if not text:
             return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite was empty")
+        if self.style == "amend":
+            rejection = _RULE_GUARD.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
+                                                          cases=seen.cases, feedback=feedback)) or _echo(text)
+            if rejection is not None:
+                return Proposal(sample=sample, feedback=feedback, instructions=None, text=text, rejection=rejection,
+                                rejected=f"{rejection.category}: {rejection.reason}")
+            text = f"{current.rstrip()}\n{text}"
         if text.strip() == current.strip():
             return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite changed nothing")
         rejection = self.guard.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
@@ -117,6 +141,14 @@ class InstructionProposer:
             return Proposal(sample=sample, feedback=feedback, instructions=None, text=text, rejection=rejection,
                             rejected=f"{rejection.category}: {rejection.reason}")
         return Proposal(sample=sample, feedback=feedback, instructions=text)
+
+    def _propose_text(self, current: str, feedback: str, history: str, config: dict) -> str:
+        """The optimizer LM's proposal: the whole rewritten instructions, or one rule to append (amend)."""
+        if self.style == "amend":
+            return self.amend(current_instructions=current, feedback=feedback, earlier_attempts=history,
+                              config=config).new_rule
+        return self.rewrite(current_instructions=current, feedback=feedback, earlier_attempts=history,
+                            config=config).improved_instructions
 
     def propose(
         self, *, step: int, predictor: str, current: str, trajectory: str, num_candidates: int, num_threads: int,
@@ -152,6 +184,23 @@ class InstructionProposer:
             if proposal.rejected:
                 logger.debug("step %d: candidate sample %d discarded: %s", step, proposal.sample, proposal.rejected)
         return proposals
+
+
+#: The checks a rule to append must pass on its own (the whole amended text is checked too).
+_RULE_GUARD = ProposalGuard(checks=[RepeatsItself(), NotAnInstruction(), CopiesTrajectory()])
+_PROMPT_WORDS = " ".join([AmendInstructions.instructions, *(str((f.json_schema_extra or {}).get("desc", ""))
+                                                            for f in AmendInstructions.fields.values())]).lower()
+_PROMPT_WORDS = " ".join(_PROMPT_WORDS.split())
+
+
+def _echo(rule: str, span: int = 8) -> Rejection | None:
+    """Refuse a rule that repeats the optimizer's own instructions (small models do) instead of adding one."""
+    words = rule.lower().split()
+    for start in range(max(0, len(words) - span + 1)):
+        if " ".join(words[start:start + span]) in _PROMPT_WORDS:
+            return Rejection(category="echoes_prompt", check="InstructionProposer",
+                             reason="it repeats the optimizer's own instructions instead of adding a rule")
+    return None
 
 
 @dataclass(frozen=True)

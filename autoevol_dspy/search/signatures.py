@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-__all__ = ["AnalyseTrajectory", "RewriteInstructions"]
+__all__ = ["AmendInstructions", "AnalyseTrajectory", "RewriteInstructions"]
 
 
 class AnalyseTrajectory(dspy.Signature):
@@ -38,3 +38,19 @@ class RewriteInstructions(dspy.Signature):
     improved_instructions: str = dspy.OutputField(
         desc="the complete improved instructions, and nothing else: no answer, no example case, no comment"
     )
+
+
+class AmendInstructions(dspy.Signature):
+    """Write one new rule to add at the end of the instructions, so that the problems in the feedback stop.
+
+    The rule must be general: it applies to every case, never mentions a specific case,
+    number or name, and is an instruction, not an answer or a question.
+    """
+
+    current_instructions: str = dspy.InputField(desc="the current instructions")
+    feedback: str = dspy.InputField(desc="the problems found when these instructions were used")
+    earlier_attempts: str = dspy.InputField(
+        desc="earlier changes in this run and how they did on the dev set: do not repeat what failed"
+    )
+    new_rule: str = dspy.OutputField(desc="one general rule, one or two sentences, addressed to whoever follows "
+                                          "the instructions")

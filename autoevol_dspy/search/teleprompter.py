@@ -26,7 +26,10 @@ from autoevol_dspy.search.dspy_callbacks import DSPyEvaluateCallbacks
 from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
 from autoevol_dspy.search.progress import LogEvents, ProgressBars
-from autoevol_dspy.search.proposer import InstructionProposer
+from autoevol_dspy.search.proposer import InstructionProposer, ProposalStyle
+from autoevol_dspy.search.queue import SharedStudy, TrialQueue, shared_storage
+from autoevol_dspy.search.queue_driver import QueueDriver
+from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.records import RunResult
 from autoevol_dspy.search.run import SearchConfig, SearchRun, candidate_key
 from autoevol_dspy.search.strategies import (
@@ -79,8 +82,12 @@ class AutoEvolInstruct(Teleprompter):
     :class:`RandomBatches` of that size), ``evaluation`` (early stop, or the paper's protocol), ``acceptance``,
     ``stopper`` (combined with ``max_steps``), ``predictor_choice`` and ``proposal_guard`` (which
     keeps answers, questions, placeholders and copied cases out of the instructions, and asks
-    again when a step's every proposal was refused). ``callbacks``
-    receive the run's typed events.
+    again when a step's every proposal was refused). ``proposal_style="amend"`` has the optimizer LM
+    write one rule to append instead of rewriting the whole instructions: what a small optimizer
+    LM can manage. ``callbacks``
+    receive the run's typed events. ``workers`` (a :class:`SharedStudy`, or ``True`` for its
+    defaults) evaluates through the study, so ``run_worker`` processes on any machine share
+    the work; the storage must then be a database URL.
     """
 
     def __init__(
@@ -100,6 +107,7 @@ class AutoEvolInstruct(Teleprompter):
         stopper: Stopper | None = None,
         predictor_choice: PredictorChoice | None = None,
         proposal_guard: ProposalGuard | None = None,
+        proposal_style: ProposalStyle = "rewrite",
         optimizer_temperature: float | None = 0.6,
         num_threads: int = 4,
         seed: int = 0,
@@ -108,6 +116,7 @@ class AutoEvolInstruct(Teleprompter):
         run_dir: str | Path | None = None,
         callbacks: Sequence[SearchCallback] = (),
         progress: bool | None = None,
+        workers: SharedStudy | bool | None = None,
     ) -> None:
         super().__init__()
         if task is not None and metric is not None:
@@ -128,6 +137,9 @@ class AutoEvolInstruct(Teleprompter):
         self.stopper = AnyOf(MaxSteps(self.max_steps), stopper or NoImprovement(patience=1))
         self.predictor_choice = predictor_choice or RoundRobin()
         self.proposal_guard = proposal_guard if proposal_guard is not None else ProposalGuard()
+        if proposal_style not in ("rewrite", "amend"):
+            raise ConfigurationError(f"proposal_style must be 'rewrite' or 'amend', got {proposal_style!r}")
+        self.proposal_style = proposal_style
         self.optimizer_temperature = optimizer_temperature
         self.num_threads = _positive("num_threads", num_threads)
         self.seed = seed
@@ -136,6 +148,9 @@ class AutoEvolInstruct(Teleprompter):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.workers = SharedStudy() if workers is True else (workers or None)
+        if self.workers is not None and not isinstance(self.workers, SharedStudy):
+            raise ConfigurationError(f"workers must be a SharedStudy, True or None, got {type(workers).__name__}")
         self.result: RunResult | None = None
 
     @classmethod
@@ -167,31 +182,61 @@ class AutoEvolInstruct(Teleprompter):
             raise ConfigurationError("no optimizer LM: pass optimizer_lm= or lm=, or call dspy.configure(lm=...)")
         initial = get_instructions(student)
         trainset_examples, devset, holdout = self._split(trainset, valset, holdoutset)
+        storage = self._storage()
+        if self.workers is not None:
+            storage = shared_storage(storage, self.workers)
+        samples = self.num_candidates * (self.proposal_guard.retries + 1)
         tracker = RunTracker.open(
-            storage=self._storage(), study_name=self.study_name, settings=self.describe(initial),
+            storage=storage, study_name=self.study_name, settings=self.describe(initial),
             fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
                           "holdout": fingerprint(holdout)},
-            predictors=list(initial), step_limit=self.max_steps,
-            samples=self.num_candidates * (self.proposal_guard.retries + 1),
+            predictors=list(initial), step_limit=self.max_steps, samples=samples, shared=self.workers is not None,
         )
         meter = UsageMeter(parent=dspy.settings.usage_tracker)
+        events = self._events()
+        config = self._search_config()
+        queue = None
+        if self.workers is not None:
+            queue = self._queue_driver(tracker, config, student, devset, meter, events,
+                                       layout={"predictors": list(initial), "step_limit": self.max_steps,
+                                               "samples": samples})
         run = SearchRun(
-            config=self._search_config(), task=self.task, tracker=tracker, events=self._events(), meter=meter,
+            config=config, task=self.task, tracker=tracker, events=events, meter=meter,
             proposer=InstructionProposer(task=self.task, lm=self.optimizer_lm, temperature=self.optimizer_temperature,
-                                         seed=self.seed, guard=self.proposal_guard),
-            student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout,
+                                         seed=self.seed, guard=self.proposal_guard, style=self.proposal_style),
+            student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout, queue=queue,
         )
         with dspy.context(usage_tracker=meter, **({"lm": self.lm} if self.lm is not None else {})):
             try:
                 result = run.execute()
             except LMOutageError as exc:
+                if queue is not None:
+                    queue.mark("stopped", f"an LM call failed: {exc}")
                 raise AutoEvolError(f"an LM call failed: {exc}; every finished trial is saved in study "
                                     f"{self.study_name!r}: fix the LM and rerun to continue") from None
+            except BaseException as exc:
+                if queue is not None:
+                    queue.mark("stopped", type(exc).__name__)
+                raise
+        if queue is not None:
+            queue.mark("finished")
         self.result = result
         if self.run_dir is not None:
             result.save(self.run_dir / "result.json")
             self._write_report()
         return apply_instructions(student, result.best_instructions)
+
+    def _queue_driver(self, tracker: RunTracker, config: SearchConfig, student: dspy.Module, devset: list,
+                      meter: UsageMeter, events: EventBus, *, layout: dict[str, Any]) -> QueueDriver:
+        """The shared study's driver; it evaluates queued trials itself unless ``workers.evaluate`` is off."""
+        queue = TrialQueue(tracker.study, self.workers)
+        worker = None
+        if self.workers.evaluate:
+            worker = QueueWorker(queue=queue, tracker=tracker, task=self.task, student=student, devset=devset,
+                                 evaluation=config.evaluation, acceptance=config.acceptance,
+                                 num_threads=config.num_threads, meter=meter, events=events)
+        return QueueDriver.start(queue, tracker=tracker, devset=devset, fingerprint=fingerprint(devset),
+                                 layout=layout, events=events, worker=worker)
 
     def _write_report(self) -> None:
         """RUN_DIR/report.html, as the command line writes it; a failed report never loses the results."""
@@ -217,6 +262,7 @@ class AutoEvolInstruct(Teleprompter):
             "acceptance": self.acceptance.describe(),
             "predictor_choice": self.predictor_choice.describe(),
             "proposal_guard": self.proposal_guard.describe(),
+            "proposal_style": self.proposal_style,
             "lm": lm_name(self.lm),
             "optimizer_lm": lm_name(self.optimizer_lm),
         }
