@@ -140,3 +140,24 @@ def test_help_explains_every_option():
     assert done.returncode == 0
     for option in ("--column", "--candidates", "--storage", "--initial-method", "--api-base", "--max-lm-calls"):
         assert option in done.stdout
+
+
+@pytest.mark.parametrize(("name", "fmt", "columns"), [
+    ("train.parquet", "sft", {"messages", "seed_id", "round"}),
+    ("train.jsonl", "prompt-completion", {"prompt", "completion", "seed_id", "round"}),
+    ("rows.parquet", "lineage", {"seed_instruction", "parent_instruction", "evolved_instruction", "failure"}),
+])
+def test_evolve_writes_training_data_in_the_format_asked(server, initial_method, tmp_path, name, fmt, columns):
+    import datasets
+
+    api_base, _ = server
+    out = tmp_path / name
+    done = autoevol("evolve", str(SEEDS), "--method", str(initial_method), "--out", str(out), "--format", fmt,
+                    "--rounds", "2", "--lm", "openai/stub", "--api-base", api_base, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    kind = "parquet" if name.endswith("parquet") else "json"
+    dataset = datasets.load_dataset(kind, data_files=str(out), split="train")
+    assert columns <= set(dataset.column_names) and len(dataset) > 0
+    if fmt != "lineage":
+        assert (tmp_path / f"{out.name.split('.')[0]}.rows.jsonl").is_file()  # the resumable row store
+        assert set(dataset["round"]) <= {1, 2}

@@ -262,11 +262,12 @@ def run_evolve(args: argparse.Namespace) -> int:
     lms = _build_lms(config, optimizer=False)
     method = _read_method(args.method)
     loaded = load_instructions(args.seeds, column=config.column)
+    out, store = _evolve_paths(Path(args.out), args.format)
     summary = evolve_dataset(
         loaded,
         method=method,
         style=config.style or _run_style(args.method),
-        out_path=Path(args.out),
+        out_path=store,
         rounds=config.rounds,
         evol_lm=lms["evol_lm"],
         response_lm=lms["response_lm"],
@@ -280,11 +281,26 @@ def run_evolve(args: argparse.Namespace) -> int:
     print(f"evolved {summary.rows} rows ({summary.new_rows} new, {summary.resumed_rows} from an earlier run) "
           f"of {summary.seeds} seeds x {summary.rounds} round(s)")
     print(f"failures: {summary.failures} ({summary.failure_rate:.1%}) {summary.failures_by_category}")
-    print(f"output:   {summary.out_path} ({summary.kept} rows kept, {summary.dropped} dropped)")
+    print(f"rows:     {summary.out_path} ({summary.kept} rows kept, {summary.dropped} dropped)")
     if not summary.complete:
         raise IncompleteRunError(f"incomplete: {summary.errors} seed(s) stopped on LM errors and have no rows yet; "
                                  "the finished rows are saved: rerun the same command to retry them")
+    if out != store:
+        from autoevol_dspy.data.export import export_evolved
+
+        path, count = export_evolved(store, out, format=args.format)
+        print(f"output:   {path} ({count} {args.format} examples)")
     return 0
+
+
+def _evolve_paths(out: Path, format: str) -> tuple[Path, Path]:
+    """(the file asked for, the resumable JSONL row store): the same file for a lineage .jsonl output."""
+    lineage_jsonl = format == "lineage" and out.name.lower().endswith((".jsonl", ".ndjson"))
+    if lineage_jsonl:
+        return out, out
+    if not out.name.lower().endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
+        raise ConfigurationError(f"--out must end in .jsonl or .parquet, got {out.name!r}")
+    return out, out.with_name(f"{out.name.split('.')[0]}.rows.jsonl")
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -373,7 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("seeds", help="instructions: a JSONL, JSON, CSV or Parquet file")
     evolve.add_argument("--method", required=True, help="a run directory (its method.txt) or a method text file")
     evolve.add_argument("--column", help="the column that holds the instructions (default: instruction)")
-    evolve.add_argument("--out", required=True, help="output JSONL file (rows with lineage)")
+    evolve.add_argument("--out", required=True, help="output file, .jsonl or .parquet; the rows with lineage "
+                        "live in OUT itself (lineage .jsonl) or beside it in NAME.rows.jsonl, which a rerun resumes")
+    evolve.add_argument("--format", choices=["lineage", "sft", "prompt-completion"], default="lineage",
+                        help="lineage: every row with its seed, parent and failure (default); sft: TRL's "
+                        "conversational 'messages'; prompt-completion: TRL's 'prompt'/'completion'; failures "
+                        "are left out of the training formats, rounds mixed")
     evolve.add_argument("--rounds", type=int, help="rounds of evolution; round i evolves round i-1 (default 1)")
     evolve.add_argument("--drop-failures", action="store_true", help="leave failed evolutions out of the output")
     evolve.add_argument("--no-response", action="store_true", help="do not answer evolved instructions")
