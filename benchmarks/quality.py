@@ -85,6 +85,7 @@ class Settings:
     num_candidates: int
     max_steps: int
     style: str
+    proposal_style: str
     evol_max_tokens: int
     response_max_tokens: int
     optimizer_max_tokens: int
@@ -193,7 +194,7 @@ def optimize(train: list[str], dev: list[str], heldout: list[str], lms: Lms, set
         optimizer_temperature=settings.optimizer_temperature, num_candidates=settings.num_candidates,
         batch_sampler=settings.batch_size, dev_size=len(dev), max_steps=settings.max_steps,
         stopper=NoImprovement(patience=settings.max_steps), num_threads=settings.num_threads, seed=seed,
-        progress=False,
+        proposal_style=settings.proposal_style, progress=False,
     )
     compiled = optimizer.compile(EvolInstruct(style=settings.style), trainset=train, valset=dev, holdoutset=heldout)
     result = optimizer.result
@@ -315,7 +316,8 @@ def render_section(results: list[dict[str, Any]], settings: Settings, command: s
     lm = "scripted stub LM (smoke run: the numbers mean nothing)" if settings.smoke else (
         f"{settings.evol_lm or 'embedded SmolLM2-135M-Instruct (llama.cpp)'} evolves (style `{settings.style}`) and "
         f"answers at temperature 0 (max_tokens {settings.evol_max_tokens} / {settings.response_max_tokens}); "
-        f"optimizer LM {settings.optimizer_lm or 'the embedded model'} at temperature "
+        f"optimizer LM {settings.optimizer_lm or 'the embedded model'} (proposal style "
+        f"`{settings.proposal_style}`) at temperature "
         f"{settings.optimizer_temperature} (max_tokens {settings.optimizer_max_tokens})")
     scale = (f"Per search: {settings.train_size} train seeds, dev {settings.dev_size}, batch {settings.batch_size}, "
              f"m={settings.num_candidates}, up to {settings.max_steps} step(s) (the paper: batch 10, dev 50, m=5, "
@@ -351,6 +353,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--style", choices=["rewrite", "extend"], default="extend",
                         help="the evolving step: extend (the LM writes an addition; default, for small models) "
                         "or rewrite (the paper's)")
+    parser.add_argument("--proposal-style", choices=["rewrite", "amend"], default="amend",
+                        help="how the optimizer LM proposes: amend (one rule appended; default, for small models) "
+                        "or rewrite (the whole method, the paper's)")
     parser.add_argument("--evol-max-tokens", type=int, default=96)
     parser.add_argument("--response-max-tokens", type=int, default=128)
     parser.add_argument("--optimizer-max-tokens", type=int, default=384)
@@ -378,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=str(args.data_dir), smoke=args.smoke, heldout=args.heldout, search_seeds=tuple(args.search_seeds),
         batch_size=args.batch_size, dev_size=args.dev_size, train_size=args.train_size,
         num_candidates=args.num_candidates, max_steps=args.max_steps, style=args.style,
+        proposal_style=args.proposal_style,
         evol_max_tokens=args.evol_max_tokens, response_max_tokens=args.response_max_tokens,
         optimizer_max_tokens=args.optimizer_max_tokens, evol_lm=args.evol_lm, optimizer_lm=args.optimizer_lm,
         optimizer_temperature=args.optimizer_temperature, num_threads=args.num_threads,
