@@ -386,3 +386,42 @@ def test_amend_proposals_append_one_rule_and_refuse_echoes():
     assert plan.candidates[0].instructions[plan.predictor] == (
         f"{initial}\nAlways name one of the four teams exactly as written. TAG-A.")
     assert get_instructions(compiled)[plan.predictor].startswith(initial)
+
+
+# What DSPy users expect (issue 11) ------------------------------------------------------------------
+
+
+def test_with_default_patience_every_predictor_of_a_pipeline_gets_its_turn():
+    world = TriageWorld({"topic": ["TAG-BAD"], "label": ["TAG-BAD"]})  # no rewrite ever helps
+    opt = AutoEvolInstruct(metric=label_matches, lm=world.lm, optimizer_lm=world.lm, num_candidates=1,
+                           batch_sampler=4, dev_size=12, holdout=0, num_threads=1, progress=False)
+    opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+    assert [plan.predictor for plan in opt.result.plans] == ["topic", "label"]  # patience 1 = one full round
+    assert opt.result.stop_reason == "patience"
+
+
+class AsyncTriage(dspy.Module):
+    """The same pipeline with only ``aforward``: DSPy's ``acall`` runs it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.topic = dspy.Predict(NameTopic)
+        self.label = dspy.Predict(ChooseLabel)
+
+    async def aforward(self, message: str) -> dspy.Prediction:
+        topic = (await self.topic.acall(message=message)).topic
+        return await self.label.acall(message=message, topic=topic)
+
+
+def test_a_module_with_only_aforward_runs():
+    world = TriageWorld()
+    sync, run_async = optimizer(world, max_steps=1), optimizer(TriageWorld(), max_steps=1)
+    sync.compile(Triage(), trainset=TRAIN, valset=DEV)
+    run_async.compile(AsyncTriage(), trainset=TRAIN, valset=DEV)
+    assert run_async.result.initial_failure_rate == sync.result.initial_failure_rate
+    assert not any(t.failures_by_category.get("program_error") for t in run_async.result.trials)
+
+
+def test_no_lm_anywhere_is_one_clear_error_before_any_call():
+    with pytest.raises(ConfigurationError, match="no LM to run the program with"):
+        AutoEvolInstruct(metric=label_matches, progress=False).compile(Triage(), trainset=TRAIN, valset=DEV)

@@ -174,8 +174,28 @@ class ScriptedEngine:
             return sum(1 for call in self.calls if call.kind == kind)
 
 
+class AsyncScriptedEngine:
+    """The async face of a :class:`ScriptedEngine` (for ``acall`` and async-only programs)."""
+
+    def __init__(self, engine: ScriptedEngine) -> None:
+        self.engine = engine
+
+    async def complete(self, request: Any) -> Response:
+        return self.engine.complete(request)
+
+    async def stream(self, request: Any) -> Any:
+        from dspy.lm15 import response_to_events
+
+        for event in response_to_events(self.engine.complete(request)):
+            yield event
+
+    async def aclose(self) -> None:
+        """Nothing to free."""
+
+
 def scripted_lm(responder: Responder, **kwargs: Any) -> tuple[dspy.LM, ScriptedEngine]:
     """A real ``dspy.LM`` (no cache unless asked) whose answers come from ``responder``, and its engine."""
     engine = ScriptedEngine(responder)
     kwargs.setdefault("cache", False)
-    return dspy.LM("openai/scripted", engine=engine, **kwargs), engine
+    lm = dspy.LM("openai/scripted", engine=engine, async_engine=AsyncScriptedEngine(engine), **kwargs)
+    return lm, engine
