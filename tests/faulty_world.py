@@ -103,9 +103,11 @@ def assert_one_line_error(done: subprocess.CompletedProcess, *needles: str) -> s
 
 
 def study_records(run_dir: Path) -> RunTracker:
-    """The run's study, read-only."""
-    study = optuna.load_study(study_name="autoevol", storage=f"sqlite:///{run_dir / 'study.db'}")
-    return RunTracker(study)
+    """The run's study (the only one in its study.db), read-only."""
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    names = optuna.get_all_study_names(storage)
+    assert len(names) == 1, names
+    return RunTracker(optuna.load_study(study_name=names[0], storage=storage))
 
 
 def assert_no_outage_saved_as_a_result(run_dir: Path) -> None:

@@ -24,6 +24,7 @@ from faulty_world import (
     quality_of,
     respond,
     run_cli,
+    study_records,
     write_prompt_files,
 )
 from world import method
@@ -187,3 +188,26 @@ def test_an_outage_during_the_held_out_check_is_not_a_result(tmp_path):
     for key in ("prompt", "holdout_failure_rate_before", "holdout_failure_rate_after", "holdout_size"):
         assert result[key] == reference[key], key
     assert "1.000 -> 0.000" in rerun.stdout
+
+
+@pytest.mark.parametrize("calls", [("analysis", "rewrite"), ("evolution",)], ids=["optimizer", "evolution"])
+def test_when_every_call_of_one_role_fails_no_step_is_saved_from_it(calls, never_faulted, tmp_path):
+    """The optimizer LM (or the evol LM) is down from the first step on: no empty plan, no outcome, no
+    failed trial counted as a result; exit 2 in one line; the rerun on a healthy server ends as if nothing failed."""
+    out, env = tmp_path / "run", {"DSPY_CACHEDIR": str(tmp_path / "cache")}
+    args = optimize_args("BASE", out, initial_method_file(tmp_path), "--retries", "0")
+    after = 5 if calls == ("evolution",) else 0  # the evol LM fails half-way through the baseline's 10 cases
+    with StubServer(respond, faults=[Fault("server_error", rate=1.0, after=after, only=calls)]) as stub:
+        args[args.index("BASE")] = stub.base_url
+        faulted = run_cli(*args, env=env)
+        assert_one_line_error(faulted, "an LM call failed", "rerun")
+        assert_no_outage_saved_as_a_result(out)
+        tracker = study_records(out)
+        assert tracker.plans() == [] and tracker.outcomes() == []
+        finished = [trial for trial in tracker.trials() if trial.status != "failed"]
+        # Only the baseline, which needs no optimizer call, may have finished.
+        assert [trial.step for trial in finished] == ([0] if calls != ("evolution",) else [])
+        stub.set_faults([])
+        rerun = run_cli(*args, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert final_state(out) == never_faulted

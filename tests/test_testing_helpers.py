@@ -109,6 +109,19 @@ def test_a_fault_rate_is_seeded_and_first_n_and_after_count_requests():
         assert [_post(url, CHAT)[0] for _ in range(7)] == [200, 200, 200, 500, 500, 200, 200]
 
 
+def test_a_fault_can_target_one_kind_of_call_and_has_a_command_line_form():
+    fault = Fault("server_error", rate=1.0, only=("analysis", "rewrite"))
+    assert Fault.parse(fault.spec()) == fault and fault.spec() == "server_error:rate=1.0,only=analysis+rewrite"
+    analysis = {"model": "stub", "messages": [
+        {"role": "system", "content": "Your input fields are:\n1. `trajectory` (str):\nYour output fields are:\n"
+                                      "1. `feedback` (str):\nAll interactions will be structured"},
+        {"role": "user", "content": "[[ ## trajectory ## ]]\nCase 1 FAILED"}]}
+    with StubServer(faults=[fault]) as server:
+        url = f"{server.base_url}/chat/completions"
+        assert [_post(url, CHAT)[0], _post(url, analysis)[0], _post(url, CHAT)[0]] == [200, 500, 200]
+        assert server.stats()["by_role"] == {"program": 2}
+
+
 def test_latency_capacity_and_counts_by_role():
     with StubServer(lambda call: {"answer": "4"}, latency_s=0.1, capacity=2) as server:
         url = f"{server.base_url}/chat/completions"

@@ -55,9 +55,11 @@ GARBAGE = "\u0000~~ lorem ipsum ]] ## [[ {not: an answer ~~"
 class Fault:
     """One kind of fault, injected with probability ``rate`` per request and/or for the ``first`` N requests.
 
-    ``after`` healthy requests come before any of it (to fail one phase of a run).
-    ``retry_after_s`` is the ``Retry-After`` of a 429; ``hang_s`` how long a hang holds the
-    request before dropping the connection (longer than the client's timeout).
+    ``after`` healthy requests come before any of it (to fail one phase of a run). ``only``
+    limits it to calls of these kinds (``analysis``, ``evolution``, ... see ``Call.kind``);
+    its requests are then counted among those calls alone. ``retry_after_s`` is the
+    ``Retry-After`` of a 429; ``hang_s`` how long a hang holds the request before dropping
+    the connection (longer than the client's timeout).
     """
 
     kind: FaultKind
@@ -66,6 +68,7 @@ class Fault:
     after: int = 0
     retry_after_s: float = 0.0
     hang_s: float = 30.0
+    only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -79,13 +82,17 @@ class Fault:
         kind, _, rest = text.partition(":")
         options: dict[str, Any] = {}
         for item in filter(None, rest.split(",")):
-            key, _, value = item.partition("=")
-            options[key.strip()] = int(value) if key.strip() in ("first", "after") else float(value)
+            key, _, value = (part.strip() for part in item.partition("="))
+            if key == "only":
+                options[key] = tuple(value.split("+"))
+            else:
+                options[key] = int(value) if key in ("first", "after") else float(value)
         return cls(kind=kind.strip(), **options)  # type: ignore[arg-type]
 
     def spec(self) -> str:
-        """The command-line form of this fault."""
-        options = {k: v for k, v in asdict(self).items() if k != "kind" and v != getattr(Fault, k)}
+        """The command-line form of this fault (``only`` kinds joined by ``+``)."""
+        options = {k: ("+".join(v) if k == "only" else v) for k, v in asdict(self).items()
+                   if k != "kind" and v != getattr(Fault, k)}
         return self.kind + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
 
     def hits(self, index: int, draw: float) -> bool:
@@ -103,14 +110,20 @@ class _Injector:
         self.seed = seed
         self._lock = threading.Lock()
         self._random = random.Random(seed)
-        self._index = 0
+        self._counts = [0] * len(self.faults)
 
-    def next(self) -> Fault | None:
+    def next(self, call_kind: str) -> Fault | None:
+        """The fault for the next request, a call of ``call_kind``, or None."""
+        found = None
         with self._lock:
-            index = self._index
-            self._index += 1
-            draws = [self._random.random() for _ in self.faults]
-        return next((fault for fault, draw in zip(self.faults, draws) if fault.hits(index, draw)), None)
+            for position, fault in enumerate(self.faults):
+                if fault.only and call_kind not in fault.only:
+                    continue
+                index, draw = self._counts[position], self._random.random()
+                self._counts[position] += 1
+                if found is None and fault.hits(index, draw):
+                    found = fault
+        return found
 
 
 @dataclass
@@ -242,7 +255,11 @@ class StubServer:
         stats = self._stats
         with stats.lock:
             stats.requests += 1
-        fault = self._injector.next()
+        messages = body.get("messages") or []
+        system = "\n".join(_content(m) for m in messages if m.get("role") == "system")
+        prompt = _content(messages[-1]) if messages else ""
+        call = parse_call(system, prompt)
+        fault = self._injector.next(call.kind)
         if fault is not None:
             with stats.lock:
                 stats.faults[fault.kind] += 1
@@ -254,10 +271,6 @@ class StubServer:
                 stats.in_service += 1
                 stats.peak_in_service = max(stats.peak_in_service, stats.in_service)
             started = time.perf_counter()
-            messages = body.get("messages") or []
-            system = "\n".join(_content(m) for m in messages if m.get("role") == "system")
-            prompt = _content(messages[-1]) if messages else ""
-            call = parse_call(system, prompt)
             text = format_answer(call, self.responder(call))
             remaining = self.latency_s - (time.perf_counter() - started)
             if remaining > 0:
@@ -317,7 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
             stub.reset()
             self._send(200, {"ok": True})
         elif self.path == "/faults":
-            stub.set_faults([Fault(**item) for item in body.get("faults", [])], seed=int(body.get("seed", 0)))
+            faults = [Fault(**{**item, "only": tuple(item.get("only") or ())}) for item in body.get("faults", [])]
+            stub.set_faults(faults, seed=int(body.get("seed", 0)))
             self._send(200, {"ok": True})
         elif self.path.endswith("/chat/completions"):
             self._chat(stub, body)
