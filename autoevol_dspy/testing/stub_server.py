@@ -29,7 +29,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
@@ -63,6 +63,7 @@ class Fault:
     """
 
     kind: FaultKind
+    _: KW_ONLY
     rate: float = 0.0
     first: int = 0
     after: int = 0
