@@ -44,9 +44,12 @@ from autoevol_dspy.prompt import PromptResult, optimize_prompt
 from autoevol_dspy.search import (
     AutoEvolInstruct,
     RunResult,
+    SharedStudy,
     StepOutcome,
     StepPlan,
     TrialRecord,
+    WorkerSummary,
+    run_worker,
 )
 from autoevol_dspy.search.strategies import PredictorChoice, RoundRobin
 from autoevol_dspy.tasks import EvolutionTask, ProgramTask
@@ -76,15 +79,18 @@ __all__ = [
     "RoundRobin",
     "RunConflictError",
     "RunResult",
+    "SharedStudy",
     "StepOutcome",
     "StepPlan",
     "TrialRecord",
     "UsageReport",
+    "WorkerSummary",
     "evolve_dataset",
     "load_evolved",
     "load_instructions",
     "make_lm",
     "optimize_prompt",
     "parse_rewritten_instruction",
+    "run_worker",
     "save_evolved",
 ]

@@ -26,6 +26,7 @@ from autoevol_dspy.cli.config import (
 )
 from autoevol_dspy.cli.errors import describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
+from autoevol_dspy.cli.worker import add_driver_options, add_worker_command, driver_workers
 from autoevol_dspy.errors import (
     ConfigurationError,
     DataError,
@@ -231,6 +232,7 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         storage=config.storage,
         run_dir=out,
         progress=False if args.no_progress else None,
+        workers=driver_workers(args, config),
     )
     # The settings first: the report the run writes at its end shows them.
     _write_run_json(out, config, args.seeds, optimizer.study_name, None)
@@ -379,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--restart", action="store_true", help="discard the run in --out and start over")
     _add_lm_options(optimize)
     _add_common_options(optimize)
+    add_driver_options(optimize)
     optimize.set_defaults(handler=run_optimize)
 
     evolve = commands.add_parser(
@@ -421,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_prompt_command = None
     if add_prompt_command is not None:
         add_prompt_command(commands)
+    add_worker_command(commands)
     return parser
 
 

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 import dspy
 
@@ -28,7 +29,7 @@ from autoevol_dspy.search.events import CaseJudged, EventBus
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 from autoevol_dspy.text import short_error
 
-__all__ = ["Evaluation", "EvaluationJob", "LMOutageError", "evaluate", "evaluate_jobs", "run_cases"]
+__all__ = ["Evaluation", "EvaluationJob", "LMOutageError", "evaluate", "evaluate_jobs", "run_cases", "trial_outcome"]
 
 #: Cases kept with a trial for the report: this many failed and this many passed ones.
 EXAMPLES_KEPT = (3, 2)
@@ -115,13 +116,16 @@ def evaluate_jobs(
     meter: UsageMeter,
     events: EventBus,
     interrupt: Callable[[], str | None] | None = None,
+    more: Callable[[], EvaluationJob | None] | None = None,
 ) -> list[Evaluation]:
     """Evaluate every job on ``cases`` in one pool of ``num_threads`` slots; results in job order.
 
     Cases are started job after job, in order. ``on_start`` runs when a job's first case
     starts, ``on_finish`` when its last one ends (complete, stopped early, interrupted or
     failed); both run in the calling thread. After an outage or an interruption no case
-    starts, running ones finish, and every unfinished job ends failed.
+    starts, running ones finish, and every unfinished job ends failed. ``more``, when given,
+    is asked for another job whenever a slot is free and no job has a case left to start
+    (a worker pulling trials from a shared study); the pool ends once it returns ``None``.
     """
     running = [_Running(job, Evaluation(size=len(cases)), UsageMeter(parent=meter)) for job in jobs]
     lock = threading.Lock()
@@ -161,16 +165,21 @@ def evaluate_jobs(
         if reason is not None:
             stop_all["interrupt"] = reason
             return None
-        for state in running:
-            if state.finished or state.stopped or state.next_case >= len(cases):
-                continue
-            if state.started is None and state.job.should_stop is not None and state.job.should_stop(state.evaluation):
-                start(state)  # it cannot win even before its first case: a trial that stopped at once
-                state.stopped = True
-                finish(state)
-                continue
-            return state
-        return None
+        while True:
+            for state in running:
+                if state.finished or state.stopped or state.next_case >= len(cases):
+                    continue
+                if (state.started is None and state.job.should_stop is not None
+                        and state.job.should_stop(state.evaluation)):
+                    start(state)  # it cannot win even before its first case: a trial that stopped at once
+                    state.stopped = True
+                    finish(state)
+                    continue
+                return state
+            job = more() if more is not None else None
+            if job is None:
+                return None
+            running.append(_Running(job, Evaluation(size=len(cases)), UsageMeter(parent=meter)))
 
     def start(state: _Running) -> None:
         state.started = time.perf_counter()
@@ -257,3 +266,24 @@ def run_cases(
             raise LMOutageError(short_error(exc)) from exc
         raise
     return [results[i] for i in range(len(examples))]
+
+
+def trial_outcome(evaluation: Evaluation) -> dict[str, Any]:
+    """The fields of a trial record that an evaluation decides."""
+    status = evaluation.status
+    error = evaluation.error
+    if evaluation.interrupted:
+        error = f"interrupted ({evaluation.interrupted}); a resumed run evaluates it again"
+    return {
+        "status": status,
+        "failure_rate": evaluation.failure_rate if status == "complete" else None,
+        "failures": evaluation.failures,
+        "evaluated": evaluation.evaluated,
+        "dev_size": evaluation.size,
+        "failures_by_category": dict(evaluation.by_category),
+        "losses": dict(evaluation.losses),
+        "examples": evaluation.examples,
+        "error": error,
+        "usage": evaluation.usage,
+        "seconds": round(evaluation.seconds, 3),
+    }

@@ -26,6 +26,7 @@ from autoevol_dspy.search.evaluation import (
     evaluate,
     evaluate_jobs,
     run_cases,
+    trial_outcome,
 )
 from autoevol_dspy.search.events import (
     EvaluationEnded,
@@ -46,6 +47,8 @@ from autoevol_dspy.search.holdout import (
 )
 from autoevol_dspy.search.memory import earlier_attempts
 from autoevol_dspy.search.proposer import InstructionProposer
+from autoevol_dspy.search.queue import TrialSpec
+from autoevol_dspy.search.queue_driver import QueueDriver
 from autoevol_dspy.search.records import (
     CandidatePlan,
     RunResult,
@@ -112,8 +115,10 @@ class SearchRun:
         trainset: list[dspy.Example],
         devset: list[dspy.Example],
         holdout: list[dspy.Example] = (),
+        queue: QueueDriver | None = None,
     ) -> None:
         self.config = config
+        self.queue = queue
         self.task = task
         self.proposer = proposer
         self.tracker = tracker
@@ -134,8 +139,9 @@ class SearchRun:
     # Stopping ---------------------------------------------------------------------------------
 
     def state(self) -> SearchState:
+        remote = self.queue.remote_calls if self.queue is not None else 0
         return SearchState(steps_done=self._steps_done, steps_without_improvement=self._without,
-                           num_predictors=len(self.predictors), lm_calls=self.prior_calls + self.meter.calls)
+                           num_predictors=len(self.predictors), lm_calls=self.prior_calls + self.meter.calls + remote)
 
     def stop_reason(self) -> str | None:
         """Why the run must stop now; before the baseline is measured no step counts as done (not even 0)."""
@@ -149,12 +155,14 @@ class SearchRun:
 
     def evaluate_trial(self, instructions: dict[str, str], *, label: str, **fields: Any) -> TrialRecord:
         """Evaluate ``instructions`` on the whole dev set as one live trial; outages and interruptions raise."""
+        if self.queue is not None:
+            return self.queue.evaluate([TrialSpec(label=label, instructions=instructions, **fields)])[0]
         live = self.tracker.start(instructions=instructions, **fields)
         self.events.emit(EvaluationStarted(label=label, size=len(self.devset), trial_number=live.number))
         evaluation = evaluate(self.task, self.task.program_for(self.student, instructions), self.devset,
                               num_threads=self.config.num_threads, meter=self.meter, events=self.events,
                               label=label, interrupt=self.stop_reason)
-        record = self.tracker.finish(live, **_outcome(evaluation))
+        record = self.tracker.finish(live, **trial_outcome(evaluation))
         self.events.emit(TrialFinished(label=label, trial=record))
         if evaluation.error:
             raise LMOutageError(evaluation.error)
@@ -256,6 +264,8 @@ class SearchRun:
         """
         trials: list[TrialRecord | None] = [self.tracker.find_trial(step=step, candidate_key=c.key)
                                             for c in plan.candidates]
+        if self.queue is not None:
+            return self._evaluate_in_queue(step, plan, incumbent, trials)
         lock = threading.Lock()
         jobs, positions = [], []
         for position, candidate in enumerate(plan.candidates):
@@ -282,6 +292,24 @@ class SearchRun:
             raise _Interrupted(interrupted)
         return trials
 
+    def _evaluate_in_queue(self, step: int, plan: StepPlan, incumbent: TrialRecord,
+                           trials: list[TrialRecord | None]) -> list[TrialRecord | None]:
+        """The candidates as queued trials of the shared study, evaluated by any process (see :mod:`.queue_driver`).
+
+        The LM-call budget is checked before the candidates are enqueued: a queued step runs to its end.
+        """
+        if all(t is not None for t in trials):
+            return trials
+        reason = self.stop_reason()
+        if reason is not None:
+            raise _Interrupted(reason)
+        specs = [TrialSpec(step=step, kind="candidate", candidate_key=c.key, instructions=c.instructions,
+                           predictor=plan.predictor, samples=c.samples, parent_trial=incumbent.number,
+                           feedback=c.feedback, label=f"step {step} candidate {i + 1}/{len(plan.candidates)}",
+                           position=i, incumbent_failures=incumbent.failures)
+                 for i, c in enumerate(plan.candidates)]
+        return list(self.queue.evaluate(specs))
+
     def _candidate_job(self, label: str, position: int, fields: dict[str, Any], trials: list[TrialRecord | None],
                        incumbent: TrialRecord, lock: threading.Lock) -> EvaluationJob:
         program = self.task.program_for(self.student, fields["instructions"])
@@ -302,7 +330,7 @@ class SearchRun:
             return live["trial"].number
 
         def on_finish(evaluation: Evaluation) -> None:
-            record = self.tracker.finish(live["trial"], **_outcome(evaluation))
+            record = self.tracker.finish(live["trial"], **trial_outcome(evaluation))
             with lock:
                 trials[position] = record
             self.events.emit(TrialFinished(label=label, trial=record))
@@ -401,24 +429,3 @@ def _case_texts(results: list[CaseResult]) -> list[str]:
         for value in [*result.inputs.values(), *result.outputs.values()]:
             texts += [str(v) for v in value] if isinstance(value, list) else [str(value)]
     return [text for text in texts if text and text != "None"]
-
-
-def _outcome(evaluation: Evaluation) -> dict[str, Any]:
-    """The fields of a trial record that an evaluation decides."""
-    status = evaluation.status
-    error = evaluation.error
-    if evaluation.interrupted:
-        error = f"interrupted ({evaluation.interrupted}); a resumed run evaluates it again"
-    return {
-        "status": status,
-        "failure_rate": evaluation.failure_rate if status == "complete" else None,
-        "failures": evaluation.failures,
-        "evaluated": evaluation.evaluated,
-        "dev_size": evaluation.size,
-        "failures_by_category": dict(evaluation.by_category),
-        "losses": dict(evaluation.losses),
-        "examples": evaluation.examples,
-        "error": error,
-        "usage": evaluation.usage,
-        "seconds": round(evaluation.seconds, 3),
-    }

@@ -35,12 +35,14 @@ from autoevol_dspy.search.records import (
     TrialRecord,
 )
 
-__all__ = ["ALL_PREDICTORS", "LiveTrial", "RunTracker", "settings_differences"]
+__all__ = ["ALL_PREDICTORS", "QUEUED_KEY", "LiveTrial", "RunTracker", "settings_differences"]
 
 logger = logging.getLogger(__name__)
 
 _RUN_KEY = "autoevol"
 _RECORD_KEY = "record"
+#: User attribute of trials put in the study's work queue (the spec a worker evaluates).
+QUEUED_KEY = "spec"
 _STATE_OF = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 #: The ``predictor`` param of trials that evaluate whole programs (the baseline, a re-measured incumbent).
 ALL_PREDICTORS = "(all)"
@@ -84,12 +86,31 @@ class RunTracker:
         self._lock = threading.Lock()
         self._records: dict[int, TrialRecord] = {}
         self._finished: dict[tuple[int, str], TrialRecord] = {}
-        for frozen in study.get_trials(deepcopy=False):
-            payload = frozen.user_attrs.get(_RECORD_KEY)
-            if payload is not None:
-                self._index(TrialRecord.model_validate({**payload, "number": frozen.number}))
+        self.refresh()
 
     # Opening ------------------------------------------------------------------------------------
+
+    def refresh(self, snapshot: Sequence[optuna.trial.FrozenTrial] | None = None) -> list[TrialRecord]:
+        """Index the finished trials written since the last look (by other processes too); returns the new ones.
+
+        A record counts only once Optuna's state agrees with it: a trial killed between
+        writing its record and ``tell`` (or a retried copy that inherited the record) is not finished.
+        ``snapshot``: trials already read (one read gives a consistent view of the queue).
+        """
+        found = []
+        trials = self.study.get_trials(deepcopy=False) if snapshot is None else snapshot
+        for frozen in trials:
+            payload = frozen.user_attrs.get(_RECORD_KEY)
+            if payload is None or frozen.number in self._records:
+                continue
+            if _STATE_OF.get(payload.get("status")) != frozen.state:
+                continue
+            record = TrialRecord.model_validate({**payload, "number": frozen.number})
+            with self._lock:
+                if record.number not in self._records:
+                    self._index(record)
+                    found.append(record)
+        return found
 
     @classmethod
     def open(
@@ -102,8 +123,14 @@ class RunTracker:
         predictors: Sequence[str],
         step_limit: int,
         samples: int,
+        shared: bool = False,
     ) -> "RunTracker":
-        """Create the study, or load it when it holds a run with the same settings and data."""
+        """Create the study, or load it when it holds a run with the same settings and data.
+
+        ``shared``: the study is a work queue for several processes; trials that processes
+        took from the queue are left to the heartbeat, only unqueued ones a dead process
+        left RUNNING are failed (see :mod:`.queue`).
+        """
         study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize",
                                     sampler=optuna.samplers.RandomSampler(seed=0), load_if_exists=True)
         identity = study.user_attrs.get(_RUN_KEY)
@@ -123,7 +150,7 @@ class RunTracker:
         else:
             cls._check_same_run(study_name, identity, settings, fingerprints)
         tracker = cls(study, predictors=predictors, step_limit=step_limit, samples=samples)
-        tracker._close_abandoned_trials()
+        tracker._close_abandoned_trials(shared=shared)
         return tracker
 
     @staticmethod
@@ -142,24 +169,50 @@ class RunTracker:
                 "use another study name or run directory, or start over"
             )
 
-    def _close_abandoned_trials(self) -> None:
-        """Fail the trials a killed process left RUNNING or WAITING: their evaluations never finished."""
+    def _close_abandoned_trials(self, *, shared: bool = False) -> None:
+        """Fail the trials a killed process left RUNNING or WAITING: their evaluations never finished.
+
+        In a shared study, queued trials (WAITING, or RUNNING with a heartbeat) belong to the queue.
+        """
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            if shared and QUEUED_KEY in frozen.user_attrs:
+                continue
             number = self.study.ask().number if frozen.state == TrialState.WAITING else frozen.number
             self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             logger.info("trial %d was left unfinished by an earlier process; marked failed", number)
+
+    def identity(self) -> dict[str, Any]:
+        """The run's identity: schema version, settings, data fingerprints (and what workers need)."""
+        return dict(self.study.user_attrs.get(_RUN_KEY) or {})
+
+    def set_identity_part(self, key: str, value: Any) -> None:
+        """Add one part to the identity (the driver's only later write to it), keeping the rest."""
+        identity = self.identity()
+        if identity.get(key) != value:
+            self.study.set_user_attr(_RUN_KEY, {**identity, key: value})
 
     # Trials -------------------------------------------------------------------------------------
 
     def start(self, **fields: Any) -> LiveTrial:
         """Open a RUNNING trial for one evaluation; ``fields`` are the :class:`TrialRecord` fields known now."""
-        params = {"step": fields["step"], "predictor": fields.get("predictor") or ALL_PREDICTORS,
-                  "sample": (fields.get("samples") or [0])[0]}
-        attrs = {"kind": fields["kind"], "step": fields["step"], "candidate_key": fields["candidate_key"],
-                 "parent_trial": fields.get("parent_trial"), **_instruction_attrs(fields["instructions"])}
+        params, attrs = _trial_layout(fields)
         with self._lock:
             self.study.enqueue_trial(params, user_attrs=attrs)
             trial = self.study.ask(self._distributions)
+        return LiveTrial(trial=trial, fields=fields)
+
+    def enqueue(self, fields: dict[str, Any], spec: dict[str, Any]) -> None:
+        """Put one evaluation in the study's work queue: a WAITING trial whose ``spec`` says what to evaluate."""
+        params, attrs = _trial_layout(fields)
+        self.study.enqueue_trial(params, user_attrs={**attrs, QUEUED_KEY: spec})
+
+    def take(self, trial: optuna.Trial, fields: dict[str, Any]) -> LiveTrial:
+        """A queued trial this process popped (now RUNNING), with its params set as ``start`` sets them."""
+        for name, distribution in self._distributions.items():
+            if isinstance(distribution, CategoricalDistribution):
+                trial.suggest_categorical(name, distribution.choices)
+            else:
+                trial.suggest_int(name, distribution.low, distribution.high)
         return LiveTrial(trial=trial, fields=fields)
 
     def report_progress(self, live: LiveTrial, *, failures: int, evaluated: int, dev_size: int) -> None:
@@ -262,6 +315,15 @@ class RunTracker:
         """LM calls already spent by this run in earlier processes (trials, step plans, held-out checks)."""
         return (sum(t.usage.calls for t in self.trials()) + sum(p.usage.calls for p in self.plans())
                 + sum(h.usage.calls for h in self.holdouts()))
+
+
+def _trial_layout(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The params (step, predictor, sample) and readable user attributes of a trial with these record fields."""
+    params = {"step": fields["step"], "predictor": fields.get("predictor") or ALL_PREDICTORS,
+              "sample": (fields.get("samples") or [0])[0]}
+    attrs = {"kind": fields["kind"], "step": fields["step"], "candidate_key": fields["candidate_key"],
+             "parent_trial": fields.get("parent_trial"), **_instruction_attrs(fields["instructions"])}
+    return params, attrs
 
 
 def _instruction_attrs(instructions: dict[str, str]) -> dict[str, Any]:

@@ -1,0 +1,218 @@
+"""Shared studies without a database server: the queue's pop, heartbeat and retry, and workers on SQLite.
+
+Workers here are threads of the test process (each with its own storage connection), which
+exercises the same queue as separate processes; the PostgreSQL tests run real processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import dspy
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from autoevol_dspy import AutoEvolInstruct, EvolInstruct, RunConflictError, SharedStudy, run_worker
+from autoevol_dspy.cli.main import main as cli_main
+from autoevol_dspy.search.queue import TrialQueue, TrialSpec, shared_storage
+from autoevol_dspy.search.strategies import FullEvaluation, NoImprovement
+from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.tasks import EvolutionTask, ProgramTask
+from autoevol_dspy.testing import ScriptedEngine, scripted_lm
+from world import World, method, seeds
+
+SCRIPT = {60: [method(50), method(20), method(40)], 20: [method(25), method(10)], 10: [method(12)]}
+FAST = SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05)
+
+
+def _url(tmp_path, name: str = "study.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def _optimizer(world: World, **overrides) -> AutoEvolInstruct:
+    settings = dict(task=EvolutionTask(lm=world.lm), lm=world.lm, optimizer_lm=world.lm, num_candidates=3,
+                    batch_sampler=4, dev_size=20, max_steps=3, num_threads=1, progress=False)
+    settings.update(overrides)
+    return AutoEvolInstruct(**settings)
+
+
+def _in_threads(count: int, target) -> tuple[list[threading.Thread], list]:
+    results: list = []
+
+    def run() -> None:
+        try:
+            results.append(target())
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def test_workers_on_sqlite_select_what_one_process_selects(tmp_path):
+    url = _url(tmp_path)
+    world = World(dict(SCRIPT))
+    threads, summaries = _in_threads(2, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=world.lm),
+                                                           storage=url, lm=world.lm, num_threads=2, wait_s=60))
+    shared = _optimizer(world, storage=url, workers=FAST)
+    shared.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(s.reason == "the run finished" for s in summaries), summaries
+
+    alone = _optimizer(World(dict(SCRIPT)))
+    alone.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    assert shared.result.best_instructions == alone.result.best_instructions
+    assert shared.result.failure_rate_by_step == alone.result.failure_rate_by_step
+    study = optuna.load_study(study_name="autoevol", storage=url)
+    keys = [(t.user_attrs["step"], t.user_attrs["candidate_key"]) for t in study.trials]
+    assert len(keys) == len(set(keys)) == len(shared.result.trials)  # each evaluation once
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+def test_a_pop_takes_each_trial_once_and_never_creates_one(tmp_path):
+    url = _url(tmp_path)
+    study = optuna.create_study(study_name="q", storage=shared_storage(url, FAST))
+    tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=4)
+    queue = TrialQueue(study, FAST)
+    assert queue.pop() is None and len(study.trials) == 0  # an empty queue creates nothing
+    for position in range(8):
+        spec = TrialSpec(step=1, kind="candidate", candidate_key=f"k{position}", instructions={"evolve": "m"},
+                         predictor="evolve", samples=[position % 4], position=position, label=f"c{position}")
+        tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+
+    def drain() -> list[str]:
+        mine = TrialQueue(optuna.load_study(study_name="q", storage=shared_storage(url, FAST)), FAST)
+        taken = []
+        while (popped := mine.pop()) is not None:
+            taken.append(popped[1].candidate_key)
+            mine.release(popped[0])
+        return taken
+
+    threads, results = _in_threads(4, drain)
+    for thread in threads:
+        thread.join(timeout=60)
+    taken = [key for keys in results for key in keys]
+    assert sorted(taken) == [f"k{i}" for i in range(8)]  # every trial once, none twice
+    assert len(optuna.load_study(study_name="q", storage=url).trials) == 8
+
+
+def test_a_trial_whose_process_stops_beating_is_failed_and_enqueued_again(tmp_path):
+    url = _url(tmp_path)
+    study = optuna.create_study(study_name="q", storage=shared_storage(url, FAST))
+    tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=1)
+    spec = TrialSpec(step=1, kind="candidate", candidate_key="k", instructions={"evolve": "m"}, predictor="evolve",
+                     samples=[0], label="c")
+    tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+    dead = TrialQueue(study, FAST)
+    trial, _ = dead.pop()
+    dead.release(trial)  # the process dies: no more beats, no tell
+    time.sleep(FAST.grace_s + 1.5)
+    TrialQueue(optuna.load_study(study_name="q", storage=shared_storage(url, FAST)), FAST).fail_stale(force=True)
+    trials = optuna.load_study(study_name="q", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].system_attrs["failed_trial"] == trial.number
+    assert trials[1].user_attrs["spec"] == trials[0].user_attrs["spec"]  # the copy carries the candidate
+
+
+def test_a_record_written_before_a_kill_is_not_a_result(tmp_path):
+    # A process killed between writing a trial's record and telling Optuna leaves a RUNNING trial with a
+    # "complete" record (and a retried copy inherits it): neither is a finished evaluation.
+    study = optuna.create_study(study_name="q", storage=_url(tmp_path))
+    trial = study.ask()
+    trial.set_user_attr("record", {"step": 1, "kind": "candidate", "status": "complete", "candidate_key": "k",
+                                   "instructions": {"evolve": "m"}, "failures": 0})
+    assert RunTracker(study).find_trial(step=1, candidate_key="k") is None
+    study.tell(trial, state=TrialState.FAIL)
+    assert RunTracker(study).find_trial(step=1, candidate_key="k") is None
+
+
+def test_a_worker_with_other_settings_or_data_refuses_in_one_line(tmp_path):
+    url = _url(tmp_path)
+    world = World(dict(SCRIPT))
+    _optimizer(world, storage=url, workers=FAST, max_steps=1).compile(EvolInstruct(method(60)), trainset=seeds(40))
+    student = EvolInstruct(method(60))
+    with pytest.raises(RunConflictError, match=r"differs from the run .*task\.rounds") as error:
+        run_worker(student, EvolutionTask(lm=world.lm, rounds=2), storage=url, lm=world.lm, wait_s=0)
+    assert "\n" not in str(error.value)
+    with pytest.raises(RunConflictError, match=r"dev set differs"):
+        run_worker(student, EvolutionTask(lm=world.lm), storage=url, lm=world.lm, devset=seeds(20, "Other"),
+                   wait_s=0)
+    other_lm = dspy.LM("openai/other", engine=ScriptedEngine(world.respond), cache=False)
+    with pytest.raises(RunConflictError, match=r"lm \(openai/scripted in the run, openai/other here\)"):
+        run_worker(student, EvolutionTask(lm=world.lm), storage=url, lm=other_lm, wait_s=0)
+    with pytest.raises(RunConflictError, match=r"does not exist"):
+        run_worker(student, EvolutionTask(lm=world.lm), storage=url, study_name="nobody", wait_s=0)
+
+
+def test_the_command_line_worker_refuses_a_run_started_from_python_in_one_line(tmp_path, capsys):
+    url = _url(tmp_path)
+    world = World(dict(SCRIPT))
+    _optimizer(world, storage=url, workers=FAST, max_steps=0).compile(EvolInstruct(method(60)), trainset=seeds(40))
+    assert cli_main(["worker", "--storage", url, "--study", "autoevol", "--wait", "0"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("autoevol: error:")]
+    assert len(lines) == 1 and "started from Python" in lines[0] and "run_worker" in lines[0]
+
+
+def test_workers_need_a_database_storage():
+    world = World(dict(SCRIPT))
+    with pytest.raises(Exception, match=r"database"):
+        _optimizer(world, workers=True).compile(EvolInstruct(method(60)), trainset=seeds(40))
+
+
+class Classify(dspy.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = dspy.Predict("text -> label")
+
+    def forward(self, text: str) -> dspy.Prediction:
+        return self.label(text=text)
+
+
+def _program_world():
+    """A program's LM: right once its instructions ask for the label alone (the second rewrite's rule)."""
+
+    def respond(call):
+        if call.kind == "analysis":
+            return {"feedback": "The label came with extra words; ask for the label alone."}
+        if call.kind == "rewrite":
+            current = call.inputs["current_instructions"]
+            return {"improved_instructions": current + " Answer with the label alone, in lower case."}
+        text = call.inputs.get("text", "")
+        good = "label alone" in call.instructions or text.endswith("0")
+        return {"label": ("even" if int(text.split()[-1]) % 2 == 0 else "odd") if good else "I think so"}
+
+    return scripted_lm(respond)[0]
+
+
+def test_a_program_compiles_with_run_worker_threads_like_in_one_process(tmp_path):
+    url = _url(tmp_path)
+    data = [dspy.Example(text=f"number {i}", label="even" if i % 2 == 0 else "odd").with_inputs("text")
+            for i in range(40)]
+
+    def metric(example, prediction, trace=None):
+        return prediction.label == example.label
+
+    def compile_with(lm, **extra):
+        optimizer = AutoEvolInstruct(metric=metric, lm=lm, num_candidates=2, batch_sampler=4, dev_size=16,
+                                     max_steps=1, num_threads=2, progress=False, evaluation=FullEvaluation(),
+                                     stopper=NoImprovement(patience=2), **extra)
+        optimizer.compile(Classify(), trainset=data)
+        return optimizer.result
+
+    lm = _program_world()
+    threads, summaries = _in_threads(1, lambda: run_worker(Classify(), metric, storage=url, lm=lm, num_threads=2,
+                                                           wait_s=60))
+    shared = compile_with(lm, storage=url, workers=SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05,
+                                                              evaluate=False))
+    for thread in threads:
+        thread.join(timeout=60)
+    alone = compile_with(_program_world())
+    assert summaries[0].trials == len(shared.trials) >= 2  # the driver only coordinated: the worker did them all
+    assert shared.best_instructions == alone.best_instructions
+    assert shared.failure_rate_by_step == alone.failure_rate_by_step
+    assert shared.failure_rate_by_step[-1] < shared.failure_rate_by_step[0]
