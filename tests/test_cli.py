@@ -161,3 +161,26 @@ def test_evolve_writes_training_data_in_the_format_asked(server, initial_method,
     if fmt != "lineage":
         assert (tmp_path / f"{out.name.split('.')[0]}.rows.jsonl").is_file()  # the resumable row store
         assert set(dataset["round"]) <= {1, 2}
+
+
+def test_two_runs_in_one_storage_do_not_collide_and_restart_leaves_the_other_alone(server, initial_method, tmp_path):
+    import optuna
+
+    api_base, _ = server
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        done = autoevol(*optimize_args(api_base, out, initial_method, "--storage", storage))
+        assert done.returncode == 0, done.stderr
+    assert sorted(optuna.get_all_study_names(storage)) == ["first", "second"]
+    done = autoevol(*optimize_args(api_base, second, initial_method, "--storage", storage, "--restart"))
+    assert done.returncode == 0, done.stderr
+    assert sorted(optuna.get_all_study_names(storage)) == ["first", "second"]
+    kept = optuna.load_study(study_name="first", storage=storage)
+    assert kept.user_attrs["autoevol"]["run_dir"] == "first" and len(kept.trials) > 1
+    refused = autoevol(*optimize_args(api_base, second, initial_method, "--storage", storage, "--restart",
+                                      "--study-name", "first"))
+    assert refused.returncode == 2 and "belongs to the run directory 'first'" in refused.stderr
+    assert len(optuna.load_study(study_name="first", storage=storage).trials) == len(kept.trials)
+    report = autoevol("report", str(first), "--storage", storage)
+    assert report.returncode == 0, report.stderr

@@ -30,7 +30,7 @@ def test_a_tiny_optimization_on_the_embedded_model(tmp_path):
     result = optimizer.result
     assert compiled.method.strip()
     assert all(0.0 <= rate <= 1.0 for rate in result.failure_rate_by_step)
-    study = optuna.load_study(study_name="autoevol", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) == len(result.trials) >= 1
     baseline = study.trials[0]
     assert baseline.user_attrs["kind"] == "baseline" and 0.0 <= baseline.value <= 1.0

@@ -143,7 +143,7 @@ def test_an_lm_outage_stops_the_run_and_is_never_saved_as_a_result(tmp_path):
         opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
     import optuna
 
-    study = optuna.load_study(study_name="autoevol", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
     assert "step:0001:outcome" not in study.user_attrs  # the step is not decided on an outage
 

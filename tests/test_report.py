@@ -94,7 +94,7 @@ def test_the_scripted_run_has_what_the_report_must_show(finished):
 def test_header_shows_the_run_at_a_glance(finished):
     result, page = finished
     header = re.search(r"<header>(.*?)</header>", page, re.DOTALL).group(1)
-    assert "autoevol" in header and "evolution" in header
+    assert f"<code>{result.study_name}</code>" in header and "evolution" in header
     assert "finished: reached the step limit" in header
     assert f"{format_rate(result.initial_failure_rate)} → {format_rate(result.best_failure_rate)}" in header
     assert f"{result.usage.calls:,}" in header
@@ -214,7 +214,12 @@ def test_missing_run_or_study_is_a_one_line_error(tmp_path):
     RunTracker.open(storage=storage, study_name="first", settings={}, fingerprints={}, predictors=["evolve"],
                     step_limit=1, samples=1)
     with pytest.raises(AutoEvolError, match=r"no study 'autoevol' in the storage \(it holds: first\)"):
-        write_report(tmp_path)
+        write_report(tmp_path, study_name="autoevol")
+    assert write_report(tmp_path).is_file()  # the storage's only study is the run's
+    RunTracker.open(storage=storage, study_name="second", settings={}, fingerprints={}, predictors=["evolve"],
+                    step_limit=1, samples=1)
+    with pytest.raises(AutoEvolError, match=rf"no study '{tmp_path.name}' in the storage \(it holds: first, second\)"):
+        write_report(tmp_path)  # two studies, none named after the folder: say which exist
 
 
 def hand_made_run(tmp_path: Path) -> tuple[str, str]:

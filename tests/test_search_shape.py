@@ -98,7 +98,7 @@ def test_every_trial_of_a_finished_run_has_a_duration_and_params(tmp_path):
     world = World(dict(SCRIPT))
     opt = optimizer(world, run_dir=tmp_path)
     opt.compile(EvolInstruct(method(60)), trainset=seeds(40))
-    study = optuna.load_study(study_name="autoevol", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) == len(opt.result.trials) >= 4
     for trial in study.trials:
         assert trial.duration is not None and trial.duration.total_seconds() > 0
@@ -137,7 +137,7 @@ def test_a_running_evaluation_is_visible_from_another_process(tmp_path):
         running = []
         for _ in range(200):
             if marker.exists():
-                study = optuna.load_study(study_name="autoevol", storage=storage)
+                study = optuna.load_study(study_name=tmp_path.name, storage=storage)
                 running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
                 if running:
                     break
@@ -151,14 +151,14 @@ def test_a_running_evaluation_is_visible_from_another_process(tmp_path):
 def test_a_killed_runs_running_trial_is_failed_on_resume_and_evaluated_again(tmp_path):
     world = World(dict(SCRIPT))
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="autoevol", storage=storage)
+    study = optuna.create_study(study_name=tmp_path.name, storage=storage)
     opt = optimizer(world, run_dir=tmp_path, max_steps=1)
     opt.compile(EvolInstruct(method(60)), trainset=seeds(40))
     first = len(study.trials)
     # A process killed mid-evaluation leaves a RUNNING trial behind.
     orphan = study.ask()
     optimizer(world, run_dir=tmp_path, max_steps=1).compile(EvolInstruct(method(60)), trainset=seeds(40))
-    study = optuna.load_study(study_name="autoevol", storage=storage)
+    study = optuna.load_study(study_name=tmp_path.name, storage=storage)
     assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
     assert len(study.trials) == first + 1
 

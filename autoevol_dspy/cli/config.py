@@ -60,6 +60,7 @@ class OptimizeConfig(LMSettings):
     seed: int = 0
     max_lm_calls: int | None = Field(None, ge=1)
     storage: str | None = None
+    study_name: str | None = Field(None, description="the run's study in the storage (default: the --out folder's name)")
     initial_method: str | None = None
     judge: bool = False
     style: Literal["rewrite", "extend"] = Field(

@@ -26,6 +26,7 @@ from autoevol_dspy.cli.config import (
 )
 from autoevol_dspy.cli.errors import describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
+from autoevol_dspy.cli.shards import add_shards_command
 from autoevol_dspy.cli.worker import add_driver_options, add_worker_command, driver_workers
 from autoevol_dspy.errors import (
     ConfigurationError,
@@ -126,10 +127,10 @@ def _prepare_run_dir(out: Path, config: OptimizeConfig, *, restart: bool) -> Non
     """Refuse to mix runs: an existing run directory must have been made with the same settings."""
     run_json = out / "run.json"
     if restart:
+        if config.storage:
+            _delete_own_study(config.storage, config.study_name or out.name, out)
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
-        if config.storage:
-            _delete_study(config.storage)
         return
     if not run_json.is_file():
         return
@@ -147,13 +148,19 @@ def _prepare_run_dir(out: Path, config: OptimizeConfig, *, restart: bool) -> Non
         )
 
 
-def _delete_study(storage: str) -> None:
+def _delete_own_study(storage: str, study_name: str, out: Path) -> None:
+    """Delete this run's study from a shared storage; refuse to touch a study another run directory made."""
     import optuna
 
     try:
-        optuna.delete_study(study_name="autoevol", storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        pass
+        return
+    owner = (study.user_attrs.get("autoevol") or {}).get("run_dir")
+    if owner is not None and owner != out.name:
+        raise RunConflictError(f"study {study_name!r} in the storage belongs to the run directory {owner!r}, not "
+                               f"{out.name!r}: --restart leaves it alone; pass --study-name to name this run's study")
+    optuna.delete_study(study_name=study_name, storage=storage)
 
 
 def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, study_name: str, result: Any | None) -> None:
@@ -192,7 +199,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "optimizer_max_tokens", "response_max_tokens", "threads", "steps", "candidates",
                               "batch_size", "dev_size", "holdout", "rounds", "style", "proposal_style", "patience",
-                              "seed", "max_lm_calls", "storage", "initial_method", "timeout", "retries"])
+                              "seed", "max_lm_calls", "storage", "study_name", "initial_method", "timeout",
+                              "retries"])
     options["judge"] = _flag(args, "judge")
     config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
@@ -230,21 +238,27 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         num_threads=config.threads,
         seed=config.seed,
         storage=config.storage,
+        study_name=config.study_name,
         run_dir=out,
         progress=False if args.no_progress else None,
         workers=driver_workers(args, config),
     )
     # The settings first: the report the run writes at its end shows them.
-    _write_run_json(out, config, args.seeds, optimizer.study_name, None)
     compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples())
     result = optimizer.result
     atomic_write_text(out / "method.txt", compiled.method + "\n")
     _write_run_json(out, config, args.seeds, result.study_name, result)
+    report = _write_report(out, config.storage, result.study_name)  # again, now with the command's settings
     print(result.describe())
     print(f"best method: {out / 'method.txt'}")
-    if (out / "report.html").is_file():
-        print(f"report:      {out / 'report.html'}")
+    print(f"report:      {report}")
     return 0
+
+
+def _write_report(out: Path, storage: str | None, study_name: str) -> Path:
+    from autoevol_dspy.report.html import write_report
+
+    return write_report(out, storage=storage, study_name=study_name)
 
 
 # evolve ---------------------------------------------------------------------------------------------
@@ -372,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--patience", type=int, help="steps without improvement before stopping (default 1)")
     optimize.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
                           "e.g. postgresql://user@host/db to share a run between machines")
+    optimize.add_argument("--study-name", help="the run's study in the storage (default: the --out folder's name)")
     optimize.add_argument("--seed", type=int, help="seed of the dev split and the mini-batches (default 0)")
     optimize.add_argument("--max-lm-calls", type=int, help="stop once this many LM calls were made")
     optimize.add_argument("--initial-method", help="start from this method: a text file, or an earlier run "
@@ -414,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Write a self-contained HTML report of a run.")
     report.add_argument("run_dir", help="the run directory given to optimize --out")
     report.add_argument("--storage", help="Optuna storage URL if the run did not use RUN_DIR/study.db")
-    report.add_argument("--study-name", default="autoevol", help="study name (default: autoevol)")
+    report.add_argument("--study-name", help="the study (default: the one run.json names, else the folder's name)")
     report.add_argument("--debug", action="store_true", help="show tracebacks")
     report.set_defaults(handler=run_report)
 
@@ -425,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     if add_prompt_command is not None:
         add_prompt_command(commands)
     add_worker_command(commands)
+    add_shards_command(commands)
     return parser
 
 

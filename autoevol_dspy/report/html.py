@@ -155,6 +155,19 @@ def _default_storage(run_dir: Path) -> str:
     return f"sqlite:///{database.as_posix()}"
 
 
+def _study_name_of(run_dir: Path, storage: str | optuna.storages.BaseStorage) -> str:
+    """The run's study: the one its run.json or result.json names, the storage's only one, or the folder's name."""
+    for name in ("run.json", "result.json"):
+        recorded = (_read_json(run_dir / name) or {}).get("study_name")
+        if isinstance(recorded, str) and recorded:
+            return recorded
+    try:
+        names = optuna.get_all_study_names(storage)
+    except Exception:  # noqa: BLE001 - an unreadable storage is reported by _load_study, in one line
+        names = []
+    return names[0] if len(names) == 1 else run_dir.name
+
+
 def _load_study(storage: str | optuna.storages.BaseStorage, study_name: str) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -187,11 +200,13 @@ def _read_result(run_dir: Path, study_name: str) -> RunResult | None:
 
 
 def load_run(
-    run_dir: str | Path, *, storage: str | optuna.storages.BaseStorage | None = None, study_name: str = "autoevol"
+    run_dir: str | Path, *, storage: str | optuna.storages.BaseStorage | None = None, study_name: str | None = None
 ) -> RunView:
     """Read a run, finished or not, from its study (default storage: ``RUN_DIR/study.db``)."""
     run_dir = Path(run_dir)
-    study = _load_study(storage if storage is not None else _default_storage(run_dir), study_name)
+    storage = storage if storage is not None else _default_storage(run_dir)
+    study_name = study_name or _study_name_of(run_dir, storage)
+    study = _load_study(storage, study_name)
     tracker = RunTracker(study)
     identity = study.user_attrs.get("autoevol") or {}
     return RunView(
@@ -706,7 +721,7 @@ def render_report(view: RunView) -> str:
 
 
 def write_report(
-    run_dir: str | Path, *, storage: str | optuna.storages.BaseStorage | None = None, study_name: str = "autoevol"
+    run_dir: str | Path, *, storage: str | optuna.storages.BaseStorage | None = None, study_name: str | None = None
 ) -> Path:
     """Write ``RUN_DIR/report.html`` for a run, finished or not, and return its path."""
     run_dir = Path(run_dir)
@@ -714,5 +729,5 @@ def write_report(
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "report.html"
     atomic_write_text(path, render_report(view))
-    logger.info("wrote %s (%d trials, %d steps)", path, len(view.trials), len(view.plans))
+    logger.debug("wrote %s (%d trials, %d steps)", path, len(view.trials), len(view.plans))
     return path

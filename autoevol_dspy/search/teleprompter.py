@@ -112,7 +112,7 @@ class AutoEvolInstruct(Teleprompter):
         num_threads: int = 4,
         seed: int = 0,
         storage: str | optuna.storages.BaseStorage | None = None,
-        study_name: str = "autoevol",
+        study_name: str | None = None,
         run_dir: str | Path | None = None,
         callbacks: Sequence[SearchCallback] = (),
         progress: bool | None = None,
@@ -144,7 +144,8 @@ class AutoEvolInstruct(Teleprompter):
         self.num_threads = _positive("num_threads", num_threads)
         self.seed = seed
         self.storage = storage
-        self.study_name = study_name
+        # One study per run: named after the run directory unless named; "autoevol" for a run without one.
+        self.study_name = study_name or (Path(run_dir).name if run_dir is not None else "autoevol")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callbacks = list(callbacks)
         self.progress = progress
@@ -191,6 +192,7 @@ class AutoEvolInstruct(Teleprompter):
             fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
                           "holdout": fingerprint(holdout)},
             predictors=list(initial), step_limit=self.max_steps, samples=samples, shared=self.workers is not None,
+            owner=self.run_dir.name if self.run_dir is not None else None,
         )
         meter = UsageMeter(parent=dspy.settings.usage_tracker)
         events = self._events()

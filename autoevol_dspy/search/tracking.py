@@ -124,6 +124,7 @@ class RunTracker:
         step_limit: int,
         samples: int,
         shared: bool = False,
+        owner: str | None = None,
     ) -> "RunTracker":
         """Create the study, or load it when it holds a run with the same settings and data.
 
@@ -145,7 +146,8 @@ class RunTracker:
             # Settings and data fingerprints in one write: a kill leaves both or neither.
             study.set_user_attr(_RUN_KEY, {"schema_version": SCHEMA_VERSION, "settings": settings,
                                            "fingerprints": fingerprints,
-                                           "created": datetime.now().isoformat(timespec="seconds")})
+                                           "created": datetime.now().isoformat(timespec="seconds"),
+                                           "run_dir": owner})
             kill_point("study-identity-saved")
         else:
             cls._check_same_run(study_name, identity, settings, fingerprints)
