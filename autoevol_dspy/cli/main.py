@@ -241,7 +241,7 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         study_name=config.study_name,
         run_dir=out,
         progress=False if args.no_progress else None,
-        workers=driver_workers(args, config),
+        workers=driver_workers(args, config, lms),
     )
     # The settings first: the report the run writes at its end shows them.
     compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples())

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from autoevol_dspy.cli.lms import add_request_options
-from autoevol_dspy.errors import RunConflictError
+from autoevol_dspy.errors import ConfigurationError, RunConflictError
 from autoevol_dspy.redact import redact_url
 
 __all__ = ["add_driver_options", "add_worker_command", "driver_workers", "run_worker_command"]
@@ -37,16 +37,27 @@ def add_driver_options(parser: argparse.ArgumentParser) -> None:
                        "died is evaluated again before the run stops (default 3)")
 
 
-def driver_workers(args: argparse.Namespace, config: Any):
-    """The ``SharedStudy`` of ``optimize --workers`` (``None`` without it), with the recipe workers rebuild the task from."""
+#: The settings of an LM that decide its answers; the rest (address, key, timeout, retries) is each machine's own.
+_SAMPLING = ("temperature", "max_tokens", "top_p", "stop", "seed")
+
+
+def driver_workers(args: argparse.Namespace, config: Any, lms: dict[str, Any]):
+    """The ``SharedStudy`` of ``optimize --workers`` (``None`` without it), with the recipe workers rebuild the task from.
+
+    The recipe holds each role's spec and the sampling settings its LM was built with, so a
+    worker's LMs answer as the driver's would.
+    """
     if not getattr(args, "workers", False):
         return None
     from autoevol_dspy.search.queue import SharedStudy
 
-    recipe = {"command": "optimize", "lm": config.lm, "response_lm": config.response_lm,
-              "api_base": redact_url(config.api_base), "max_tokens": config.max_tokens,
-              "response_max_tokens": config.response_max_tokens, "rounds": config.rounds, "style": config.style,
-              "judge": config.judge}
+    def role(spec: str, lm: Any) -> dict[str, Any]:
+        return {"spec": spec, "sampling": {k: v for k, v in (lm.kwargs or {}).items() if k in _SAMPLING}}
+
+    recipe = {"command": "optimize", "api_base": redact_url(config.api_base), "rounds": config.rounds,
+              "style": config.style, "judge": config.judge,
+              "evol_lm": role(config.lm, lms["evol_lm"]),
+              "response_lm": role(config.response_lm or config.lm, lms["response_lm"])}
     return SharedStudy(evaluate=not args.coordinate_only, heartbeat_s=args.heartbeat, grace_s=args.grace,
                        max_retry=args.max_retry, recipe=recipe)
 
@@ -77,13 +88,14 @@ def add_worker_command(commands: Any) -> None:
 
 def run_worker_command(args: argparse.Namespace) -> int:
     """``autoevol worker``: rebuild the driver's task from the study's recipe and evaluate until the run ends."""
-    from autoevol_dspy.cli.config import LMSettings, merge_config
-    from autoevol_dspy.cli.main import _build_lms
+    from autoevol_dspy.cli.lms import command_lm
     from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import EvolInstruct
     from autoevol_dspy.search.worker import read_identity, run_worker
     from autoevol_dspy.tasks.evolution import EvolutionTask
 
+    if args.threads < 1:
+        raise ConfigurationError(f"--threads must be at least 1, got {args.threads}")
     identity = read_identity(args.storage, args.study, wait_s=args.wait)
     recipe = identity["workers"].get("recipe")
     if not recipe or recipe.get("command") != "optimize":
@@ -92,16 +104,16 @@ def run_worker_command(args: argparse.Namespace) -> int:
     api_base = args.api_base or recipe.get("api_base")
     if api_base and "***" in api_base:
         api_base = None  # the driver's URL held credentials, which the study never keeps
-    settings = merge_config(LMSettings, {}, {
-        "lm": recipe["lm"], "response_lm": recipe.get("response_lm"), "api_base": api_base,
-        "max_tokens": recipe["max_tokens"], "response_max_tokens": recipe["response_max_tokens"],
-        "threads": args.threads, "timeout": args.timeout, "retries": args.retries})
-    lms = _build_lms(settings, optimizer=False)
-    detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if recipe.get("judge") else [])
-    task = EvolutionTask(lm=lms["evol_lm"], response_lm=lms["response_lm"], detectors=detectors,
-                         rounds=recipe["rounds"])
+
+    def lm(role: str) -> Any:
+        return command_lm(recipe[role]["spec"], api_base=api_base, timeout=args.timeout, retries=args.retries,
+                          **recipe[role]["sampling"])
+
+    evol_lm, response_lm = lm("evol_lm"), lm("response_lm")
+    detectors = default_detectors() + ([LLMJudge(lm=evol_lm)] if recipe.get("judge") else [])
+    task = EvolutionTask(lm=evol_lm, response_lm=response_lm, detectors=detectors, rounds=recipe["rounds"])
     summary = run_worker(EvolInstruct(style=recipe.get("style") or "rewrite"), task, storage=args.storage,
-                         study_name=args.study, lm=lms["evol_lm"], num_threads=args.threads, wait_s=args.wait,
+                         study_name=args.study, lm=evol_lm, num_threads=args.threads, wait_s=args.wait,
                          idle_timeout_s=args.idle_timeout, progress=False if args.no_progress else None)
     print(f"worker done ({summary.reason}): {summary.trials} trial(s), {summary.lm_calls} LM calls, "
           f"{summary.seconds:.1f}s")

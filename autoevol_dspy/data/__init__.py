@@ -4,17 +4,21 @@ from autoevol_dspy.data.evolve import EvolutionSummary, evolve_dataset, method_i
 from autoevol_dspy.data.export import EXPORT_FORMATS, export_evolved, training_dataset
 from autoevol_dspy.data.io import load_evolved, save_evolved
 from autoevol_dspy.data.seeds import LoadedInstructions, Seed, load_instructions
+from autoevol_dspy.data.shards import ShardReport, merge_shards, shard_status
 
 __all__ = [
     "EXPORT_FORMATS",
     "EvolutionSummary",
     "LoadedInstructions",
     "Seed",
+    "ShardReport",
     "evolve_dataset",
     "export_evolved",
     "load_evolved",
     "load_instructions",
+    "merge_shards",
     "method_id",
     "save_evolved",
+    "shard_status",
     "training_dataset",
 ]

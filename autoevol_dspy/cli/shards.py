@@ -1,0 +1,69 @@
+"""``autoevol shards``: which shards of an ``evolve --shard i/N`` split are done, and one dataset from them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from autoevol_dspy.errors import ConfigurationError
+
+__all__ = ["add_shards_command", "run_shards"]
+
+
+def add_shards_command(commands: Any) -> None:
+    shards = commands.add_parser(
+        "shards", help="status of an evolve --shard split, and its merge",
+        description="Read the row stores that `autoevol evolve --shard i/N` wrote (one per shard, from any "
+        "machine) against the seeds: print how far each shard got, and with --merge write one dataset once "
+        "every (seed, round) is present exactly once (exit 1 while the split is incomplete).",
+    )
+    shards.add_argument("seeds", help="the seed file every shard evolved")
+    shards.add_argument("stores", nargs="+", help="the shards' row stores: each evolve --out (lineage .jsonl) "
+                        "or the NAME.rows.jsonl beside a training-format output")
+    shards.add_argument("--rounds", type=int, default=1, help="the --rounds the shards were evolved with (default 1)")
+    shards.add_argument("--column", default="instruction", help="the seed file's instruction column "
+                        "(default: instruction)")
+    shards.add_argument("--merge", metavar="OUT", help="write the merged dataset here (.jsonl or .parquet)")
+    shards.add_argument("--format", choices=["lineage", "sft", "prompt-completion"], default="lineage",
+                        help="what --merge writes, as evolve --format (default lineage)")
+    shards.add_argument("--debug", action="store_true", help="show tracebacks")
+    shards.set_defaults(handler=run_shards)
+
+
+def run_shards(args: argparse.Namespace) -> int:
+    from autoevol_dspy.data.shards import merge_shards, shard_status
+
+    stores = [_row_store(Path(path)) for path in args.stores]
+    if not args.merge:
+        report = shard_status(args.seeds, stores, rounds=args.rounds, column=args.column)
+        print(report.describe())
+        return 0 if report.complete else 1
+    out, store = _evolve_paths(Path(args.merge), args.format)
+    report = merge_shards(args.seeds, stores, out_path=store, rounds=args.rounds, column=args.column)
+    print(report.describe())
+    if out != store:
+        from autoevol_dspy.data.export import export_evolved
+
+        path, count = export_evolved(store, out, format=args.format)
+        print(f"output:   {path} ({count} {args.format} rows; every row with its lineage in {store})")
+    else:
+        print(f"output:   {store}")
+    return 0
+
+
+def _evolve_paths(out: Path, format: str) -> tuple[Path, Path]:
+    """(the file asked for, its row store), laid out as ``evolve --out OUT --format`` lays them out."""
+    if format == "lineage" and out.name.lower().endswith((".jsonl", ".ndjson")):
+        return out, out
+    if not out.name.lower().endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
+        raise ConfigurationError(f"--merge must end in .jsonl or .parquet, got {out.name!r}")
+    return out, out.with_name(f"{out.name.split('.')[0]}.rows.jsonl")
+
+
+def _row_store(path: Path) -> Path:
+    """The row store of an evolve output: the file itself, or the NAME.rows.jsonl beside a training file."""
+    beside = path.with_name(f"{path.name.split('.')[0]}.rows.jsonl")
+    if not path.with_name(f"{path.name.rsplit('.', 1)[0]}.meta.json").is_file() and beside.is_file():
+        return beside
+    return path
