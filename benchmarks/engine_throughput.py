@@ -231,7 +231,11 @@ def _fixed_cost_ms(lm: dspy.LM, llama: Any, prompt: str, calls: int = 30) -> dic
 
 def run_routing(*, model: Path, calls: int, max_tokens: int, repeats: int, contexts: int, threads: int,
                 n_ctx: int) -> dict[str, Any]:
-    """The pool routed by shared prefix against the same pool without routing, on two-system-prompt traffic."""
+    """Pools routed by shared prefix against pools that take the first free context, on two-system-prompt traffic.
+
+    Each pool first loads all its contexts (as a concurrent phase of a run would); then it serves
+    one caller (routing can pick any context) and ``contexts`` callers (mostly one is free).
+    """
     batch = [[{"role": "system", "content": SYSTEMS[i % 2]}, {"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
              for i in range(calls)]
     sides, engines = [], []
@@ -239,15 +243,22 @@ def run_routing(*, model: Path, calls: int, max_tokens: int, repeats: int, conte
         engine, lm = _engine_lm(model, max_tokens, contexts=contexts, n_threads=threads, n_ctx=n_ctx,
                                 route_by_prefix=routed)
         engines.append(engine)
+        _warm(Side("warm-up", "", _dspy_batch(lm, contexts)), batch[:contexts], engine)
         how = "routed by prefix" if routed else "first free context"
-        sides.append(Side("routed" if routed else "unrouted", f"pool of {contexts}, {how}", _dspy_batch(lm, contexts)))
-    for side, engine in zip(sides, engines):
-        _warm(side, batch[:contexts], engine)
+        for callers in sorted({1, contexts}):
+            lm = dspy.LM(lm.model, engine=engine, cache=False, temperature=0.0, max_tokens=max_tokens)
+            sides.append(Side(_routing_name(routed, callers), f"pool of {contexts}, {how}, {callers} caller(s)",
+                              _dspy_batch(lm, callers)))
     _rounds(sides, batch, repeats)
     prompt_tokens = engines[0].count_prompt_tokens(batch[0])
     for engine in engines:
         engine.close()
-    return {"sides": {side.name: side for side in sides}, "prompt_tokens": prompt_tokens}
+    return {"sides": {side.name: side for side in sides}, "prompt_tokens": prompt_tokens,
+            "callers": sorted({1, contexts})}
+
+
+def _routing_name(routed: bool, callers: int) -> str:
+    return f"{'routed' if routed else 'unrouted'} x{callers}"
 
 
 def _median(values: list[float]) -> float:
@@ -294,9 +305,12 @@ def routing_table(result: dict[str, Any]) -> str:
     for side in sides.values():
         lines.append(f"| {side.label} | {_median(side.calls_s):.2f} | {_median(side.tokens_s):.1f} | "
                      f"{min(side.calls_s):.2f}-{max(side.calls_s):.2f} | {_median(side.cores):.2f} |")
-    routed, unrouted = sides["routed"], sides["unrouted"]
-    lines += ["", (f"routed / unrouted calls/s: **{_paired(routed, unrouted, 'calls_s'):.3f}** (median of per-repeat "
-              f"ratios); prompt of {result['prompt_tokens']} tokens, identical outputs {_same(routed, unrouted)}.")]
+    lines.append("")
+    for callers in result["callers"]:
+        routed, unrouted = sides[_routing_name(True, callers)], sides[_routing_name(False, callers)]
+        lines.append(f"- {callers} caller(s): routed / unrouted calls/s **{_paired(routed, unrouted, 'calls_s'):.3f}** "
+                     f"(median of per-repeat ratios), identical outputs {_same(routed, unrouted)}")
+    lines.append(f"- prompt of {result['prompt_tokens']} tokens, of which the system prompt is most")
     return "\n".join(lines)
 
 
@@ -309,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contexts", type=int, default=contexts, help="pool size and caller threads")
     parser.add_argument("--threads", type=int, default=threads, help="llama.cpp threads per context, every side")
     parser.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context size, every side")
-    parser.add_argument("--routing-calls", type=int, default=16, help="calls per repeat of the routing table (0: skip)")
+    parser.add_argument("--routing-calls", type=int, default=12, help="calls per repeat of the routing table (0: skip)")
     parser.add_argument("--routing-max-tokens", type=int, default=16, help="max_tokens of the routing calls")
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the embedded SmolLM2)")
     parser.add_argument("--smoke", action="store_true", help="tiny quick run: 2 prompts, 8 tokens, 1 repeat")
