@@ -184,3 +184,23 @@ def test_two_runs_in_one_storage_do_not_collide_and_restart_leaves_the_other_alo
     assert len(optuna.load_study(study_name="first", storage=storage).trials) == len(kept.trials)
     report = autoevol("report", str(first), "--storage", storage)
     assert report.returncode == 0, report.stderr
+
+
+def test_cli_habits_version_quiet_and_one_config_for_optimize_and_evolve(server, initial_method, tmp_path):
+    from autoevol_dspy import __version__
+
+    version = autoevol("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"autoevol-dspy {__version__}"
+    api_base, _ = server
+    config = tmp_path / "run.toml"
+    config.write_text('steps = 1\ncandidates = 2\nbatch_size = 4\ndev_size = 20\nthreads = 2\nrounds = 1\n')
+    out = tmp_path / "run"
+    quiet = autoevol("optimize", str(SEEDS), "--out", str(out), "--config", str(config), "--initial-method",
+                     str(initial_method), "--lm", "openai/stub", "--api-base", api_base, "-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert " INFO " not in quiet.stderr and "dev failure rate:" in quiet.stdout
+    evolved = autoevol("evolve", str(SEEDS), "--method", str(out), "--out", str(tmp_path / "rows.jsonl"),
+                       "--config", str(config), "--lm", "openai/stub", "--api-base", api_base)
+    assert evolved.returncode == 0, evolved.stderr
+    assert "ignoring settings that only optimize uses: batch_size, candidates, dev_size, steps" in evolved.stderr
+    assert "\x1b[" not in evolved.stderr and "it/s" not in evolved.stderr  # no progress bars off a terminal

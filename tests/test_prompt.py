@@ -418,3 +418,31 @@ def test_in_process_models_answer_in_json():
     world = ReviewWorld()
     assert _adapter(world.lm, world.lm) is None
     assert isinstance(_adapter(world.lm, dspy.LM("local/SmolLM2-135M-Instruct.Q4_1")), dspy.JSONAdapter)
+
+
+def test_the_prompt_command_infers_fields_and_reads_a_config_file(tmp_path, monkeypatch, caplog):
+    world = ReviewWorld()
+    monkeypatch.setattr("autoevol_dspy.cli.prompt.build_lms", lambda args: (world.lm, world.lm))
+    prompt, examples = cli_files(tmp_path)
+    labelled = tmp_path / "labelled.jsonl"
+    write_jsonl(labelled, [{"id": i, "product": r["product"], "review": r["review"], "label": r["sentiment"]}
+                           for i, r in enumerate(rows(30))])
+    config = tmp_path / "prompt.toml"
+    config.write_text('steps = 1\ncandidates = 2\nbatch-size = 4\ndev_size = 10\nholdout = 6\nthreads = 1\n')
+    args = parse(["prompt", str(prompt), "--examples", str(labelled), "--out", str(tmp_path / "out"),
+                  "--config", str(config), "--no-progress"])
+    with caplog.at_level("WARNING", logger="autoevol_dspy"):
+        assert args.handler(args) == 0
+    assert args.output == "label" and args.input == ["product", "review"] and args.metric == "exact"
+    assert "chose output 'label'; inputs 'product', 'review'; metric 'exact'" in caplog.text
+    result = PromptResult.load(tmp_path / "out" / "prompt_result.json")
+    assert result.run.dev_size == 10 and result.holdout_size == 6 and result.output_field == "label"
+
+
+def test_the_prompt_command_says_when_the_output_column_is_not_obvious(tmp_path):
+    from autoevol_dspy.errors import DataError
+
+    prompt, examples = cli_files(tmp_path)  # its output column is 'sentiment'
+    args = parse(["prompt", str(prompt), "--examples", str(examples), "--out", str(tmp_path / "out")])
+    with pytest.raises(DataError, match="cannot tell which column .* is the output .*name it with --output"):
+        args.handler(args)

@@ -26,6 +26,7 @@ from autoevol_dspy.cli.config import (
 )
 from autoevol_dspy.cli.errors import describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
+from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.cli.shards import add_shards_command
 from autoevol_dspy.cli.worker import add_driver_options, add_worker_command, driver_workers
 from autoevol_dspy.errors import (
@@ -66,8 +67,7 @@ def _add_lm_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML or YAML file with these settings; options given here override it")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_output_options(parser)
 
 
 def _make_lm(spec: str, settings: LMSettings, **kwargs: Any):
@@ -269,7 +269,7 @@ def run_evolve(args: argparse.Namespace) -> int:
     from autoevol_dspy.data.evolve import evolve_dataset
     from autoevol_dspy.data.seeds import load_instructions
 
-    file_values = load_config_file(args.config) if args.config else {}
+    file_values = _evolve_settings(load_config_file(args.config), args.config) if args.config else {}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "response_max_tokens", "threads", "rounds", "style", "timeout", "retries"])
     options["drop_failures"] = _flag(args, "drop_failures")
@@ -307,6 +307,15 @@ def run_evolve(args: argparse.Namespace) -> int:
         path, count = export_evolved(store, out, format=args.format)
         print(f"output:   {path} ({count} {args.format} examples)")
     return 0
+
+
+def _evolve_settings(values: dict[str, Any], path: str) -> dict[str, Any]:
+    """The settings of a config file that ``evolve`` uses; an ``optimize`` file's search-only keys are noted and
+    ignored, so one file serves both commands."""
+    search_only = sorted(set(values) - set(EvolveConfig.model_fields) & set(OptimizeConfig.model_fields))
+    if search_only:
+        logger.warning("%s: ignoring settings that only optimize uses: %s", path, ", ".join(search_only))
+    return {key: value for key, value in values.items() if key not in search_only}
 
 
 def _evolve_paths(out: Path, format: str) -> tuple[Path, Path]:
@@ -361,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autoevol",
         description="Auto Evol-Instruct for DSPy: let an LLM optimize instructions from their failures.",
     )
+    from autoevol_dspy import __version__
+
+    parser.add_argument("--version", action="version", version=f"autoevol-dspy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     optimize = commands.add_parser(
@@ -444,13 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(debug: bool) -> None:
+def _configure_logging(debug: bool, *, verbose: bool = False, quiet: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    logging.getLogger("autoevol_dspy").setLevel(logging.DEBUG if debug else logging.INFO)
+    level = logging.DEBUG if debug or verbose else (logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("autoevol_dspy").setLevel(level)
     for noisy in ("LiteLLM", "litellm", "httpx", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import dspy  # noqa: F401 - DSPy adds its own log handler on import: scrub it too
@@ -462,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    _configure_logging(debug)
+    _configure_logging(debug, verbose=bool(getattr(args, "verbose", False)), quiet=bool(getattr(args, "quiet", False)))
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

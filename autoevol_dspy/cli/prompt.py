@@ -15,7 +15,11 @@ from typing import Any
 
 import dspy
 
+from autoevol_dspy.cli.config import load_config_file
 from autoevol_dspy.cli.lms import add_request_options, command_lm
+from autoevol_dspy.cli.options import add_output_options
+from autoevol_dspy.data.io import read_records
+from autoevol_dspy.errors import ConfigurationError, DataError
 from autoevol_dspy.runlock import RunDirLock
 from autoevol_dspy.prompt.metrics import METRIC_NAMES, metric_from_name
 from autoevol_dspy.prompt.optimize import (
@@ -50,18 +54,20 @@ def add_prompt_command(subparsers: Any) -> None:
     parser.add_argument("--examples", required=True, metavar="FILE", help="examples: a JSONL, JSON or CSV file")
     parser.add_argument("--out", required=True, metavar="OUT_DIR",
                         help="run directory: prompt.txt, result.json, prompt_result.json, study.db, report")
-    parser.add_argument("--input", required=True, action="append", metavar="FIELD",
-                        help="an input field of the examples (repeat for several)")
-    parser.add_argument("--output", required=True, metavar="FIELD", help="the output field the prompt produces")
-    parser.add_argument("--metric", required=True, metavar="NAME", help=f"how a case is judged: {METRIC_NAMES}")
+    parser.add_argument("--input", action="append", metavar="FIELD",
+                        help="an input field of the examples (repeat for several; default: every column but the "
+                        "output and an id)")
+    parser.add_argument("--output", metavar="FIELD", help="the output field the prompt produces (default: the "
+                        f"column named {', '.join(OUTPUT_COLUMNS)}, the first that exists)")
+    parser.add_argument("--metric", metavar="NAME", help=f"how a case is judged: {METRIC_NAMES} (default: exact)")
     lms = parser.add_argument_group("LMs")
-    lms.add_argument("--lm", default="local", metavar="SPEC", help="LM that answers with the prompt: 'local' "
+    lms.add_argument("--lm", metavar="SPEC", help="LM that answers with the prompt: 'local' "
                      "(embedded SmolLM2-135M, the default), 'local:PATH.gguf', 'openai/MODEL', or any provider/model")
     lms.add_argument("--optimizer-lm", metavar="SPEC", help="LM that analyses failures, rewrites the prompt and "
                      "judges for judge: metrics (default: --lm)")
     lms.add_argument("--api-base", metavar="URL", help="base URL of an OpenAI-compatible server for openai/ specs")
-    lms.add_argument("--max-tokens", type=int, default=256, metavar="N", help="longest answer in tokens (256)")
-    lms.add_argument("--optimizer-max-tokens", type=int, default=1024, metavar="N",
+    lms.add_argument("--max-tokens", type=int, metavar="N", help="longest answer in tokens (256)")
+    lms.add_argument("--optimizer-max-tokens", type=int, metavar="N",
                      help="longest analysis or rewritten prompt in tokens (1024)")
     add_request_options(lms)
     lms.add_argument("--local-threads", type=int, metavar="N", help="llama.cpp threads for local specs (default: "
@@ -76,12 +82,13 @@ def add_prompt_command(subparsers: Any) -> None:
                      help=f"examples in the fixed dev set ({PROMPT_DEFAULTS['dev_size']})")
     run.add_argument("--holdout", type=int, metavar="N", help="examples held out for the before/after "
                      f"comparison (default: {DEFAULT_HOLDOUT_SHARE * 100:.0f}%% of them)")
-    run.add_argument("--threads", type=int, default=2, metavar="N", help="LM calls in flight at once (2)")
+    run.add_argument("--threads", type=int, metavar="N", help="LM calls in flight at once (2)")
     run.add_argument("--seed", type=int, metavar="N", help="seed of the splits and mini-batches (0)")
     run.add_argument("--max-lm-calls", type=int, metavar="N", help="stop optimizing after this many LM calls")
+    parser.add_argument("--config", metavar="FILE", help="TOML or YAML file with these settings (names as the "
+                        "options, dashes or underscores); options given here override it")
     parser.add_argument("--restart", action="store_true", help="discard the run in OUT_DIR and start over")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    add_output_options(parser)
     parser.set_defaults(handler=run_prompt_command)
 
 
@@ -143,8 +150,56 @@ def _summary(result: PromptResult, out: Path, report: Path | None) -> str:
     return "\n".join(lines)
 
 
+#: Options of ``prompt`` a config file may set, with their defaults when neither sets them.
+_DEFAULTS: dict[str, Any] = {"lm": "local", "max_tokens": 256, "optimizer_max_tokens": 1024, "threads": 2,
+                             "optimizer_lm": None, "api_base": None, "local_threads": None, "steps": None,
+                             "candidates": None, "batch_size": None, "dev_size": None, "holdout": None, "seed": None,
+                             "max_lm_calls": None, "input": None, "output": None, "metric": None}
+#: Columns taken as the expected output when ``--output`` is not given, in order.
+OUTPUT_COLUMNS = ("answer", "label", "output", "target")
+
+
+def apply_config(args: argparse.Namespace) -> None:
+    """Fill the options not given on the command line from ``--config``, then from the defaults."""
+    values = load_config_file(args.config) if args.config else {}
+    unknown = sorted(set(values) - set(_DEFAULTS) - {"timeout", "retries"})
+    if unknown:
+        raise ConfigurationError(f"{args.config}: unknown setting(s) for prompt: {', '.join(unknown)}")
+    for name, default in _DEFAULTS.items():
+        if getattr(args, name, None) is None:
+            value = values.get(name, default)
+            setattr(args, name, [value] if name == "input" and isinstance(value, str) else value)
+    for name in ("timeout", "retries"):
+        if name in values and getattr(args, name, None) is None:
+            setattr(args, name, values[name])
+
+
+def infer_fields(args: argparse.Namespace) -> None:
+    """Choose the output, inputs and metric the examples make obvious, and say what was chosen."""
+    if args.output and args.input and args.metric:
+        return
+    columns = list(dict.fromkeys(key for row in read_records(Path(args.examples)) if isinstance(row, dict)
+                                 for key in row))
+    chosen = []
+    if not args.output:
+        args.output = next((name for name in OUTPUT_COLUMNS if name in columns), None)
+        if args.output is None:
+            raise DataError(f"cannot tell which column of {args.examples} is the output (none is named "
+                            f"{', '.join(OUTPUT_COLUMNS)}); name it with --output (columns: {', '.join(columns)})")
+        chosen.append(f"output {args.output!r}")
+    if not args.input:
+        args.input = [name for name in columns if name not in (args.output, "id")]
+        chosen.append(f"inputs {', '.join(repr(name) for name in args.input)}")
+    if not args.metric:
+        args.metric = "exact"
+        chosen.append("metric 'exact'")
+    logger.warning("chose %s from %s (name them with --input/--output/--metric)", "; ".join(chosen), args.examples)
+
+
 def run_prompt_command(args: argparse.Namespace) -> int:
     """``autoevol prompt``: load the prompt and examples, optimize, write OUT_DIR, print the before/after rates."""
+    apply_config(args)
+    infer_fields(args)
     out = Path(args.out)
     text = load_prompt(args.prompt_file)
     metric = metric_from_name(args.metric, output_field=args.output)
