@@ -21,7 +21,8 @@ from autoevol_dspy.search.tracking import RunTracker
 from autoevol_dspy.testing import Call, generic_answer
 from world import bucket, evolved, method
 
-SEEDS = Path(__file__).resolve().parent.parent / "examples" / "seeds.jsonl"
+#: 30 seed instructions (the first example set): small enough for many runs per test.
+SEEDS = Path(__file__).resolve().parent / "data" / "seeds30.jsonl"
 _QUALITY = re.compile(r"QUALITY=q?(\d+)")
 #: Each step's rewrite of a method of quality q (failure share q%): large gaps, so a stray failure flips nothing.
 NEXT_QUALITY = {90: 50, 50: 10, 10: 5}
