@@ -79,7 +79,10 @@ def test_a_two_predictor_program_compiles_on_the_embedded_model(tmp_path):
     assert get_instructions(compiled) == result.best_instructions
     assert result.best_instructions["classify.predict"] == get_instructions(student)["classify.predict"]
     roles = result.usage.by_role
-    assert roles["program"].calls >= 2 * 3 and roles["analysis"].calls == 2 and roles["rewrite"].calls == 2
+    # m=2 samples per round; the guard asks again (up to 2 more rounds) while it refuses every sample.
+    rounds = len(result.plans[0].discarded) // 2 + (1 if result.plans[0].candidates else 0)
+    assert roles["program"].calls >= 2 * 3 and roles["analysis"].calls == roles["rewrite"].calls
+    assert roles["analysis"].calls in (2, 4, 6) and roles["analysis"].calls >= 2 * min(rounds, 3)
     assert RunResult.load(tmp_path / "result.json").best_instructions == result.best_instructions
     compiled.save(tmp_path / "program.json")
     loaded = Triage()
