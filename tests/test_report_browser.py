@@ -148,3 +148,19 @@ def test_the_screenshot_shows_the_page_and_the_plot(report, tmp_path):
 
 def _close(a: tuple[int, int, int], b: tuple[int, int, int], tolerance: int = 24) -> bool:
     return all(abs(x - y) <= tolerance for x, y in zip(a, b))
+
+
+def test_the_page_shows_the_held_out_check_and_example_cases(report, tmp_path):
+    done = chromium(tmp_path / "profile", "--dump-dom", report.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    assert '<section id="holdout">' in dom and "95% interval" in dom and "held-out failure rate" in dom
+    assert '<section id="evidence">' in dom and dom.count('<dl class="case">') >= 2
+    assert "<dt>seed</dt>" in dom and "<dt>round 1</dt>" in dom and "<dt>verdict</dt>" in dom
+    shot = tmp_path / "evidence.png"
+    tall = chromium(tmp_path / "profile2", f"--screenshot={shot}", f"--window-size={WIDTH},3600", report.as_uri())
+    assert tall.returncode == 0 and shot.is_file(), tall.stderr[-2000:]
+    _, _, pixels = png_pixels(shot)
+    # The verdicts of failed and passed example cases are drawn in the failed and complete colors.
+    assert sum(1 for p in pixels if _close(p, rgb(COLORS["failed"]), 40)) > 40
+    assert sum(1 for p in pixels if _close(p, rgb(COLORS["complete"]), 40)) > 40
