@@ -27,17 +27,22 @@ from autoevol_dspy.errors import (
     LMSpecError,
     RunConflictError,
 )
+from autoevol_dspy.data.export import export_evolved, training_dataset
 from autoevol_dspy.evolution import (
     INITIAL_METHOD,
+    AnsweredInstead,
     EvolInstruct,
     EvolInstructRules,
     EvolutionCase,
     Failure,
     FailureDetector,
     LLMJudge,
+    LostKeyContent,
+    NearCopy,
     PaperResponseRules,
     parse_rewritten_instruction,
 )
+from autoevol_dspy.evolution.unit import Evolver
 from autoevol_dspy.lm import make_lm
 from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.prompt import PromptResult, optimize_prompt
@@ -51,41 +56,79 @@ from autoevol_dspy.search import (
     WorkerSummary,
     run_worker,
 )
-from autoevol_dspy.search.strategies import PredictorChoice, RoundRobin
+from autoevol_dspy.search.events import SearchCallback
+from autoevol_dspy.search.holdout import HoldoutComparison
+from autoevol_dspy.search.strategies import (
+    AnyOf,
+    EpochBatches,
+    ExactEarlyStop,
+    FullEvaluation,
+    LMCallBudget,
+    MarginAcceptance,
+    MaxSteps,
+    NoImprovement,
+    PairedTestAcceptance,
+    PaperProtocol,
+    PredictorChoice,
+    ProposalGuard,
+    RandomBatches,
+    RoundRobin,
+    StrictImprovement,
+)
 from autoevol_dspy.tasks import EvolutionTask, ProgramTask
 
 __version__ = "0.1.0"
 
 __all__ = [
     "INITIAL_METHOD",
+    "AnsweredInstead",
+    "AnyOf",
     "AutoEvolError",
     "AutoEvolInstruct",
     "ConfigurationError",
     "DataError",
+    "EpochBatches",
     "EvolInstruct",
     "EvolInstructRules",
     "EvolutionCase",
     "EvolutionSummary",
     "EvolutionTask",
+    "Evolver",
+    "ExactEarlyStop",
     "Failure",
     "FailureDetector",
+    "FullEvaluation",
+    "HoldoutComparison",
     "LLMJudge",
+    "LMCallBudget",
     "LMSpecError",
     "LoadedInstructions",
+    "LostKeyContent",
+    "MarginAcceptance",
+    "MaxSteps",
+    "NearCopy",
+    "NoImprovement",
+    "PairedTestAcceptance",
+    "PaperProtocol",
     "PaperResponseRules",
     "PredictorChoice",
     "ProgramTask",
     "PromptResult",
+    "ProposalGuard",
+    "RandomBatches",
     "RoundRobin",
     "RunConflictError",
     "RunResult",
+    "SearchCallback",
     "SharedStudy",
     "StepOutcome",
     "StepPlan",
+    "StrictImprovement",
     "TrialRecord",
     "UsageReport",
     "WorkerSummary",
     "evolve_dataset",
+    "export_evolved",
     "load_evolved",
     "load_instructions",
     "make_lm",
@@ -93,4 +136,5 @@ __all__ = [
     "parse_rewritten_instruction",
     "run_worker",
     "save_evolved",
+    "training_dataset",
 ]
