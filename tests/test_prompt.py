@@ -296,10 +296,10 @@ def test_bad_prompt_files(tmp_path, name, content, message):
      "example 2 lacks the field(s) sentiment (fields present: review)"),
     ("a.csv", "text,label\nReview #1,positive\n", "lacks the field(s) review, sentiment (fields present: label, text)"),
     ("a.jsonl", '{"review": "Review #1", "sentiment": "positive"}\nnot json\n', "line 2 is not valid JSON"),
-    ("a.json", '{"review": "x"}', "must hold a JSON list of objects"),
+    ("a.json", '{"review": "x"}', "holds a JSON object; expected a list of rows"),
     ("a.json", '["just a string"]', "example 1 is a str, not an object with named fields"),
     ("a.jsonl", "\n", "holds no examples"),
-    ("a.txt", "review", "unsupported examples file 'a.txt': use .jsonl, .json or .csv"),
+    ("a.txt", "review", "a.txt: unsupported file type; give a .jsonl, .json, .csv (each optionally .gz) or .parquet"),
 ])
 def test_bad_examples_files(tmp_path, name, content, message):
     path = tmp_path / name

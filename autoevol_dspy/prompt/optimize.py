@@ -8,8 +8,6 @@ optimization, so the failure rates reported before and after are an honest compa
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +17,7 @@ from typing import Any
 import dspy
 from pydantic import BaseModel, Field
 
+from autoevol_dspy.data.io import read_records
 from autoevol_dspy.data.splits import split_holdout
 from autoevol_dspy.errors import ConfigurationError, DataError
 from autoevol_dspy.files import atomic_write_text, read_text
@@ -49,7 +48,7 @@ PROMPT_DEFAULTS: dict[str, Any] = {"num_candidates": 4, "batch_size": 5, "dev_si
 #: The share of the examples held out when ``holdout`` is not given.
 DEFAULT_HOLDOUT_SHARE = 0.2
 PREDICTOR_NAME = "respond"
-EXAMPLE_FORMATS = ".jsonl, .json or .csv"
+EXAMPLE_FORMATS = ".jsonl, .json, .csv or .parquet"
 
 
 # The prompt as a program -----------------------------------------------------------------------------
@@ -107,52 +106,12 @@ def load_prompt(path: str | Path) -> str:
     return text
 
 
-def _read_jsonl(file: Path) -> list[Any]:
-    rows = []
-    for number, line in enumerate(read_text(file, what="examples file").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file} line {number} is not valid JSON: {exc.msg}") from None
-    return rows
-
-
-def _read_json(file: Path) -> list[Any]:
-    try:
-        data = json.loads(read_text(file, what="examples file"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{file} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("examples"), list):
-        data = data["examples"]
-    if not isinstance(data, list):
-        raise DataError(f"{file} must hold a JSON list of objects (or {{\"examples\": [...]}})")
-    return data
-
-
-def _read_csv(file: Path) -> list[Any]:
-    text = read_text(file, what="examples file")
-    try:
-        return [dict(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
-    except csv.Error as exc:
-        raise DataError(f"{file} is not valid CSV ({exc})") from None
-
-
-_READERS: dict[str, Callable[[Path], list[Any]]] = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}
-
-
 def load_examples(
     path: str | Path, *, input_fields: Sequence[str], output_field: str, require_output: bool = True
 ) -> list[dspy.Example]:
-    """Examples from a JSONL, JSON or CSV file, with the input fields marked; one-line errors for bad files."""
+    """Examples from a JSONL, JSON, CSV or Parquet file, with the input fields marked; one-line errors for bad files."""
     file = Path(path)
-    reader = _READERS.get(file.suffix.lower())
-    if reader is None:
-        raise DataError(f"unsupported examples file {file.name!r}: use {EXAMPLE_FORMATS}")
-    if not file.is_file():
-        raise DataError(f"examples file not found: {file}")
-    return prompt_examples(reader(file), input_fields=input_fields, output_field=output_field,
+    return prompt_examples(read_records(file), input_fields=input_fields, output_field=output_field,
                            require_output=require_output, source=str(file))
 
 
