@@ -6,15 +6,20 @@ exercises the same queue as separate processes; the PostgreSQL tests run real pr
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import dspy
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autoevol_dspy import AutoEvolInstruct, EvolInstruct, RunConflictError, SharedStudy, run_worker
+from autoevol_dspy import AutoEvolError, AutoEvolInstruct, EvolInstruct, RunConflictError, SharedStudy, run_worker
 from autoevol_dspy.cli.main import main as cli_main
 from autoevol_dspy.search.queue import TrialQueue, TrialSpec, shared_storage
 from autoevol_dspy.search.strategies import FullEvaluation, NoImprovement
@@ -25,6 +30,7 @@ from world import World, method, seeds
 
 SCRIPT = {60: [method(50), method(20), method(40)], 20: [method(25), method(10)], 10: [method(12)]}
 FAST = SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05)
+SHARED_SCRIPT = Path(__file__).parent / "shared_resume_script.py"
 
 
 def _url(tmp_path, name: str = "study.db") -> str:
@@ -216,3 +222,58 @@ def test_a_program_compiles_with_run_worker_threads_like_in_one_process(tmp_path
     assert shared.best_instructions == alone.best_instructions
     assert shared.failure_rate_by_step == alone.failure_rate_by_step
     assert shared.failure_rate_by_step[-1] < shared.failure_rate_by_step[0]
+
+
+def test_an_lm_outage_in_a_worker_stops_the_run_in_one_line_and_the_rerun_ends_like_one_process(tmp_path):
+    url = _url(tmp_path)
+    broken = World(dict(SCRIPT), fail_response_for="Task")  # every answer this worker asks for fails
+    threads, outcomes = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=broken.lm),
+                                                          storage=url, lm=broken.lm, num_threads=2, wait_s=60))
+    coordinator = SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05, evaluate=False)
+    driver = World(dict(SCRIPT))
+    with pytest.raises(AutoEvolError, match=r"an LM call failed: .*scripted outage") as error:
+        _optimizer(driver, storage=url, workers=coordinator).compile(EvolInstruct(method(60)), trainset=seeds(40))
+    assert "\n" not in str(error.value)
+    threads[0].join(timeout=60)
+    assert isinstance(outcomes[0], AutoEvolError) and "fix this worker's LM" in str(outcomes[0])
+    study = optuna.load_study(study_name="autoevol", storage=url)
+    assert study.user_attrs["autoevol:driver"]["state"] == "stopped"
+    assert [t.state for t in study.trials] == [TrialState.FAIL]  # the outage is never a result
+
+    healthy = World(dict(SCRIPT))
+    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=healthy.lm),
+                                                   storage=url, lm=healthy.lm, num_threads=2, wait_s=60))
+    rerun = _optimizer(World(dict(SCRIPT)), storage=url, workers=coordinator)
+    rerun.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    threads[0].join(timeout=60)
+    alone = _optimizer(World(dict(SCRIPT)))
+    alone.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    assert rerun.result.best_instructions == alone.result.best_instructions
+    assert rerun.result.failure_rate_by_step == alone.result.failure_rate_by_step
+
+
+def test_a_driver_killed_mid_step_leaves_its_queue_to_the_rerun_which_ends_like_one_process(tmp_path):
+    # Killed while evaluating step 1's candidates itself: queued trials wait, its own RUNNING one goes stale.
+    url = _url(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(SHARED_SCRIPT), *args], capture_output=True, text=True,
+                              timeout=240)
+
+    killed = run(url, str(tmp_path / "killed.json"), "30")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    study = optuna.load_study(study_name="autoevol", storage=url)
+    running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
+    assert running and study.get_trials(states=(TrialState.WAITING,))  # it held one, others were queued
+    resumed = run(url, str(tmp_path / "resumed.json"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    alone = run("none", str(tmp_path / "alone.json"))
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    result, reference = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("resumed", "alone"))
+    assert (result["method"], result["rates"]) == (reference["method"], reference["rates"])
+    trials = optuna.load_study(study_name="autoevol", storage=url).trials
+    assert [trials[n].state for n in running] == [TrialState.FAIL]  # failed once stale, then retried
+    finished = [(t.user_attrs["step"], t.user_attrs["candidate_key"]) for t in trials
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == len(set(finished))  # no candidate evaluated twice
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]

@@ -128,7 +128,8 @@ def shared_storage(storage: str | optuna.storages.BaseStorage, settings: SharedS
         return storage
     if not is_database_url(storage):
         raise ConfigurationError("workers share the study through a database: give storage= (or --storage) as a "
-                                 "URL, postgresql://user@host/db across machines or sqlite:///path on one machine")
+                                 "URL, postgresql+psycopg://user@host/db across machines or sqlite:///path on one "
+                                 "machine")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
@@ -219,6 +220,10 @@ class _Heartbeats:
         with self._lock:
             self._held.discard(trial_id)
 
+    def release_all(self) -> None:
+        with self._lock:
+            self._held.clear()
+
     def _run(self) -> None:
         while not self._wake.wait(self._interval):
             with self._lock:
@@ -308,6 +313,10 @@ class TrialQueue:
     def release(self, trial: optuna.Trial) -> None:
         """Stop beating for a trial this process has told (or given up)."""
         self._heartbeats.release(trial._trial_id)
+
+    def release_all(self) -> None:
+        """Stop beating for every trial this process holds: it gives them up (they go stale and are retried)."""
+        self._heartbeats.release_all()
 
     def fail_stale(self, *, force: bool = False) -> None:
         """Fail trials whose process stopped beating (at most once per heartbeat interval); the callback retries them."""

@@ -82,8 +82,12 @@ class QueueWorker:
             popped = self.queue.pop()
             return self._job(*popped) if popped is not None else None
 
-        evaluations = evaluate_jobs(self.task, [], self.devset, num_threads=self.num_threads, meter=self.meter,
-                                    events=self.events, more=more)
+        try:
+            evaluations = evaluate_jobs(self.task, [], self.devset, num_threads=self.num_threads, meter=self.meter,
+                                        events=self.events, more=more)
+        except BaseException:
+            self.queue.release_all()  # whatever this process still holds goes stale and is evaluated elsewhere
+            raise
         error = next((e.error for e in evaluations if e.error), None)
         if error is not None:
             raise LMOutageError(error)

@@ -51,7 +51,7 @@ class WorkerSummary:
     reason: str
 
 
-def read_identity(storage: str, study_name: str, *, wait_s: float | None, poll_s: float = 1.0) -> dict[str, Any]:
+def read_identity(storage: str, study_name: str, *, wait_s: float | None, poll_s: float = 0.25) -> dict[str, Any]:
     """The identity of a run started for workers, waiting up to ``wait_s`` (``None``: forever) for a driver to write it."""
     deadline = None if wait_s is None else time.monotonic() + wait_s
     plain = rdb_storage(storage)
