@@ -425,3 +425,16 @@ def test_a_module_with_only_aforward_runs():
 def test_no_lm_anywhere_is_one_clear_error_before_any_call():
     with pytest.raises(ConfigurationError, match="no LM to run the program with"):
         AutoEvolInstruct(metric=label_matches, progress=False).compile(Triage(), trainset=TRAIN, valset=DEV)
+
+
+def test_an_outage_of_a_judge_metrics_lm_is_an_outage_not_a_metric_error():
+    from autoevol_dspy import AutoEvolError
+    from dspy.utils.exceptions import LMServerError
+
+    world = TriageWorld()
+
+    def judge(example, prediction):
+        raise LMServerError("the judge's server answered 503", provider="stub")
+
+    with pytest.raises(AutoEvolError, match="an LM call failed: .*503"):
+        optimizer(world, metric=judge, max_steps=1).compile(Triage(), trainset=TRAIN, valset=DEV)

@@ -291,3 +291,39 @@ def test_candidates_in_one_pool_select_what_sequential_evaluation_selects(thread
             assert winner.failures == min(t.failures for t in ordered if t.status == "complete")
             assert all(t.failures > winner.failures or t.status == "pruned" for t in ordered[:ordered.index(winner)])
     assert rates["pool"] == rates["sequential"] == rates["full"]
+
+
+def test_a_prompt_too_long_for_the_model_is_that_cases_failure_not_a_crash():
+    from autoevol_dspy.lm.local_engine import PromptTooLongError
+
+    world = World(dict(SCRIPT))
+    original = world.engine.responder
+
+    def overflow(call):  # what the embedded engine raises; DSPy reports it as ContextWindowExceededError
+        if call.kind == "evolution" and "Task 3:" in call.inputs.get("instruction", ""):
+            raise PromptTooLongError(prompt_tokens=5000, n_ctx=4096, model="scripted")
+        return original(call)
+
+    world.engine.responder = overflow
+    opt = optimizer(world, max_steps=0, holdout=0)
+    opt.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    categories = opt.result.trials[0].failures_by_category
+    assert categories.get("context_overflow") == 1
+
+
+def test_a_bug_in_a_case_fails_the_started_trials_and_raises(tmp_path):
+    class Buggy:
+        name, needs_response = "buggy", False
+
+        def detect(self, case):
+            if "Task 3:" in case.instruction:
+                raise RuntimeError("a bug in a detector")
+            return None
+
+    world = World(dict(SCRIPT))
+    task = EvolutionTask(lm=world.lm, detectors=[Buggy()])
+    with pytest.raises(RuntimeError, match="a bug"):
+        optimizer(world, task=task, run_dir=tmp_path, max_steps=1, num_threads=2).compile(
+            EvolInstruct(method(60)), trainset=seeds(40))
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert study.trials and not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))

@@ -16,8 +16,10 @@ from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
+from autoevol_dspy.lm.context import adapter_context, use_lm
 from autoevol_dspy.lm.usage import lm_role
 
 __all__ = [
@@ -118,6 +120,9 @@ class EvolInstructRules:
 
     def __init__(self, *, sorry_max_words: int = 80) -> None:
         self.sorry_max_words = sorry_max_words
+
+    def describe(self) -> dict:
+        return {"type": self.name, "sorry_max_words": self.sorry_max_words}
 
     def detect(self, case: EvolutionCase) -> Failure | None:
         if _normalized(case.evolved) == _normalized(case.instruction):
@@ -223,6 +228,9 @@ class AnsweredInstead:
     def __init__(self, *, min_trailing_words: int = 20) -> None:
         self.min_trailing_words = min_trailing_words
 
+    def describe(self) -> dict:
+        return {"type": self.name, "min_trailing_words": self.min_trailing_words}
+
     def detect(self, case: EvolutionCase) -> Failure | None:
         parent, evolved = case.instruction, case.evolved
         stating = [sentence for sentence in _SENTENCE_BREAK.split(evolved) if not _asks(sentence)]
@@ -261,6 +269,9 @@ class NearCopy:
     def __init__(self, *, min_similarity: float = 0.9, max_new_words: int = 2) -> None:
         self.min_similarity = min_similarity
         self.max_new_words = max_new_words
+
+    def describe(self) -> dict:
+        return {"type": self.name, "min_similarity": self.min_similarity, "max_new_words": self.max_new_words}
 
     def detect(self, case: EvolutionCase) -> Failure | None:
         if _normalized(case.evolved) == _normalized(case.instruction):
@@ -351,6 +362,9 @@ class LostKeyContent:
         self.max_missing = max_missing
         self.require_request = require_request
 
+    def describe(self) -> dict:
+        return {"type": self.name, "max_missing": self.max_missing, "require_request": self.require_request}
+
     def detect(self, case: EvolutionCase) -> Failure | None:
         missing = self.missing(case.instruction, case.evolved)
         if len(missing) > self.max_missing:
@@ -396,9 +410,15 @@ class LLMJudge:
         self.lm = lm
         self.compare = dspy.Predict(CompareInstructions)
 
+    def describe(self) -> dict:
+        return {"type": self.name, "lm": getattr(self.lm, "model", None)}
+
     def detect(self, case: EvolutionCase) -> Failure | None:
-        with lm_role("judge"), dspy.context(**({"lm": self.lm} if self.lm is not None else {})):
-            verdict = self.compare(first=case.instruction, second=case.evolved).verdict
+        try:
+            with lm_role("judge"), use_lm(self.lm), adapter_context(None):
+                verdict = self.compare(first=case.instruction, second=case.evolved).verdict
+        except AdapterParseError:
+            return None  # a judge that cannot answer does not fail the evolution
         if verdict == "equal":
             return Failure(
                 category="no_information_gain",

@@ -8,6 +8,7 @@ from typing import Literal
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
+from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.parsing import (
     final_instruction,
     parse_rewritten_instruction,
@@ -87,10 +88,10 @@ class EvolInstruct(dspy.Module):
     def __init__(self, method: str | None = None, *, rounds: int = 1, style: Style = "rewrite",
                  plan: bool = False) -> None:
         super().__init__()
-        if rounds < 1:
-            raise ValueError(f"rounds must be at least 1, got {rounds}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ConfigurationError(f"rounds must be an integer of at least 1, got {rounds!r}")
         if style not in ("rewrite", "extend"):
-            raise ValueError(f"style must be 'rewrite' or 'extend', got {style!r}")
+            raise ConfigurationError(f"style must be 'rewrite' or 'extend', got {style!r}")
         self.rounds = rounds
         self.style = style
         signature = EvolveInstruction if style == "rewrite" else ExtendInstruction

@@ -25,6 +25,7 @@ from autoevol_dspy.evolution.detectors import (
 from autoevol_dspy.evolution.method import EvolInstruct
 from autoevol_dspy.evolution.signatures import RespondToInstruction
 from autoevol_dspy.lm.context import adapter_context, use_lm
+from autoevol_dspy.lm.errors import is_context_overflow
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.text import short_error
 
@@ -72,13 +73,20 @@ class Evolver:
 
     def describe(self) -> dict[str, Any]:
         """The settings that decide the judgement (no secrets), for resume checks and row metadata."""
-        return {"detectors": [getattr(d, "name", type(d).__name__) for d in self.detectors],
+        return {"detectors": [d.describe() if callable(getattr(d, "describe", None))
+                              else {"type": getattr(d, "name", type(d).__name__)} for d in self.detectors],
                 "respond": self.respond}
 
     def evolve_round(self, program: EvolInstruct, parent: str, context: str | None = None) -> RoundResult:
         """Evolve ``parent`` once with ``program``'s method and judge the result (``context``: its input)."""
-        with lm_role("evolution"), use_lm(self.lm), adapter_context(self.adapter):
-            step = program.evolve_once(parent, context)
+        try:
+            with lm_role("evolution"), use_lm(self.lm), adapter_context(self.adapter):
+                step = program.evolve_once(parent, context)
+        except Exception as exc:
+            if not is_context_overflow(exc):
+                raise
+            failure = Failure(category="context_overflow", reason=short_error(exc), detector="evolution")
+            return RoundResult(parent, None, "", None, failure)
         if step.evolved is None:
             reason = (f"the reply did not parse: {step.parse_error}" if step.parse_error
                       else "the reply held no evolved instruction")
@@ -87,7 +95,14 @@ class Evolver:
         failure = self._detect(EvolutionCase(instruction=parent, evolved=step.evolved), after_response=False)
         response = None
         if failure is None and self.respond:
-            response = self._respond_to(step.evolved if not context else f"{step.evolved}\n\n{context}")
+            try:
+                response = self._respond_to(step.evolved if not context else f"{step.evolved}\n\n{context}")
+            except Exception as exc:
+                if not is_context_overflow(exc):
+                    raise
+                failure = Failure(category="context_overflow", reason=f"the answer did not fit: {short_error(exc)}",
+                                  detector="response")
+                return RoundResult(parent, step.evolved, step.reply, None, failure)
             case = EvolutionCase(instruction=parent, evolved=step.evolved, response=response)
             failure = self._detect(case, after_response=True)
         return RoundResult(parent, step.evolved, step.reply, response, failure)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from dspy.utils.exceptions import ContextWindowExceededError, LMError
 
-__all__ = ["is_context_overflow", "is_lm_error"]
+__all__ = ["LMOutageError", "is_context_overflow", "is_lm_error"]
 
 # Errors from HTTP stacks that can escape an engine unwrapped (a custom engine, a test fake).
 _TRANSPORT = (ConnectionError, TimeoutError)
+
+
+class LMOutageError(Exception):
+    """An LM call failed for a reason outside the instructions (raised with the first such error's message)."""
 
 
 def is_context_overflow(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 import dspy
 
-from autoevol_dspy.lm.errors import is_lm_error
+from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.search.events import CaseJudged, EventBus
@@ -33,10 +33,6 @@ __all__ = ["Evaluation", "EvaluationJob", "LMOutageError", "evaluate", "evaluate
 
 #: Cases kept with a trial for the report: this many failed and this many passed ones.
 EXAMPLES_KEPT = (3, 2)
-
-
-class LMOutageError(Exception):
-    """An LM call failed for a reason outside the instructions (raised with the first such error)."""
 
 
 @dataclass
@@ -130,6 +126,7 @@ def evaluate_jobs(
     running = [_Running(job, Evaluation(size=len(cases)), UsageMeter(parent=meter)) for job in jobs]
     lock = threading.Lock()
     stop_all: dict[str, str] = {}
+    unexpected: list[BaseException] = []
 
     def run_case(state: _Running, index: int) -> CaseResult:
         with dspy.context(usage_tracker=state.meter):
@@ -209,10 +206,10 @@ def evaluate_jobs(
                 try:
                     case = future.result()
                 except Exception as exc:
-                    if not is_lm_error(exc):
-                        raise
+                    if not is_lm_error(exc):  # a bug: close every started trial as failed, then raise it
+                        unexpected.append(exc)
                     state.evaluation.error = state.evaluation.error or short_error(exc)
-                    stop_all.setdefault("outage", f"stopped: another evaluation hit an LM outage ({short_error(exc)})")
+                    stop_all.setdefault("outage", f"stopped: another evaluation failed ({short_error(exc)})")
                     continue
                 with lock:
                     state.evaluation.add(case)
@@ -224,6 +221,8 @@ def evaluate_jobs(
         if not state.finished:
             state.evaluation.interrupted = stop_all.get("interrupt") or stop_all.get("outage") or "not started"
             state.evaluation.usage = state.meter.report()
+    if unexpected:
+        raise unexpected[0]
     return [state.evaluation for state in running]
 
 

@@ -26,8 +26,11 @@ def _problems(trial: TrialRecord) -> str:
 
 
 def earlier_attempts(trials: list[TrialRecord], *, predictor: str, incumbent: TrialRecord,
-                     best: int = 2, worst: int = 2, limit: int = 500) -> str:
-    """A short account of earlier rewrites of ``predictor``: the ``best`` best and ``worst`` worst, and the incumbent."""
+                     accepted: frozenset[int] = frozenset(), best: int = 2, worst: int = 2, limit: int = 500) -> str:
+    """A short account of earlier rewrites of ``predictor``: the ``best`` best and ``worst`` worst, and the incumbent.
+
+    ``accepted``: the trial numbers that some step accepted (they may have been replaced since).
+    """
     earlier = [t for t in trials if t.kind == "candidate" and t.predictor == predictor and t.finished
                and t.number != incumbent.number]
     if not earlier:
@@ -36,7 +39,7 @@ def earlier_attempts(trials: list[TrialRecord], *, predictor: str, incumbent: Tr
     chosen = ranked if len(ranked) <= best + worst else ranked[:best] + ranked[-worst:]
     lines = [f"The current instructions have dev failure rate {incumbent.failure_rate:.3f}."]
     for trial in chosen:
-        outcome = "accepted" if trial.number == incumbent.number else "not accepted"
+        outcome = "accepted" if trial.number in accepted else "not accepted"
         lines.append(f"- Step {trial.step} rewrite ({outcome}): {_rate(trial)}; main problems: {_problems(trial)}."
                      f"\n  Text: {clip(trial.instructions.get(predictor, ''), limit)}")
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Literal
 import dspy
 
 from autoevol_dspy.lm.context import adapter_context, use_lm
-from autoevol_dspy.lm.errors import is_lm_error
+from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.errors import ConfigurationError
@@ -116,8 +116,8 @@ class InstructionProposer:
                 with lm_role("rewrite"):
                     raw = self._propose_text(current, feedback, history, config)
         except Exception as exc:  # noqa: BLE001 - one unusable sample must not sink the step
-            if is_lm_error(exc):
-                raise  # an outage: the step is retried by the next run, never saved without its samples
+            if is_lm_error(exc):  # an outage: the step is retried by the next run, never saved without its samples
+                raise LMOutageError(short_error(exc)) from exc
             return Proposal(sample=sample, feedback=feedback or "", instructions=None, rejected=short_error(exc))
         text = clean_proposal(raw)
         if not text:
@@ -131,9 +131,14 @@ class InstructionProposer:
             text = f"{current.rstrip()}\n{text}"
         if text.strip() == current.strip():
             return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite changed nothing")
-        rejection = self.guard.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
-                                                     cases=seen.cases, feedback=feedback,
-                                                     output_fields=seen.output_fields))
+        try:
+            rejection = self.guard.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
+                                                         cases=seen.cases, feedback=feedback,
+                                                         output_fields=seen.output_fields))
+        except Exception as exc:
+            if is_lm_error(exc):  # a judge check's LM failed
+                raise LMOutageError(short_error(exc)) from exc
+            raise
         problem = self.task.validate_candidate(predictor, text) if rejection is None else None
         if problem:
             rejection = Rejection(category="unusable_for_task", reason=problem, check=type(self.task).__name__)

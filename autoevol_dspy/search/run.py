@@ -198,7 +198,9 @@ class SearchRun:
             step=step, predictor=predictor, current=incumbent.instructions[predictor],
             trajectory=self.task.format_trajectory(results), num_candidates=self.config.num_candidates,
             num_threads=self.config.num_threads,
-            history=earlier_attempts(self.tracker.trials(), predictor=predictor, incumbent=incumbent),
+            history=earlier_attempts(self.tracker.trials(), predictor=predictor, incumbent=incumbent,
+                                     accepted=frozenset(o.incumbent_after for o in self.tracker.outcomes()
+                                                        if o.accepted)),
             cases=_case_texts(results), output_fields=self.output_fields.get(predictor, ()),
         )
         candidates: dict[str, CandidatePlan] = {}

@@ -106,6 +106,8 @@ class ProgramTask:
         try:
             verdict = judge(self.metric, self.arity, example, prediction, threshold=self.threshold)
         except Exception as exc:  # noqa: BLE001 - the metric's exceptions are failures with their reason
+            if is_lm_error(exc):
+                raise  # the metric's own LM (a judge) failed: an outage, not a verdict
             failure = Failure(category="metric_error", reason=short_error(exc), detector="metric")
             return CaseResult(index=index, inputs=inputs, outputs=outputs, failure=failure)
         failure = None
