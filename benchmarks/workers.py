@@ -57,7 +57,7 @@ _PROBLEM = re.compile(r"Problem (\d+):")
 
 class BenchWorld:
     """A method of quality q fails (copies) the dev problems numbered below q, so it fails exactly min(q, dev size)
-    of them; the k-th rewrite of a method of quality q has quality q + 7 - k. Every step's candidates are
+    of them; its 16 rewrites have the qualities q + 8 .. q + 1 and q - 1 .. q - 8. Every step's candidates are
     distinct and its best one is unique, so every run selects the same methods whatever order it plans them in."""
 
     def __init__(self) -> None:
@@ -84,7 +84,8 @@ class BenchWorld:
             with self.lock:
                 k = self.counters[quality]
                 self.counters[quality] += 1
-            return {"improved_instructions": method_text(max(0, quality + 7 - k))}
+            offset = 8 - (k % 16) if k % 16 < 8 else 7 - (k % 16)  # +8 .. +1, then -1 .. -8: never the same text
+            return {"improved_instructions": method_text(max(0, quality + offset))}
         raise ValueError(f"unexpected call {call.kind}")
 
 
