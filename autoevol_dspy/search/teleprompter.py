@@ -54,6 +54,7 @@ from autoevol_dspy.tasks.base import (
     apply_instructions,
     get_instructions,
     lm_name,
+    lm_sampling,
 )
 from autoevol_dspy.tasks.evolution import EvolutionTask
 from autoevol_dspy.tasks.program import ProgramTask
@@ -267,6 +268,8 @@ class AutoEvolInstruct(Teleprompter):
             "proposal_style": self.proposal_style,
             "lm": lm_name(self.lm),
             "optimizer_lm": lm_name(self.optimizer_lm),
+            "lm_sampling": lm_sampling(self.lm),
+            "optimizer_sampling": lm_sampling(self.optimizer_lm),
         }
 
     # Configuration ---------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.detectors import Failure
 
-__all__ = ["CaseResult", "OptimizationTask", "apply_instructions", "get_instructions", "lm_name"]
+__all__ = ["CaseResult", "OptimizationTask", "apply_instructions", "get_instructions", "lm_name", "lm_sampling"]
 
 
 class CaseResult(BaseModel):
@@ -80,6 +80,14 @@ class OptimizationTask(Protocol):
 def lm_name(lm: dspy.LM | None) -> str | None:
     """The model name of an LM for settings records (never its key), or ``None``."""
     return getattr(lm, "model", None) if lm is not None else None
+
+
+def lm_sampling(lm: dspy.LM | None) -> dict[str, Any] | None:
+    """The sampling settings of an LM that decide its replies (temperature, top_p, max_tokens), or ``None``."""
+    if lm is None:
+        return None
+    kwargs = getattr(lm, "kwargs", {}) or {}
+    return {name: kwargs.get(name) for name in ("temperature", "top_p", "max_tokens") if kwargs.get(name) is not None}
 
 
 def get_instructions(program: dspy.Module) -> dict[str, str]:

@@ -12,7 +12,7 @@ from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.detectors import FailureDetector
 from autoevol_dspy.evolution.method import EvolInstruct
 from autoevol_dspy.evolution.unit import Evolver
-from autoevol_dspy.tasks.base import CaseResult, apply_instructions, lm_name
+from autoevol_dspy.tasks.base import CaseResult, apply_instructions, lm_name, lm_sampling
 from autoevol_dspy.text import clip
 
 __all__ = ["EvolutionTask"]
@@ -66,7 +66,8 @@ class EvolutionTask:
     def describe(self) -> dict[str, Any]:
         return {"type": "EvolutionTask", "rounds": self.rounds, "input_field": self.input_field,
                 **self.evolver.describe(), "lm": lm_name(self.evolver.lm),
-                "response_lm": lm_name(self.evolver.response_lm)}
+                "response_lm": lm_name(self.evolver.response_lm), "lm_sampling": lm_sampling(self.evolver.lm),
+                "response_sampling": lm_sampling(self.evolver.response_lm)}
 
     def examples(self, items: Sequence[Any], *, name: str) -> list[dspy.Example]:
         return as_examples(items, input_field=self.input_field, name=name)

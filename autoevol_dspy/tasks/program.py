@@ -20,6 +20,7 @@ from autoevol_dspy.tasks.base import (
     apply_instructions,
     get_instructions,
     lm_name,
+    lm_sampling,
 )
 from autoevol_dspy.tasks.metrics import check_metric, judge
 from autoevol_dspy.text import clip, short_error
@@ -70,7 +71,8 @@ class ProgramTask:
 
     def describe(self) -> dict[str, Any]:
         name = getattr(self.metric, "__name__", type(self.metric).__name__)
-        return {"type": "ProgramTask", "metric": name, "threshold": self.threshold, "lm": lm_name(self.lm)}
+        return {"type": "ProgramTask", "metric": name, "threshold": self.threshold, "lm": lm_name(self.lm),
+                "lm_sampling": lm_sampling(self.lm)}
 
     def examples(self, items: Sequence[Any], *, name: str) -> list[dspy.Example]:
         return as_examples(items, input_field=None, name=name)
