@@ -9,16 +9,18 @@ config, a method, a prompt) that is missing, unreadable or not UTF-8 is a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from autoevol_dspy.errors import DataError
 from autoevol_dspy.killpoints import kill_point
 
-__all__ = ["TEMPORARY_SUFFIX", "atomic_write_text", "read_json_object", "read_text", "remove_temporaries"]
+__all__ = ["TEMPORARY_SUFFIX", "atomic_path", "atomic_write_text", "read_json_object", "read_text", "remove_temporaries"]
 
 #: The suffix of the temporary files :func:`atomic_write_text` moves into place.
 TEMPORARY_SUFFIX = ".autoevol-tmp"
@@ -62,25 +64,32 @@ def read_json_object(path: str | Path, *, what: str) -> dict[str, Any]:
     return value
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` for the block to write whole; moved onto ``path`` when it ends cleanly."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            half = len(text) // 2
-            stream.write(text[:half])
-            stream.flush()
-            kill_point(f"half-written:{target.name}")
-            stream.write(text[half:])
-            stream.flush()
-            os.fsync(stream.fileno())
+        yield Path(temporary)
         os.chmod(temporary, _FILE_MODE)
         os.replace(temporary, target)
-    except BaseException:
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
+    target = Path(path)
+    with atomic_path(target) as temporary, temporary.open("w", encoding="utf-8", newline="") as stream:
+        half = len(text) // 2
+        stream.write(text[:half])
+        stream.flush()
+        kill_point(f"half-written:{target.name}")
+        stream.write(text[half:])
+        stream.flush()
+        os.fsync(stream.fileno())
     return target
 
 

@@ -159,7 +159,7 @@ def test_evolve_writes_training_data_in_the_format_asked(server, initial_method,
     dataset = datasets.load_dataset(kind, data_files=str(out), split="train")
     assert columns <= set(dataset.column_names) and len(dataset) > 0
     if fmt != "lineage":
-        assert (tmp_path / f"{out.name.split('.')[0]}.rows.jsonl").is_file()  # the resumable row store
+        assert (tmp_path / f"{name.rsplit('.', 1)[0]}.rows.jsonl").is_file()  # the resumable row store
         assert set(dataset["round"]) <= {1, 2}
 
 
@@ -204,3 +204,19 @@ def test_cli_habits_version_quiet_and_one_config_for_optimize_and_evolve(server,
     assert evolved.returncode == 0, evolved.stderr
     assert "ignoring settings that only optimize uses: batch_size, candidates, dev_size, steps" in evolved.stderr
     assert "\x1b[" not in evolved.stderr and "it/s" not in evolved.stderr  # no progress bars off a terminal
+
+
+def test_evolve_with_a_run_directory_reuses_its_lms_and_reply_lengths_unless_told_otherwise(server, initial_method,
+                                                                                          tmp_path):
+    api_base, stub = server
+    out = tmp_path / "run"
+    done = autoevol(*optimize_args(api_base, out, initial_method, "--steps", "0", "--max-tokens", "77",
+                                   "--response-max-tokens", "55"))
+    assert done.returncode == 0, done.stderr
+    # No --lm or --api-base: the run's stub server answers (the embedded model is never loaded).
+    evolved = autoevol("evolve", str(SEEDS), "--method", str(out), "--out", str(tmp_path / "rows.jsonl"),
+                       "--response-max-tokens", "66", "--no-progress")
+    assert evolved.returncode == 0, evolved.stderr
+    used = next(line for line in evolved.stderr.splitlines() if "using the settings of run" in line)
+    assert "lm=openai/stub" in used and f"api_base={api_base}" in used and "max_tokens=77" in used
+    assert "failures:" in evolved.stdout

@@ -19,7 +19,7 @@ import pytest
 
 from autoevol_dspy import AutoEvolError, ConfigurationError, DataError, EvolInstruct, RunConflictError
 from autoevol_dspy.data import evolve_dataset, method_id
-from autoevol_dspy.data.io import load_evolved, save_evolved
+from autoevol_dspy.data.io import evolve_output_paths, load_evolved, row_store_beside, save_evolved
 from autoevol_dspy.data.seeds import load_instructions
 import evolve_script
 from world import World, bucket, evolved, method
@@ -365,6 +365,37 @@ def test_jsonl_and_parquet_round_trip(tmp_path):
     assert save_evolved(original, tmp_path / "forced.bin", format="parquet").exists()
     only_successes = load_evolved(parquet, include_failures=False)
     assert all(row["failure"] is None for row in only_successes) and len(only_successes) < len(original)
+
+
+def test_a_failed_save_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    evolve(World(), texts(6), tmp_path / "out.jsonl")
+    target = save_evolved(tmp_path / "out.jsonl", tmp_path / "copy.jsonl")
+    before = target.read_bytes()
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_evolved(tmp_path / "out.jsonl", target, format="parquet")
+    assert target.read_bytes() == before and not list(tmp_path.glob(".*"))  # no temporary left behind
+
+
+@pytest.mark.parametrize(("out", "store"), [
+    ("train.parquet", "train.rows.jsonl"),
+    ("train.v2.parquet", "train.v2.rows.jsonl"),  # versions of one name keep stores of their own
+    ("data.sft.jsonl", "data.sft.rows.jsonl"),
+    ("x.PQ", "x.rows.jsonl"),
+])
+def test_the_row_store_sits_beside_a_training_file_under_its_own_name(out, store):
+    assert row_store_beside(Path("runs") / out) == Path("runs") / store
+    assert evolve_output_paths(Path(out), format="sft") == (Path(out), Path(store))
+
+
+def test_a_lineage_jsonl_output_is_its_own_row_store_and_other_suffixes_are_refused():
+    assert evolve_output_paths("rows.jsonl", format="lineage") == (Path("rows.jsonl"), Path("rows.jsonl"))
+    with pytest.raises(ConfigurationError, match="--merge must end in .jsonl or .parquet"):
+        evolve_output_paths("rows.csv", format="sft", option="--merge")
 
 
 def test_two_writers_cannot_share_an_output(tmp_path):

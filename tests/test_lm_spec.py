@@ -223,8 +223,10 @@ def test_other_providers_pass_through(no_openai_key: None) -> None:
     assert lm.model == "anthropic/claude-3-5-haiku-latest"
     assert lm.kwargs["temperature"] == 0.1 and lm.kwargs["max_tokens"] == 50
     hosted = make_lm("hosted_vllm/qwen", api_base="http://127.0.0.1:9/v1", api_key=SECRET)
-    assert hosted.kwargs["api_base"] == "http://127.0.0.1:9/v1"
-    assert SECRET not in json.dumps(hosted.dump_state())
+    assert hosted.model == "hosted_vllm/qwen" and hosted.dump_state()["engine"]["state"]["api_base"] == "http://127.0.0.1:9/v1"
+    assert SECRET not in json.dumps(hosted.dump_state()) and SECRET not in repr(hosted.kwargs)
+    plain = make_lm("hosted_vllm/qwen", api_base="http://127.0.0.1:9/v1")  # no key: DSPy's own route
+    assert plain.kwargs["api_base"] == "http://127.0.0.1:9/v1"
 
 
 @needs_local

@@ -59,3 +59,30 @@ def test_a_study_made_with_other_settings_is_refused(tmp_path):
     AutoEvolInstruct(num_candidates=1, **common).compile(EvolInstruct(method(60)), trainset=data)
     with pytest.raises(RunConflictError, match="num_candidates"):
         AutoEvolInstruct(num_candidates=2, **common).compile(EvolInstruct(method(60)), trainset=data)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_reopening_fails_exactly_the_trials_a_dead_process_left_and_keeps_the_queue(tmp_path, shared):
+    import optuna
+    from optuna.trial import TrialState
+
+    from autoevol_dspy.search.queue import TrialSpec
+    from autoevol_dspy.search.tracking import RunTracker
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    settings = {"predictors": ["evolve"]}
+
+    def reopen() -> RunTracker:
+        return RunTracker.open(storage=storage, study_name="run", settings=settings, fingerprints={},
+                               predictors=["evolve"], step_limit=3, samples=1, shared=shared)
+
+    tracker = reopen()
+    tracker.start(step=1, kind="candidate", candidate_key="running", instructions={"evolve": "m"})  # trial 0
+    spec = TrialSpec(step=1, kind="candidate", candidate_key="queued", instructions={"evolve": "m"},
+                     predictor="evolve", samples=[0], label="queued")
+    tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))  # trial 1: queued work
+    tracker.study.enqueue_trial({}, user_attrs={"note": "a dead process's own"})  # trial 2: not queued work
+    reopen()
+    states = [t.state for t in optuna.load_study(study_name="run", storage=storage).trials]
+    queued = TrialState.WAITING if shared else TrialState.FAIL  # a shared study's queue belongs to its workers
+    assert states == [TrialState.FAIL, queued, TrialState.FAIL]

@@ -105,3 +105,17 @@ def test_a_saved_program_holds_no_key_and_reads_it_again_when_loaded(stub, tmp_p
     sent = stub.authorizations()[f"Bearer {KEY}"]
     loaded.evolve.lm("Rewrite: add 2 and 3.")
     assert stub.authorizations()[f"Bearer {KEY}"] == sent + 1  # the loaded LM read the key from the environment
+
+
+@pytest.mark.parametrize("spec", ["anthropic/claude-3-5-haiku-latest", "gemini/gemini-2.0-flash", "openai/gpt-4o-mini",
+                                  "openai/served"])
+def test_an_explicit_key_for_any_provider_stays_in_the_engine(spec):
+    import pickle
+
+    from autoevol_dspy.lm import make_lm
+
+    key = "sk-explicit-provider-key-0042"
+    lm = make_lm(spec, api_key=key, **({"api_base": "http://127.0.0.1:9/v1"} if spec == "openai/served" else {}))
+    assert key not in repr(lm.kwargs) and key not in json.dumps(lm.dump_state(), default=str)
+    assert key.encode() not in pickle.dumps(lm)
+    assert lm._engine_spec._settings.key() == key  # the engine still sends it

@@ -49,17 +49,19 @@ RUN_FILES = ("study.db", "run.json", "method.txt", "result.json", "report.html")
 # LM options shared by the subcommands -------------------------------------------------------------
 
 
-def _add_lm_options(parser: argparse.ArgumentParser) -> None:
+def _add_lm_options(parser: argparse.ArgumentParser, *, optimizer: bool = True) -> None:
     group = parser.add_argument_group("LMs")
     group.add_argument("--lm", help="LM spec that evolves instructions: 'local' (embedded SmolLM2-135M, the "
                        "default), 'local:PATH.gguf', 'openai/MODEL', or any provider/model DSPy accepts")
-    group.add_argument("--optimizer-lm", help="LM spec that analyses and rewrites the method (default: --lm)")
+    if optimizer:
+        group.add_argument("--optimizer-lm", help="LM spec that analyses and rewrites the method (default: --lm)")
     group.add_argument("--response-lm", help="LM spec that answers evolved instructions (default: --lm)")
     group.add_argument("--api-base", help="base URL of an OpenAI-compatible server (vLLM, llama.cpp server) "
                        "used by openai/ specs, e.g. http://127.0.0.1:8000/v1; the key comes from OPENAI_API_KEY")
     group.add_argument("--max-tokens", type=int, help="longest evolution reply in tokens (default 384)")
-    group.add_argument("--optimizer-max-tokens", type=int, help="longest analysis or rewritten method in tokens "
-                       "(default: --max-tokens)")
+    if optimizer:
+        group.add_argument("--optimizer-max-tokens", type=int, help="longest analysis or rewritten method in "
+                           "tokens (default: --max-tokens)")
     group.add_argument("--response-max-tokens", type=int, help="longest response in tokens (default 256)")
     group.add_argument("--threads", type=int, help="LM calls in flight at once (default 2)")
     add_request_options(group)
@@ -112,15 +114,26 @@ def _read_method(source: str) -> str:
     return text
 
 
-def _run_style(source: str) -> str:
-    """The style a run directory's method was optimized in (``rewrite`` for a plain method file)."""
+#: What ``evolve`` takes from the run directory its method comes from, unless a config file or option says otherwise.
+RUN_SETTINGS_FOR_EVOLVE = ("lm", "response_lm", "api_base", "max_tokens", "response_max_tokens", "threads", "style",
+                           "timeout", "retries", "column")
+
+
+def _run_settings(source: str) -> dict[str, Any]:
+    """The settings an ``optimize`` run directory was made with that evolving with its method should reuse
+    (its LMs, reply lengths, threads and the method's style); empty for a plain method file."""
     run_json = Path(source) / "run.json"
-    if run_json.is_file():
-        try:
-            return json.loads(run_json.read_text(encoding="utf-8")).get("settings", {}).get("style") or "rewrite"
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            pass
-    return "rewrite"
+    if not run_json.is_file():
+        return {}
+    try:
+        settings = read_json_object(run_json, what="run file").get("settings") or {}
+    except DataError as exc:
+        logger.warning("%s; evolving with the default settings", exc)
+        return {}
+    taken = {key: settings[key] for key in RUN_SETTINGS_FOR_EVOLVE if settings.get(key) is not None}
+    if taken:
+        logger.info("using the settings of run %s: %s", source, ", ".join(f"{k}={v}" for k, v in taken.items()))
+    return taken
 
 
 def _prepare_run_dir(out: Path, config: OptimizeConfig, *, restart: bool) -> None:
@@ -243,7 +256,7 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         progress=False if args.no_progress else None,
         workers=driver_workers(args, config, lms),
     )
-    # The settings first: the report the run writes at its end shows them.
+    # run.json is written after the run; the report is then written again, with the command's settings.
     compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples())
     result = optimizer.result
     atomic_write_text(out / "method.txt", compiled.method + "\n")
@@ -267,9 +280,11 @@ def _write_report(out: Path, storage: str | None, study_name: str) -> Path:
 def run_evolve(args: argparse.Namespace) -> int:
     """``autoevol evolve``: evolve a whole dataset with a method, with lineage, resumable."""
     from autoevol_dspy.data.evolve import evolve_dataset
+    from autoevol_dspy.data.io import evolve_output_paths
     from autoevol_dspy.data.seeds import load_instructions
 
     file_values = _evolve_settings(load_config_file(args.config), args.config) if args.config else {}
+    file_values = {**_run_settings(args.method), **file_values}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "response_max_tokens", "threads", "rounds", "style", "timeout", "retries"])
     options["drop_failures"] = _flag(args, "drop_failures")
@@ -278,11 +293,11 @@ def run_evolve(args: argparse.Namespace) -> int:
     lms = _build_lms(config, optimizer=False)
     method = _read_method(args.method)
     loaded = load_instructions(args.seeds, column=config.column)
-    out, store = _evolve_paths(Path(args.out), args.format)
+    out, store = evolve_output_paths(args.out, format=args.format)
     summary = evolve_dataset(
         loaded,
         method=method,
-        style=config.style or _run_style(args.method),
+        style=config.style or "rewrite",
         out_path=store,
         rounds=config.rounds,
         evol_lm=lms["evol_lm"],
@@ -316,16 +331,6 @@ def _evolve_settings(values: dict[str, Any], path: str) -> dict[str, Any]:
     if search_only:
         logger.warning("%s: ignoring settings that only optimize uses: %s", path, ", ".join(search_only))
     return {key: value for key, value in values.items() if key not in search_only}
-
-
-def _evolve_paths(out: Path, format: str) -> tuple[Path, Path]:
-    """(the file asked for, the resumable JSONL row store): the same file for a lineage .jsonl output."""
-    lineage_jsonl = format == "lineage" and out.name.lower().endswith((".jsonl", ".ndjson"))
-    if lineage_jsonl:
-        return out, out
-    if not out.name.lower().endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
-        raise ConfigurationError(f"--out must end in .jsonl or .parquet, got {out.name!r}")
-    return out, out.with_name(f"{out.name.split('.')[0]}.rows.jsonl")
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -397,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "far more often (default rewrite)")
     optimize.add_argument("--patience", type=int, help="steps without improvement before stopping (default 1)")
     optimize.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
-                          "e.g. postgresql://user@host/db to share a run between machines")
+                          "e.g. postgresql+psycopg://user@host/db to share a run between machines")
     optimize.add_argument("--study-name", help="the run's study in the storage (default: the --out folder's name)")
     optimize.add_argument("--seed", type=int, help="seed of the dev split and the mini-batches (default 0)")
     optimize.add_argument("--max-lm-calls", type=int, help="stop once this many LM calls were made")
@@ -417,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lineage; rerunning the same command continues where it stopped.",
     )
     evolve.add_argument("seeds", help="instructions: a JSONL, JSON, CSV or Parquet file")
-    evolve.add_argument("--method", required=True, help="a run directory (its method.txt) or a method text file")
+    evolve.add_argument("--method", required=True, help="a run directory (its method.txt, and the run's LMs, reply "
+                        "lengths, threads and style unless given here) or a method text file")
     evolve.add_argument("--column", help="the column that holds the instructions (default: instruction)")
     evolve.add_argument("--out", required=True, help="output file, .jsonl or .parquet; the rows with lineage "
                         "live in OUT itself (lineage .jsonl) or beside it in NAME.rows.jsonl, which a rerun resumes")
@@ -433,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--shard", help="INDEX/COUNT: evolve only every COUNT-th seed starting at INDEX, to split "
                         "a large dataset across machines (give each shard its own --out)")
     evolve.add_argument("--restart", action="store_true", help="discard the existing output and start over")
-    _add_lm_options(evolve)
+    _add_lm_options(evolve, optimizer=False)
     _add_common_options(evolve)
     evolve.set_defaults(handler=run_evolve)
 
@@ -442,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="the run directory given to optimize --out")
     report.add_argument("--storage", help="Optuna storage URL if the run did not use RUN_DIR/study.db")
     report.add_argument("--study-name", help="the study (default: the one run.json names, else the folder's name)")
-    report.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_options(report)
     report.set_defaults(handler=run_report)
 
     try:

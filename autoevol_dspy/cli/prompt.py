@@ -20,7 +20,6 @@ from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.data.io import read_records
 from autoevol_dspy.errors import ConfigurationError, DataError
-from autoevol_dspy.runlock import RunDirLock
 from autoevol_dspy.prompt.metrics import METRIC_NAMES, metric_from_name
 from autoevol_dspy.prompt.optimize import (
     DEFAULT_HOLDOUT_SHARE,
@@ -30,6 +29,7 @@ from autoevol_dspy.prompt.optimize import (
     load_prompt,
     optimize_prompt,
 )
+from autoevol_dspy.runlock import RunDirLock
 
 __all__ = ["add_prompt_command", "build_lms", "run_prompt_command"]
 
@@ -51,7 +51,7 @@ def add_prompt_command(subparsers: Any) -> None:
         "Rerunning the same command continues where it stopped.",
     )
     parser.add_argument("prompt_file", metavar="PROMPT_FILE", help="the prompt: a plain-text or Markdown file")
-    parser.add_argument("--examples", required=True, metavar="FILE", help="examples: a JSONL, JSON or CSV file")
+    parser.add_argument("--examples", required=True, metavar="FILE", help="examples: a JSONL, JSON, CSV or Parquet file (optionally .gz)")
     parser.add_argument("--out", required=True, metavar="OUT_DIR",
                         help="run directory: prompt.txt, result.json, prompt_result.json, study.db, report")
     parser.add_argument("--input", action="append", metavar="FIELD",
@@ -70,8 +70,8 @@ def add_prompt_command(subparsers: Any) -> None:
     lms.add_argument("--optimizer-max-tokens", type=int, metavar="N",
                      help="longest analysis or rewritten prompt in tokens (1024)")
     add_request_options(lms)
-    lms.add_argument("--local-threads", type=int, metavar="N", help="llama.cpp threads for local specs (default: "
-                     "all cores; 1 is faster when other programs keep the cores busy)")
+    lms.add_argument("--local-threads", type=int, metavar="N", help="llama.cpp threads per context for local "
+                     "specs (default: one single-thread context per usable core)")
     run = parser.add_argument_group("optimization")
     run.add_argument("--steps", type=int, metavar="N", help=f"most steps ({PROMPT_DEFAULTS['max_steps']})")
     run.add_argument("--candidates", type=int, metavar="N",

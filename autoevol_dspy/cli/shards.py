@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.cli.options import add_output_options
 
 __all__ = ["add_shards_command", "run_shards"]
 
@@ -27,11 +27,12 @@ def add_shards_command(commands: Any) -> None:
     shards.add_argument("--merge", metavar="OUT", help="write the merged dataset here (.jsonl or .parquet)")
     shards.add_argument("--format", choices=["lineage", "sft", "prompt-completion"], default="lineage",
                         help="what --merge writes, as evolve --format (default lineage)")
-    shards.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_options(shards)
     shards.set_defaults(handler=run_shards)
 
 
 def run_shards(args: argparse.Namespace) -> int:
+    from autoevol_dspy.data.io import evolve_output_paths
     from autoevol_dspy.data.shards import merge_shards, shard_status
 
     stores = [_row_store(Path(path)) for path in args.stores]
@@ -39,7 +40,7 @@ def run_shards(args: argparse.Namespace) -> int:
         report = shard_status(args.seeds, stores, rounds=args.rounds, column=args.column)
         print(report.describe())
         return 0 if report.complete else 1
-    out, store = _evolve_paths(Path(args.merge), args.format)
+    out, store = evolve_output_paths(args.merge, format=args.format, option="--merge")
     report = merge_shards(args.seeds, stores, out_path=store, rounds=args.rounds, column=args.column)
     print(report.describe())
     if out != store:
@@ -52,18 +53,11 @@ def run_shards(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evolve_paths(out: Path, format: str) -> tuple[Path, Path]:
-    """(the file asked for, its row store), laid out as ``evolve --out OUT --format`` lays them out."""
-    if format == "lineage" and out.name.lower().endswith((".jsonl", ".ndjson")):
-        return out, out
-    if not out.name.lower().endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
-        raise ConfigurationError(f"--merge must end in .jsonl or .parquet, got {out.name!r}")
-    return out, out.with_name(f"{out.name.split('.')[0]}.rows.jsonl")
-
-
 def _row_store(path: Path) -> Path:
     """The row store of an evolve output: the file itself, or the NAME.rows.jsonl beside a training file."""
-    beside = path.with_name(f"{path.name.split('.')[0]}.rows.jsonl")
+    from autoevol_dspy.data.io import row_store_beside
+
+    beside = row_store_beside(path)
     if not path.with_name(f"{path.name.rsplit('.', 1)[0]}.meta.json").is_file() and beside.is_file():
         return beside
     return path

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from autoevol_dspy.cli.lms import add_request_options
+from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.errors import ConfigurationError, RunConflictError
 from autoevol_dspy.redact import redact_url
 
@@ -81,8 +82,7 @@ def add_worker_command(commands: Any) -> None:
     worker.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="leave after this long without "
                         "work (default: stay until the run finishes)")
     add_request_options(worker)
-    worker.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    worker.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_output_options(worker)
     worker.set_defaults(handler=run_worker_command)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import datasets
 
-from autoevol_dspy.data.io import load_evolved
+from autoevol_dspy.data.io import load_evolved, save_evolved
 from autoevol_dspy.errors import ConfigurationError, DataError
 
 __all__ = ["EXPORT_FORMATS", "export_evolved", "training_dataset"]
@@ -71,25 +71,6 @@ def export_evolved(lineage: str | Path, out: str | Path, *, format: ExportFormat
 
 def _save(dataset: datasets.Dataset, out: Path) -> Path:
     """JSONL or Parquet by suffix, written whole (a partial export is never left behind)."""
-    import json
-    import os
-    import tempfile
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    name = out.name.lower()
-    if not name.endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
+    if not out.name.lower().endswith((".jsonl", ".ndjson", ".parquet", ".pq")):
         raise ConfigurationError(f"cannot tell the format of {out.name!r}: use a .jsonl or .parquet name")
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        if name.endswith((".parquet", ".pq")):
-            dataset.to_parquet(temporary)
-        else:
-            with open(temporary, "w", encoding="utf-8") as file:
-                for row in dataset:
-                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(temporary, out)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return out
+    return save_evolved(dataset, out)

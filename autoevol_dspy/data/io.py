@@ -28,7 +28,7 @@ from typing import Any
 import datasets
 
 from autoevol_dspy.errors import ConfigurationError, DataError, RunConflictError
-from autoevol_dspy.files import atomic_write_text, read_json_object
+from autoevol_dspy.files import atomic_path, atomic_write_text, read_json_object
 
 try:  # POSIX advisory locks keep two processes from appending to the same output.
     import fcntl
@@ -38,10 +38,12 @@ except ImportError:  # pragma: no cover - Windows: no cross-process guard
 __all__ = [
     "EVOLVED_FEATURES",
     "RowStore",
+    "evolve_output_paths",
     "is_missing",
     "iter_jsonl",
     "load_evolved",
     "read_records",
+    "row_store_beside",
     "save_evolved",
 ]
 
@@ -411,21 +413,48 @@ def _empty_evolved() -> datasets.Dataset:
 def save_evolved(
     dataset_or_path: datasets.Dataset | Path | str, out: Path | str, *, format: str | None = None
 ) -> Path:
-    """Write evolved rows as JSONL or Parquet (``format`` or the suffix of ``out`` decides); returns ``out``."""
+    """Write rows as JSONL or Parquet (``format`` or the suffix of ``out`` decides), whole or not at all;
+    returns ``out``."""
     out = Path(out)
     kind = format or _evolved_format(out)
     if kind not in ("jsonl", "parquet"):
         raise ConfigurationError(f"format must be 'jsonl' or 'parquet', got {kind!r}")
     dataset = dataset_or_path if isinstance(dataset_or_path, datasets.Dataset) else load_evolved(dataset_or_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "parquet":
-        dataset.to_parquet(str(out))
-    else:
-        with out.open("w", encoding="utf-8") as handle:
-            for row in dataset:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with atomic_path(out) as temporary:  # a kill leaves the old file or the new one, never half of one
+        if kind == "parquet":
+            dataset.to_parquet(str(temporary))
+        else:
+            with temporary.open("w", encoding="utf-8") as handle:
+                for row in dataset:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     logger.info("saved %d evolved rows to %s", len(dataset), out)
     return out
+
+
+def row_store_beside(out: str | Path) -> Path:
+    """The JSONL row store kept beside a training-format output: ``NAME.rows.jsonl`` for ``NAME.parquet``.
+
+    Only the format suffix is dropped, so ``train.v1.parquet`` and ``train.v2.parquet`` get stores of their own.
+    """
+    out = Path(out)
+    name = out.name
+    for suffix in (*_PARQUET_SUFFIXES, ".jsonl", ".ndjson"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.with_name(f"{name}.rows.jsonl")
+
+
+def evolve_output_paths(out: str | Path, *, format: str, option: str = "--out") -> tuple[Path, Path]:
+    """(the file asked for, its resumable row store): the same file for a lineage .jsonl output,
+    else the ``NAME.rows.jsonl`` beside it; ``option`` names the setting in the error."""
+    out = Path(out)
+    name = out.name.lower()
+    if format == "lineage" and name.endswith((".jsonl", ".ndjson")):
+        return out, out
+    if not name.endswith((".jsonl", ".ndjson", *_PARQUET_SUFFIXES)):
+        raise ConfigurationError(f"{option} must end in .jsonl or .parquet, got {out.name!r}")
+    return out, row_store_beside(out)
 
 
 def _evolved_format(out: Path) -> str:

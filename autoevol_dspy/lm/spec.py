@@ -152,9 +152,11 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
         logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, api_base)
         return _server_lm(spec, api_base=api_base, key_env="OPENAI_API_KEY", api_key=api_key, timeout=timeout,
                           kwargs=kwargs)
-    client: dict[str, Any] = {"api_base": api_base} if api_base is not None else {}
     if api_key:
-        client["api_key"] = api_key
+        # The engine holds an explicit key, so it never sits in lm.kwargs, a saved program or a pickle.
+        logger.debug("LM spec -> dspy.LM(%r, api_base=%r) with a key-holding engine", spec, api_base)
+        return _server_lm(spec, api_base=api_base, key_env=None, api_key=api_key, timeout=timeout, kwargs=kwargs)
+    client: dict[str, Any] = {"api_base": api_base} if api_base is not None else {}
     if timeout is not None:
         client["timeout"] = timeout
     logger.debug("LM spec -> dspy.LM(%r, api_base=%r)", spec, api_base)

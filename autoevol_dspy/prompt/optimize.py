@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 PROMPT_DEFAULTS: dict[str, Any] = {"num_candidates": 4, "batch_size": 5, "dev_size": 15, "max_steps": 5}
 #: The share of the examples held out when ``holdout`` is not given.
 DEFAULT_HOLDOUT_SHARE = 0.2
-PREDICTOR_NAME = "respond"
-EXAMPLE_FORMATS = ".jsonl, .json, .csv or .parquet"
 
 
 # The prompt as a program -----------------------------------------------------------------------------
@@ -148,9 +146,6 @@ def prompt_examples(
     return examples
 
 
-# Held-out split --------------------------------------------------------------------------------------
-
-
 # The result ------------------------------------------------------------------------------------------
 
 
@@ -227,7 +222,7 @@ def optimize_prompt(
     """Improve the prompt ``text`` with AutoEvolInstruct and report held-out failure rates before and after.
 
     ``examples`` are dicts or ``dspy.Example`` objects holding the input fields and the
-    output field; ``metric`` is a DSPy metric or a built-in name (see :mod:`.prompt_metrics`).
+    output field; ``metric`` is a DSPy metric or a built-in name (see :mod:`autoevol_dspy.prompt.metrics`).
     ``holdout`` is a count or a share of the examples kept out of the optimization.
     ``lm`` answers with the prompt (the configured LM when None); ``optimizer_lm`` analyses
     and rewrites it and judges for ``judge:`` metrics (default: ``lm``). Other keyword

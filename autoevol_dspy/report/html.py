@@ -169,7 +169,6 @@ def _study_name_of(run_dir: Path, storage: str | optuna.storages.BaseStorage) ->
 
 
 def _load_study(storage: str | optuna.storages.BaseStorage, study_name: str) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:

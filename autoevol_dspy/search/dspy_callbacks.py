@@ -15,7 +15,12 @@ from typing import Any
 from dspy.evaluate.evaluate import EvaluationResult
 
 from autoevol_dspy.errors import AutoEvolError
-from autoevol_dspy.search.events import EvaluationEnded, EvaluationStarted, Event, TrialFinished
+from autoevol_dspy.search.events import (
+    EvaluationEnded,
+    EvaluationStarted,
+    Event,
+    TrialFinished,
+)
 
 __all__ = ["DSPyEvaluateCallbacks"]
 

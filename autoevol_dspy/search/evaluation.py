@@ -235,12 +235,10 @@ def evaluate(
     meter: UsageMeter,
     events: EventBus,
     label: str,
-    should_stop: Callable[[float], bool] | None = None,
     interrupt: Callable[[], str | None] | None = None,
 ) -> Evaluation:
-    """Evaluate one program (a pool of one job); ``should_stop`` sees the loss so far."""
-    stop = (lambda evaluation: should_stop(evaluation.failures)) if should_stop is not None else None
-    job = EvaluationJob(label=label, program=program, should_stop=stop)
+    """Evaluate one program on every case (a pool of one job, no early stop)."""
+    job = EvaluationJob(label=label, program=program)
     return evaluate_jobs(task, [job], cases, num_threads=num_threads, meter=meter, events=events,
                          interrupt=interrupt)[0]
 

@@ -193,9 +193,9 @@ class InstructionProposer:
 
 #: The checks a rule to append must pass on its own (the whole amended text is checked too).
 _RULE_GUARD = ProposalGuard(checks=[RepeatsItself(), NotAnInstruction(), CopiesTrajectory()])
-_PROMPT_WORDS = " ".join([AmendInstructions.instructions, *(str((f.json_schema_extra or {}).get("desc", ""))
-                                                            for f in AmendInstructions.fields.values())]).lower()
-_PROMPT_WORDS = " ".join(_PROMPT_WORDS.split())
+#: The amend prompt's own words, normalized: a "rule" that repeats them is an echo, not a rule.
+_PROMPT_WORDS = " ".join(" ".join([AmendInstructions.instructions, *(
+    str((f.json_schema_extra or {}).get("desc", "")) for f in AmendInstructions.fields.values())]).lower().split())
 
 
 def _echo(rule: str, span: int = 8) -> Rejection | None:

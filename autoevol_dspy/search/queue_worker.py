@@ -107,7 +107,7 @@ class QueueWorker:
             beaten = any(f < loss or (f <= loss and i < spec.position) for f, i in rivals)
             could_accept = self.acceptance.could_accept(loss=loss, incumbent_loss=spec.incumbent_failures,
                                                         dev_size=size)
-            return self.policy.should_stop(loss=loss, could_accept=could_accept, best_so_far=loss if beaten else None)
+            return self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=beaten)
 
         def on_start() -> int:
             self.events.emit(EvaluationStarted(label=spec.label, size=size, trial_number=live.number))

@@ -322,9 +322,9 @@ class SearchRun:
             loss = evaluation.failures
             with lock:
                 rivals = [(t.failures, i) for i, t in enumerate(trials) if t is not None and t.status == "complete"]
-            beaten = [failures for failures, i in rivals if failures < loss or (failures <= loss and i < position)]
+            beaten = any(failures < loss or (failures <= loss and i < position) for failures, i in rivals)
             could_accept = acceptance.could_accept(loss=loss, incumbent_loss=incumbent.failures, dev_size=size)
-            return policy.should_stop(loss=loss, could_accept=could_accept, best_so_far=loss if beaten else None)
+            return policy.should_stop(loss=loss, could_accept=could_accept, beaten=beaten)
 
         def on_start() -> int:
             live["trial"] = self.tracker.start(**fields)

@@ -23,6 +23,7 @@ from optuna.distributions import (
     CategoricalDistribution,
     IntDistribution,
 )
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from autoevol_dspy.errors import RunConflictError
@@ -179,9 +180,15 @@ class RunTracker:
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             if shared and QUEUED_KEY in frozen.user_attrs:
                 continue
-            number = self.study.ask().number if frozen.state == TrialState.WAITING else frozen.number
-            self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-            logger.info("trial %d was left unfinished by an earlier process; marked failed", number)
+            if frozen.state == TrialState.WAITING:
+                # ask() would pop the oldest WAITING trial, which in a shared study may be a queued one: fail this one.
+                try:
+                    self.study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL)
+                except UpdateFinishedTrialError:
+                    continue
+            else:
+                self.study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
+            logger.info("trial %d was left unfinished by an earlier process; marked failed", frozen.number)
 
     def identity(self) -> dict[str, Any]:
         """The run's identity: schema version, settings, data fingerprints (and what workers need)."""
@@ -196,7 +203,9 @@ class RunTracker:
     # Trials -------------------------------------------------------------------------------------
 
     def start(self, **fields: Any) -> LiveTrial:
-        """Open a RUNNING trial for one evaluation; ``fields`` are the :class:`TrialRecord` fields known now."""
+        """Open a RUNNING trial for one evaluation; ``fields`` are the :class:`TrialRecord` fields known now.
+
+        Not for a shared study's driver (it evaluates through the queue): ``ask()`` pops the oldest WAITING trial."""
         params, attrs = _trial_layout(fields)
         with self._lock:
             self.study.enqueue_trial(params, user_attrs=attrs)

@@ -103,7 +103,7 @@ def run_worker(
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
         raise ConfigurationError(f"num_threads must be an integer of at least 1, got {num_threads!r}")
     if not is_database_url(storage):
-        raise ConfigurationError("storage must be the run's database URL (postgresql://... or sqlite:///...), "
+        raise ConfigurationError("storage must be the run's database URL (postgresql+psycopg://... or sqlite:///...), "
                                  f"got {storage!r}")
     task = _task_of(task_or_metric)
     identity = read_identity(storage, study_name, wait_s=wait_s)

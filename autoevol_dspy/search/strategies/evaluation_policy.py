@@ -14,11 +14,12 @@ class EvaluationPolicy(Protocol):
     deduplicate: bool
     reevaluate_incumbent: bool
 
-    def should_stop(self, *, loss: float, could_accept: bool, best_so_far: float | None) -> bool:
+    def should_stop(self, *, loss: float, could_accept: bool, beaten: bool) -> bool:
         """Whether to stop a candidate whose total loss so far is ``loss``.
 
-        ``could_accept`` says whether the acceptance criterion can still accept it;
-        ``best_so_far`` is the loss of this step's best fully evaluated candidate.
+        ``could_accept`` says whether the acceptance criterion can still accept it; ``beaten``
+        whether a fully evaluated candidate of this step already has a loss it cannot beat
+        (lower, or equal and earlier in the plan: ties go to the first).
         """
         ...
 
@@ -31,8 +32,8 @@ class ExactEarlyStop:
     deduplicate = True
     reevaluate_incumbent = False
 
-    def should_stop(self, *, loss: float, could_accept: bool, best_so_far: float | None) -> bool:
-        return not could_accept or (best_so_far is not None and loss >= best_so_far)
+    def should_stop(self, *, loss: float, could_accept: bool, beaten: bool) -> bool:
+        return not could_accept or beaten
 
     def describe(self) -> dict[str, Any]:
         return {"type": "ExactEarlyStop"}
@@ -44,7 +45,7 @@ class FullEvaluation:
     deduplicate = True
     reevaluate_incumbent = False
 
-    def should_stop(self, *, loss: float, could_accept: bool, best_so_far: float | None) -> bool:
+    def should_stop(self, *, loss: float, could_accept: bool, beaten: bool) -> bool:
         return False
 
     def describe(self) -> dict[str, Any]:
@@ -57,7 +58,7 @@ class PaperProtocol:
     deduplicate = False
     reevaluate_incumbent = True
 
-    def should_stop(self, *, loss: float, could_accept: bool, best_so_far: float | None) -> bool:
+    def should_stop(self, *, loss: float, could_accept: bool, beaten: bool) -> bool:
         return False
 
     def describe(self) -> dict[str, Any]:

@@ -71,7 +71,9 @@ class NoImprovement:
 
 
 class LMCallBudget:
-    """Stop once the run has made ``max_calls`` LM requests (earlier processes of the run included)."""
+    """Stop once the run has made ``max_calls`` LM requests (earlier processes of the run included).
+
+    Checked between steps; the held-out check at the end of the run is not counted against it."""
 
     def __init__(self, max_calls: int) -> None:
         self.max_calls = _at_least("max_calls", max_calls, 1)
