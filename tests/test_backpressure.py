@@ -11,6 +11,7 @@ import dspy
 import pytest
 from dspy.lm15 import RateLimitError
 
+from autoevol_dspy import LMSpecError
 from autoevol_dspy.data import evolve_dataset
 from autoevol_dspy.lm import backpressure, make_lm
 from autoevol_dspy.lm.backpressure import RateLimitGate, gate_for
@@ -181,3 +182,19 @@ def _no_dspy_lm(monkeypatch):
     monkeypatch.setattr(backpressure, "_gates", {})  # a port reused by a later server must not inherit a cut
     with dspy.context(lm=None):
         yield
+
+
+def test_max_connections_bounds_the_requests_in_flight_and_survives_a_pickle(monkeypatch) -> None:
+    import pickle
+
+    with StubServer(latency_s=0.2) as server:
+        lm = make_lm("openai/stub", api_base=server.base_url, cache=False, max_connections=6)
+        threads = [threading.Thread(target=lm, args=(f"hello {i}",)) for i in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert server.stats()["peak_in_service"] == 6
+    assert pickle.loads(pickle.dumps(lm.engine)).dump_state()["max_connections"] == 6
+    with pytest.raises(LMSpecError, match="max_connections applies to 'openai/MODEL'"):
+        make_lm("anthropic/claude-x", max_connections=4)
