@@ -198,3 +198,38 @@ def test_max_connections_bounds_the_requests_in_flight_and_survives_a_pickle(mon
     assert pickle.loads(pickle.dumps(lm.engine)).dump_state()["max_connections"] == 6
     with pytest.raises(LMSpecError, match="max_connections applies to 'openai/MODEL'"):
         make_lm("anthropic/claude-x", max_connections=4)
+
+
+def test_many_threads_through_one_gate_never_exceed_its_limit_and_leave_it_empty() -> None:
+    import random
+
+    gate, lock = RateLimitGate(ceiling=16), threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def attempt(rng: random.Random) -> None:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(rng.random() / 2000)
+        with lock:
+            state["now"] -= 1
+        if rng.random() < 0.05:
+            raise RateLimitError("slow down", retry_after=0.001)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            try:
+                gate.call(lambda: attempt(rng))
+            except RateLimitError:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck at the gate"
+    stats = gate.stats()
+    assert stats.in_flight == 0 and stats.cuts >= 1 and stats.resent >= 1 and 1 <= stats.limit <= 16
+    assert state["peak"] <= 16
