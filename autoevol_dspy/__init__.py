@@ -19,6 +19,7 @@ from autoevol_dspy.data import (
     load_evolved,
     load_instructions,
     save_evolved,
+    scan_instructions,
 )
 from autoevol_dspy.errors import (
     AutoEvolError,
@@ -136,5 +137,6 @@ __all__ = [
     "parse_rewritten_instruction",
     "run_worker",
     "save_evolved",
+    "scan_instructions",
     "training_dataset",
 ]

@@ -32,6 +32,8 @@ def run_smoke(script: str, tmp_path: Path) -> str:
         ("orchestration.py", "| optimizer | L ms | C |", "## Orchestration against the limit"),
         ("lm_calls.py", "| role | ours", "## LM calls against the paper's protocol"),
         ("workers.py", "| run | N |", "## Workers sharing one study (issue 14)"),
+        ("evolve_throughput.py", "| code | seeds | answers |", "## Evolve throughput against a server (issue 13)"),
+        ("client_cpu.py", "| client | threads |", "## Client CPU per LM call (issue 13)"),
     ],
 )
 def test_smoke_run_prints_a_table(script: str, header: str, section: str, tmp_path: Path) -> None:

@@ -63,7 +63,8 @@ def _add_lm_options(parser: argparse.ArgumentParser, *, optimizer: bool = True) 
         group.add_argument("--optimizer-max-tokens", type=int, help="longest analysis or rewritten method in "
                            "tokens (default: --max-tokens)")
     group.add_argument("--response-max-tokens", type=int, help="longest response in tokens (default 256)")
-    group.add_argument("--threads", type=int, help="LM calls in flight at once (default 2)")
+    group.add_argument("--threads", type=int, help="LM calls in flight at once (default 2); against a server "
+                       "hundreds work, and a 429 slows every thread down")
     add_request_options(group)
 
 
@@ -281,7 +282,7 @@ def run_evolve(args: argparse.Namespace) -> int:
     """``autoevol evolve``: evolve a whole dataset with a method, with lineage, resumable."""
     from autoevol_dspy.data.evolve import evolve_dataset
     from autoevol_dspy.data.io import evolve_output_paths
-    from autoevol_dspy.data.seeds import load_instructions
+    from autoevol_dspy.data.seed_file import scan_instructions
 
     file_values = _evolve_settings(load_config_file(args.config), args.config) if args.config else {}
     file_values = {**_run_settings(args.method), **file_values}
@@ -292,10 +293,10 @@ def run_evolve(args: argparse.Namespace) -> int:
     config: EvolveConfig = merge_config(EvolveConfig, file_values, options)
     lms = _build_lms(config, optimizer=False)
     method = _read_method(args.method)
-    loaded = load_instructions(args.seeds, column=config.column)
+    seeds = scan_instructions(args.seeds, column=config.column)  # streamed: a file of millions is never held
     out, store = evolve_output_paths(args.out, format=args.format)
     summary = evolve_dataset(
-        loaded,
+        seeds,
         method=method,
         style=config.style or "rewrite",
         out_path=store,

@@ -5,6 +5,10 @@ After optimization the best method evolves the whole dataset (the paper mixed ro
 per (seed, round) to a JSONL file as soon as it is done, so a killed run resumes where it
 stopped and large datasets can be split into shards across machines. File formats and
 the row store live in :mod:`autoevol_dspy.data.io`.
+
+Memory stays flat as the dataset grows: a seed file is streamed (:mod:`.seed_file`), seeds
+are drawn only as threads free up, each finished row goes to the store at once, and the
+resume keeps a few numbers per stored seed (and the text of chains that go on), not rows.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +29,7 @@ from pydantic import BaseModel, Field
 from tqdm.auto import tqdm
 
 from autoevol_dspy.data.io import RowStore
+from autoevol_dspy.data.seed_file import SeedFile, scan_instructions
 from autoevol_dspy.data.seeds import LoadedInstructions, Seed, load_instructions
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
 from autoevol_dspy.evolution.detectors import (
@@ -152,12 +157,27 @@ class _Job:
 class _ChainResult:
     """What one chain produced in this run, and the error that stopped it, if any."""
 
+    seed_id: str
     rows: list[tuple[dict[str, Any], bool]]
     error: str | None = None
 
 
+@dataclass(slots=True)
+class _Stored:
+    """What the resume needs of one seed's stored rows: its last round, whether that round failed,
+    the rounds present (a bit per round), and the last evolved text while the chain may go on."""
+
+    last_round: int
+    failed: bool
+    rounds_seen: int
+    evolved: str | None
+
+    def finished(self, rounds: int) -> bool:
+        return self.failed or self.last_round >= rounds
+
+
 def evolve_dataset(
-    seeds: LoadedInstructions | datasets.Dataset | Sequence[Any] | str | os.PathLike,
+    seeds: LoadedInstructions | SeedFile | datasets.Dataset | Sequence[Any] | str | os.PathLike,
     *,
     method: str | EvolInstruct,
     out_path: str | os.PathLike,
@@ -202,16 +222,23 @@ def evolve_dataset(
     the results. A seed whose LM call raises is not written and is retried by a rerun;
     after more than ``max_errors`` such seeds the run stops with an error.
 
-    ``seeds`` is a :class:`LoadedInstructions`, or anything :func:`load_instructions` reads
-    with its defaults (column ``instruction``). Rows are appended in the order they finish.
+    ``seeds`` is a :class:`LoadedInstructions`, a :class:`SeedFile`, or anything
+    :func:`load_instructions` reads with its defaults (column ``instruction``); a path is
+    streamed (:func:`scan_instructions`), never held in memory. Rows are appended in the
+    order they finish.
+
+    ``num_threads`` LM calls are in flight at once; against a server, hundreds work (its
+    engine keeps that many connections, and a 429 slows every thread down, see
+    :mod:`autoevol_dspy.lm.backpressure`). Memory does not grow with the dataset: the calls
+    are left out of DSPy's history and trace (``dspy.inspect_history`` shows none of them).
     """
-    loaded = seeds if isinstance(seeds, LoadedInstructions) else load_instructions(seeds)
+    loaded = _seeds_of(seeds)
     program = _program_of(method, style)
     text = program.method
     _check_options(rounds=rounds, num_threads=num_threads, shard=shard, max_errors=max_errors)
     _check_lms(evol_lm, response_lm, with_response)
     detectors = list(default_detectors() if detectors is None else detectors)
-    mine = _shard_of(loaded.seeds, shard)
+    size = _shard_size(len(loaded), shard)
     evolver = _RoundEvolver(program, Evolver(detectors=detectors, respond=with_response, lm=evol_lm,
                                              response_lm=response_lm))
     meta = _meta(loaded, text, detectors, with_response=with_response, drop_failures=drop_failures, shard=shard)
@@ -219,22 +246,29 @@ def evolve_dataset(
     started = time.perf_counter()
     with RowStore(out_path).open(overwrite=overwrite) as store:
         store.check_meta(meta)
-        tally, last = _read_progress(store, {seed.seed_id for seed in mine})
-        jobs = _pending_jobs(mine, last, rounds)
+        tally, stored = _read_progress(store, rounds)
+        if stored:
+            _check_stored_seeds(store, stored, _shard_of(loaded, shard))
+        finished = sum(1 for chain in stored.values() if chain.finished(rounds))
+        jobs = _pending_jobs(_shard_of(loaded, shard), stored, rounds)
         resumed = tally.rows
         logger.info(
-            "evolving %d of %d seeds for %d round(s) into %s (%d rows already done, method %s)",
-            len(jobs), len(mine), rounds, store.out_path, resumed, evolver.method_id,
+            "evolving %d of %d seeds for %d round(s) into %s (%d rows already done, method %s, %d threads)",
+            size - finished, size, rounds, store.out_path, resumed, evolver.method_id, num_threads,
         )
         meter = UsageMeter()
-        with dspy.context(usage_tracker=meter):
+        # DSPy's call history and trace would hold the last 10,000 prompts, replies and predictions (the
+        # history three times over: globally, per LM, per predictor): memory that grows with the dataset up
+        # to hundreds of MiB, none of it needed once a row is stored.
+        with dspy.context(usage_tracker=meter, disable_history=True, trace=None):
             errors = _run_jobs(jobs, evolver, store, tally, rounds=rounds, drop_failures=drop_failures,
-                               num_threads=num_threads, max_errors=max_errors, progress=progress, total=len(mine))
+                               num_threads=num_threads, max_errors=max_errors, progress=progress, total=size,
+                               done=finished)
     summary = EvolutionSummary(
         out_path=str(store.out_path),
         dropped_path=str(store.dropped_path) if store.dropped_path.exists() else None,
         method_id=evolver.method_id,
-        seeds=len(mine),
+        seeds=size,
         rounds=rounds,
         rows=tally.rows,
         kept=tally.kept,
@@ -287,16 +321,33 @@ def _check_lms(evol_lm: dspy.LM | None, response_lm: dspy.LM | None, with_respon
         )
 
 
-def _shard_of(seeds: Sequence[Seed], shard: tuple[int, int] | None) -> list[Seed]:
-    """The seeds whose position modulo ``count`` is ``index`` (all of them without a shard)."""
+def _seeds_of(seeds: Any) -> LoadedInstructions | SeedFile:
+    """Loaded seeds as given, a path streamed, anything else loaded."""
+    if isinstance(seeds, (LoadedInstructions, SeedFile)):
+        return seeds
+    if isinstance(seeds, (str, os.PathLike)):
+        return scan_instructions(seeds)
+    return load_instructions(seeds)
+
+
+def _shard_of(seeds: Iterable[Seed], shard: tuple[int, int] | None) -> Iterator[Seed]:
+    """The seeds whose position modulo ``count`` is ``index`` (all of them without a shard), lazily."""
     if shard is None:
-        return list(seeds)
+        yield from seeds
+        return
     index, count = shard
-    return [seed for position, seed in enumerate(seeds) if position % count == index]
+    for position, seed in enumerate(seeds):
+        if position % count == index:
+            yield seed
+
+
+def _shard_size(total: int, shard: tuple[int, int] | None) -> int:
+    """How many of ``total`` seeds a shard holds."""
+    return total if shard is None else len(range(shard[0], total, shard[1]))
 
 
 def _meta(
-    loaded: LoadedInstructions,
+    loaded: LoadedInstructions | SeedFile,
     method: str,
     detectors: Sequence[FailureDetector],
     *,
@@ -317,39 +368,52 @@ def _meta(
     }
 
 
-def _read_progress(store: RowStore, seed_ids: set[str]) -> tuple[_Tally, dict[str, dict[str, Any]]]:
-    """Count the stored rows and find each seed's last stored round."""
+def _read_progress(store: RowStore, rounds: int) -> tuple[_Tally, dict[str, _Stored]]:
+    """Count the stored rows and note, per seed, what the resume needs (see :class:`_Stored`)."""
     tally = _Tally()
-    last: dict[str, dict[str, Any]] = {}
-    seen: set[tuple[str, int]] = set()
+    stored: dict[str, _Stored] = {}
     for row, dropped in store.existing_rows():
-        key = (row.get("seed_id"), row.get("round"))
-        if key[0] not in seed_ids:
-            raise DataError(f"{store.out_path} holds a row for seed {key[0]!r}, which is not among this run's seeds")
-        if key in seen:
-            logger.warning("%s: ignoring a second row for seed %r round %s", store.out_path, key[0], key[1])
+        seed_id, round_ = row.get("seed_id"), row.get("round")
+        if isinstance(round_, bool) or not isinstance(round_, int) or round_ < 1:
+            raise DataError(f"{store.out_path} holds a row of seed {seed_id!r} without a valid round ({round_!r})")
+        chain = stored.get(seed_id)
+        if chain is not None and chain.rounds_seen >> round_ & 1:
+            logger.warning("%s: ignoring a second row for seed %r round %s", store.out_path, seed_id, round_)
             continue
-        seen.add(key)
         tally.add(row, dropped)
-        if key[0] not in last or row["round"] > last[key[0]]["round"]:
-            last[key[0]] = row
-    return tally, last
+        if chain is None:
+            chain = stored[seed_id] = _Stored(last_round=0, failed=False, rounds_seen=0, evolved=None)
+        chain.rounds_seen |= 1 << round_
+        if round_ > chain.last_round:
+            chain.last_round = round_
+            chain.failed = row.get("failure") is not None
+            chain.evolved = row.get("evolved_instruction") if round_ < rounds and not chain.failed else None
+    return tally, stored
 
 
-def _pending_jobs(seeds: Sequence[Seed], last: dict[str, dict[str, Any]], rounds: int) -> list[_Job]:
-    """The chains still to evolve: new seeds from round 1, unfinished ones from their next round."""
-    jobs = []
+def _check_stored_seeds(store: RowStore, stored: dict[str, _Stored], seeds: Iterable[Seed]) -> None:
+    """Refuse rows of seeds that are not among this run's (one pass over the seeds' ids)."""
+    unknown = set(stored)
     for seed in seeds:
-        previous = last.get(seed.seed_id)
-        if previous is None:
-            jobs.append(_Job(seed, 1, seed.instruction))
-        elif previous.get("failure") is None and previous["round"] < rounds:
-            jobs.append(_Job(seed, previous["round"] + 1, previous["evolved_instruction"]))
-    return jobs
+        unknown.discard(seed.seed_id)
+        if not unknown:
+            return
+    seed_id = min(unknown, key=str)
+    raise DataError(f"{store.out_path} holds a row for seed {seed_id!r}, which is not among this run's seeds")
+
+
+def _pending_jobs(seeds: Iterable[Seed], stored: dict[str, _Stored], rounds: int) -> Iterator[_Job]:
+    """The chains still to evolve, lazily: new seeds from round 1, unfinished ones from their next round."""
+    for seed in seeds:
+        chain = stored.get(seed.seed_id)
+        if chain is None:
+            yield _Job(seed, 1, seed.instruction)
+        elif not chain.finished(rounds):
+            yield _Job(seed, chain.last_round + 1, chain.evolved)
 
 
 def _run_jobs(
-    jobs: list[_Job],
+    jobs: Iterable[_Job],
     evolver: _RoundEvolver,
     store: RowStore,
     tally: _Tally,
@@ -360,8 +424,12 @@ def _run_jobs(
     max_errors: int | None,
     progress: bool | None,
     total: int,
+    done: int,
 ) -> int:
-    """Run the chains in parallel threads (DSPy context carried along); returns the seeds that hit LM errors."""
+    """Run the chains in parallel threads (DSPy context carried along); returns the seeds that hit LM errors.
+
+    Jobs are drawn as threads free up and each chain's rows are counted and dropped as it
+    ends, so nothing here grows with the dataset."""
     errors = 0
     lock = threading.Lock()
 
@@ -372,15 +440,16 @@ def _run_jobs(
         with lock:
             return max_errors is not None and errors > max_errors
 
-    bar = tqdm(total=total, initial=total - len(jobs), desc="evolving", unit="seed", disable=not (stderr_is_terminal() if progress is None else progress))
+    bar = tqdm(total=total, initial=done, desc="evolving", unit="seed",
+               disable=not (stderr_is_terminal() if progress is None else progress))
     try:
-        for index, result in run_parallel(run, jobs, num_threads=num_threads, should_stop=should_stop):
+        for _, result in run_parallel(run, jobs, num_threads=num_threads, should_stop=should_stop):
             for row, dropped in result.rows:
                 tally.add(row, dropped)
             if result.error is not None:
                 with lock:
                     errors += 1
-                logger.warning("seed %r stopped on an LM error: %s", jobs[index].seed.seed_id, result.error)
+                logger.warning("seed %r stopped on an LM error: %s", result.seed_id, result.error)
             bar.update(1)
             bar.set_postfix(failures=sum(tally.failures.values()), errors=errors)
     finally:
@@ -390,7 +459,7 @@ def _run_jobs(
 
 def _run_chain(job: _Job, evolver: _RoundEvolver, store: RowStore, *, rounds: int, drop_failures: bool) -> _ChainResult:
     """Evolve one seed round after round, storing each row at once; a failure ends the chain."""
-    result = _ChainResult(rows=[])
+    result = _ChainResult(seed_id=job.seed.seed_id, rows=[])
     parent = job.parent
     for round_ in range(job.first_round, rounds + 1):
         try:

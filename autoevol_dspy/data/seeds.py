@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,10 +71,15 @@ class LoadedInstructions:
 
     def fingerprint(self) -> str:
         """A short hash of the ids and texts, so a resumed evolution can tell it has the same seeds."""
-        digest = hashlib.sha256()
-        for seed in self.seeds:
-            digest.update(f"{seed.seed_id}\0{seed.instruction}\0{seed.context or ''}\n".encode("utf-8"))
-        return digest.hexdigest()[:16]
+        return fingerprint_of(self.seeds)
+
+
+def fingerprint_of(seeds: Iterable[Seed]) -> str:
+    """The fingerprint of seeds in order (ids, texts, contexts), read once: a stream of seeds works too."""
+    digest = hashlib.sha256()
+    for seed in seeds:
+        digest.update(f"{seed.seed_id}\0{seed.instruction}\0{seed.context or ''}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
 
 
 def load_instructions(
@@ -96,12 +101,8 @@ def load_instructions(
     """
     rows, label = _rows_of(source)
     columns = list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row))
-    if columns:
-        _require_column(columns, column, label)
-    elif id_column is not None:
-        raise DataError(f"{label} holds plain strings, so it has no id column {id_column!r}")
-    ids_from = _id_column(columns, id_column, label) if columns else None
-    context_from = _context_column(columns, column, context_column, label)
+    ids_from, context_from = resolve_columns(columns, label=label, column=column, id_column=id_column,
+                                             context_column=context_column)
     loaded = _collect(rows, label=label, column=column, id_column=ids_from, context_column=context_from)
     logger.info(
         "loaded %d instructions from %s (column %r): %d empty rows skipped, %d duplicates dropped",
@@ -135,6 +136,17 @@ def _rows_of(source: Any) -> tuple[list[Any], str]:
     )
 
 
+def resolve_columns(columns: Sequence[str], *, label: str, column: str, id_column: str | None,
+                    context_column: str | None) -> tuple[str | None, str | None]:
+    """(the id column, the context column) of a source with these columns; refuses ones it lacks."""
+    if columns:
+        _require_column(columns, column, label)
+    elif id_column is not None:
+        raise DataError(f"{label} holds plain strings, so it has no id column {id_column!r}")
+    ids_from = _id_column(columns, id_column, label) if columns else None
+    return ids_from, _context_column(columns, column, context_column, label)
+
+
 def _context_column(columns: Sequence[str], column: str, context_column: str | None, label: str) -> str | None:
     """The column of material the instruction refers to: the one asked for, or Alpaca's ``input``."""
     if context_column is AUTO:
@@ -162,33 +174,63 @@ def _id_column(columns: Sequence[str], id_column: str | None, label: str) -> str
 def _collect(rows: list[Any], *, label: str, column: str, id_column: str | None,
              context_column: str | None) -> LoadedInstructions:
     """Keep the non-empty, first-seen instructions, with unique ids, their context and their other columns."""
-    seeds: list[Seed] = []
-    seen_texts: set[str] = set()
-    rows_of_ids: dict[str, int] = {}
-    skipped = duplicates = 0
-    for index, row in enumerate(rows):
+    admission = SeedAdmission(label=label, column=column, id_column=id_column, context_column=context_column)
+    seeds = [seed for index, row in enumerate(rows) if (seed := admission.admit(index, row)) is not None]
+    admission.require_some()
+    return LoadedInstructions(tuple(seeds), label, column, admission.rows, admission.skipped, admission.duplicates)
+
+
+class SeedAdmission:
+    """The rules that turn source rows into seeds, one row at a time: empty rows skipped, repeated
+    instructions kept once (the first time), ids unique. Shared by :func:`load_instructions` and the
+    streamed seed files of whole-dataset evolution, so both keep exactly the same seeds.
+
+    Only 16-byte digests of what was seen are kept (not the texts), so a streamed file of
+    millions of rows costs about a hundred bytes per row.
+    """
+
+    def __init__(self, *, label: str, column: str, id_column: str | None, context_column: str | None) -> None:
+        self.label = label
+        self.column = column
+        self.id_column = id_column
+        self.context_column = context_column
+        self.rows = self.skipped = self.duplicates = 0
+        self._texts: set[bytes] = set()
+        self._ids: dict[bytes, int] = {}
+
+    def admit(self, index: int, row: Any) -> Seed | None:
+        """The seed of source row ``index``, or None when it is empty or repeats an earlier instruction."""
+        self.rows += 1
+        label, column, context_column, id_column = self.label, self.column, self.context_column, self.id_column
         fields = row if isinstance(row, dict) else {column: row}
         text = _as_text(fields.get(column), label=label, column=column, index=index)
         if not text:
-            skipped += 1
-            continue
+            self.skipped += 1
+            return None
         context = _as_text(fields.get(context_column), label=label, column=context_column, index=index) \
             if context_column else ""
-        key = " ".join(f"{text}\0{context}".split())
-        if key in seen_texts:
-            duplicates += 1
-            continue
-        seen_texts.add(key)
+        key = _digest(" ".join(f"{text}\0{context}".split()))
+        if key in self._texts:
+            self.duplicates += 1
+            return None
+        self._texts.add(key)
         seed_id = str(index) if id_column is None else _as_id(fields.get(id_column), label=label, index=index)
-        if seed_id in rows_of_ids:
-            first = rows_of_ids[seed_id]
-            raise DataError(f"{label}: id {seed_id!r} is used by rows {first} and {index}; ids must be unique")
-        rows_of_ids[seed_id] = index
+        if id_column is not None:
+            first = self._ids.setdefault(_digest(seed_id), index)
+            if first != index:
+                raise DataError(f"{label}: id {seed_id!r} is used by rows {first} and {index}; ids must be unique")
         extra = {k: v for k, v in fields.items() if k not in (column, id_column, context_column) and not is_missing(v)}
-        seeds.append(Seed(seed_id=seed_id, instruction=text, context=context or None, extra=extra))
-    if not seeds:
-        raise DataError(f"{label} has no usable rows in column {column!r} ({len(rows)} rows, {skipped} empty)")
-    return LoadedInstructions(tuple(seeds), label, column, len(rows), skipped, duplicates)
+        return Seed(seed_id=seed_id, instruction=text, context=context or None, extra=extra)
+
+    def require_some(self) -> None:
+        """Refuse a source that gave no seed at all."""
+        if self.rows == self.skipped + self.duplicates:
+            raise DataError(f"{self.label} has no usable rows in column {self.column!r} "
+                            f"({self.rows} rows, {self.skipped} empty)")
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def _as_text(value: Any, *, label: str, column: str, index: int) -> str:

@@ -10,6 +10,7 @@ text (echoed by the model) never counts, so a seed cannot choose its own evoluti
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["FINAL_MARKERS", "final_instruction", "parse_rewritten_instruction"]
@@ -72,13 +73,18 @@ def parse_rewritten_instruction(reply: str | None, *, seed: str | None = None) -
     """
     if not reply or not reply.strip():
         return None
-    for name in FINAL_MARKERS:
-        words = r"[ \t]+".join(re.escape(word) for word in name.split())
-        pattern = re.compile(_HEADING.format(name=words), re.IGNORECASE)
+    for pattern in _final_patterns():
         found = _after_last(pattern, reply, seed)
         if found:
             return found
     return _after_last(_STEP_HEADING, reply, seed)
+
+
+@functools.cache
+def _final_patterns() -> tuple[re.Pattern[str], ...]:
+    """One compiled heading pattern per final marker, built once (every evolution reply is parsed)."""
+    return tuple(re.compile(_HEADING.format(name=r"[ \t]+".join(re.escape(word) for word in name.split())),
+                            re.IGNORECASE) for name in FINAL_MARKERS)
 
 
 def final_instruction(text: str | None, *, seed: str | None = None) -> str | None:

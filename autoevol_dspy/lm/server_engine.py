@@ -12,7 +12,12 @@
   instead of a provider error that ends the call at once.
 
 The requests themselves go through DSPy's own ``LM15Engine`` with the same routing as
-``dspy.LM(model, api_base=..., api_key=..., timeout=...)``.
+``dspy.LM(model, api_base=..., api_key=..., timeout=...)``, with three differences for
+throughput: the connection pool holds ``max_connections`` (default 512, lm15's is 100) so
+hundreds of threads each keep a request in flight; an ``api_base``'s proxy (from the
+environment, as every HTTP client reads it) is resolved once per engine rather than by
+scanning the environment on every request; and every attempt passes a shared
+:class:`~autoevol_dspy.lm.backpressure.RateLimitGate`, which slows all threads down on 429.
 """
 
 from __future__ import annotations
@@ -21,10 +26,14 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
+from dspy._vendor.lm15.transports import StdlibTransport
 from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
 from dspy.lm15 import (
     ProviderError,
+    RateLimitError,
     Request,
     Response,
     RouterConfig,
@@ -32,13 +41,17 @@ from dspy.lm15 import (
     registered_providers,
 )
 
-__all__ = ["PLACEHOLDER_KEY", "AsyncServerEngine", "ServerEngine"]
+from autoevol_dspy.lm.backpressure import RateLimitGate, gate_for
+
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "PLACEHOLDER_KEY", "AsyncServerEngine", "ServerEngine"]
 
 logger = logging.getLogger(__name__)
 
 _MALFORMED = "is not JSON"
 #: Sent to a server (``api_base``) when no key is configured: llama.cpp and a vLLM without --api-key need none.
 PLACEHOLDER_KEY = "not-needed"
+#: Connections one engine may hold open to its server: more than any thread count a run asks for.
+DEFAULT_MAX_CONNECTIONS = 512
 
 
 def _malformed_reply(exc: ProviderError) -> bool:
@@ -57,12 +70,13 @@ class _Settings:
     """Where and how to reach the server; the key is read from ``key_env`` unless given."""
 
     def __init__(self, model: str, *, api_base: str | None, key_env: str | None, api_key: str | None,
-                 timeout: float | None) -> None:
+                 timeout: float | None, max_connections: int | None = None) -> None:
         self.model = model
         self.api_base = api_base
         self.key_env = key_env
         self._explicit_key = api_key
         self.timeout = timeout
+        self.max_connections = max_connections or DEFAULT_MAX_CONNECTIONS
 
     def key(self) -> str | None:
         """The explicit key, else the variable's value, else a placeholder for a keyless server."""
@@ -71,15 +85,47 @@ class _Settings:
         from_env = os.environ.get(self.key_env) if self.key_env else None
         return from_env or (PLACEHOLDER_KEY if self.api_base else None)
 
-    def router_config(self, provider: str) -> RouterConfig:
+    def router_config(self, provider: str, *, transport: StdlibTransport | None = None) -> RouterConfig:
+        """The routing of one engine; with ``transport`` (sync engines) its connections are that transport's."""
         key = self.key()
+        sizing: dict[str, Any] = ({"transport": transport} if transport is not None else
+                                  {"timeouts": timeouts_for(self.timeout), "max_connections": self.max_connections})
         return RouterConfig(api_keys={provider: key} if key else None,
                             base_urls={provider: self.api_base} if self.api_base else None,
-                            timeouts=timeouts_for(self.timeout), providers=_declared())
+                            providers=_declared(), **sizing)
+
+    def transport(self) -> StdlibTransport:
+        """A connection pool of ``max_connections`` with the timeouts, its proxy resolved now for ``api_base``."""
+        sizing = RouterConfig(timeouts=timeouts_for(self.timeout), max_connections=self.max_connections)
+        return StdlibTransport(**sizing.transport_kwargs(), **_proxy_settings(self.api_base))
+
+    def gate(self) -> RateLimitGate:
+        """The back-pressure gate of this server, shared with every engine that talks to it."""
+        return gate_for(self.api_base or self.model, ceiling=self.max_connections)
 
     def dump_state(self) -> dict[str, Any]:
         """Everything but the key: an explicit key is not recorded at all, an env key by its variable's name."""
-        return {"model": self.model, "api_base": self.api_base, "key_env": self.key_env, "timeout": self.timeout}
+        state = {"model": self.model, "api_base": self.api_base, "key_env": self.key_env, "timeout": self.timeout}
+        if self.max_connections != DEFAULT_MAX_CONNECTIONS:
+            state["max_connections"] = self.max_connections
+        return state
+
+
+def _proxy_settings(api_base: str | None) -> dict[str, Any]:
+    """The proxy for ``api_base`` as the environment names it (``*_PROXY`` minus ``NO_PROXY``), read once.
+
+    Without an ``api_base`` (a provider's own API) the transport keeps reading the environment per request.
+    """
+    if not api_base:
+        return {}
+    target = urlsplit(api_base)
+    proxies = getproxies()
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    try:
+        bypass = bool(proxy) and bool(proxy_bypass(target.hostname or ""))
+    except Exception:  # noqa: BLE001 - a platform lookup quirk bypasses nothing, as in urllib
+        bypass = False
+    return {"proxy": proxy, "trust_env": False} if proxy and not bypass else {"trust_env": False}
 
 
 def _declared() -> tuple:
@@ -146,15 +192,25 @@ class _Shared:
 
 
 class ServerEngine(_Shared):
-    """One synchronous native attempt per call (DSPy owns retries); a malformed 200 becomes retryable."""
+    """One synchronous native attempt per call (DSPy owns retries); a malformed 200 becomes retryable.
+
+    Every attempt passes the server's :class:`RateLimitGate`, which slows all threads down on a 429
+    and sends again a request whose 429 an earlier cut already answered.
+    """
 
     def __init__(self, model: str, *, api_base: str | None = None, key_env: str | None = None,
-                 api_key: str | None = None, timeout: float | None = None) -> None:
-        self._settings = _Settings(model, api_base=api_base, key_env=key_env, api_key=api_key, timeout=timeout)
-        self._inner = LM15Engine(self._settings.router_config(_provider(model)))
+                 api_key: str | None = None, timeout: float | None = None, max_connections: int | None = None) -> None:
+        self._settings = _Settings(model, api_base=api_base, key_env=key_env, api_key=api_key, timeout=timeout,
+                                   max_connections=max_connections)
+        self._transport = self._settings.transport()
+        self._inner = LM15Engine(self._settings.router_config(_provider(model), transport=self._transport))
+        self.gate = self._settings.gate()
         self._describe()
 
     def complete(self, request: Request) -> Response:
+        return self.gate.call(lambda: self._attempt(request))
+
+    def _attempt(self, request: Request) -> Response:
         try:
             return self._inner.complete(request)
         except ProviderError as exc:
@@ -163,22 +219,39 @@ class ServerEngine(_Shared):
             raise
 
     def stream(self, request: Request) -> Iterator[Any]:
-        return self._inner.stream(request)
+        token = self.gate.acquire()
+        outcome: dict[str, Any] = {}
+        try:
+            yield from self._inner.stream(request)
+        except RateLimitError as exc:
+            outcome = {"rate_limited": True, "retry_after": exc.retry_after}
+            raise
+        except BaseException:
+            outcome = {"succeeded": False}
+            raise
+        finally:
+            self.gate.release(token, **outcome)
 
     def close(self) -> None:
         self._inner.close()
+        self._transport.close()
 
 
 class AsyncServerEngine(_Shared):
     """The async counterpart; one native engine per call, because lm15's async pools belong to one event loop."""
 
     def __init__(self, model: str, *, api_base: str | None = None, key_env: str | None = None,
-                 api_key: str | None = None, timeout: float | None = None) -> None:
-        self._settings = _Settings(model, api_base=api_base, key_env=key_env, api_key=api_key, timeout=timeout)
+                 api_key: str | None = None, timeout: float | None = None, max_connections: int | None = None) -> None:
+        self._settings = _Settings(model, api_base=api_base, key_env=key_env, api_key=api_key, timeout=timeout,
+                                   max_connections=max_connections)
         self._provider = _provider(model)
+        self.gate = self._settings.gate()
         self._describe()
 
     async def complete(self, request: Request) -> Response:
+        return await self.gate.acall(lambda: self._attempt(request))
+
+    async def _attempt(self, request: Request) -> Response:
         inner = AsyncLM15Engine(self._settings.router_config(self._provider))
         try:
             return await inner.complete(request)
@@ -190,11 +263,20 @@ class AsyncServerEngine(_Shared):
             await inner.aclose()
 
     async def stream(self, request: Request) -> AsyncIterator[Any]:
+        token = await self.gate.acquire_async()
+        outcome: dict[str, Any] = {}
         inner = AsyncLM15Engine(self._settings.router_config(self._provider))
         try:
             async for event in inner.stream(request):
                 yield event
+        except RateLimitError as exc:
+            outcome = {"rate_limited": True, "retry_after": exc.retry_after}
+            raise
+        except BaseException:
+            outcome = {"succeeded": False}
+            raise
         finally:
+            self.gate.release(token, **outcome)
             await inner.aclose()
 
     async def aclose(self) -> None:

@@ -105,7 +105,8 @@ def _check_timeout(timeout: float | None) -> None:
 def _server_lm(spec: str, *, api_base: str | None, key_env: str | None, api_key: str | None,
                timeout: float | None, kwargs: dict[str, Any]) -> dspy.LM:
     """A ``dspy.LM`` whose engine holds the server's address and key (never ``lm.kwargs``)."""
-    settings = {"api_base": api_base, "key_env": key_env, "api_key": api_key, "timeout": timeout}
+    settings = {"api_base": api_base, "key_env": key_env, "api_key": api_key, "timeout": timeout,
+                "max_connections": kwargs.pop("max_connections", None)}
     return dspy.LM(spec, engine=ServerEngine(spec, **settings), async_engine=AsyncServerEngine(spec, **settings),
                    **kwargs)
 
@@ -121,7 +122,10 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
     from ``api_key`` or ``OPENAI_API_KEY`` and is held by the LM's engine, never by ``lm.kwargs``,
     a saved program or a pickle. ``timeout`` bounds every wait of one HTTP request, in seconds
     (local specs ignore it); DSPy retries timeouts, 429s, 5xx and malformed replies
-    ``num_retries`` times (default 3). An ``api_base`` with a user name or password is refused.
+    ``num_retries`` times (default 3), and on a 429 every thread talking to that server slows
+    down (see :mod:`autoevol_dspy.lm.backpressure`). ``max_connections`` (server specs built on
+    the key-holding engine) bounds the connections to the server, default 512. An ``api_base``
+    with a user name or password is refused.
     Bad input raises :class:`LMSpecError` with a one-line message, before any model work.
     """
     if not isinstance(spec, str) or not spec.strip():
@@ -135,6 +139,8 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
     if api_base is not None:
         _check_api_base(api_base)
     _check_timeout(timeout)
+    if "max_connections" in kwargs and not (provider == "openai" and (api_base is not None or api_key)):
+        raise LMSpecError(f"max_connections applies to 'openai/MODEL' with api_base= or api_key=, not {spec!r}")
     if provider == "openai" and api_base is None:
         if not (api_key or os.environ.get("OPENAI_API_KEY")):
             raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "

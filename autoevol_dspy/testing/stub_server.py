@@ -6,8 +6,10 @@ deterministic LM. ``latency_s`` delays every reply, ``capacity`` bounds the requ
 served at once (extra ones wait), and :class:`Fault` injects what a bad day brings: HTTP
 429 with ``Retry-After``, HTTP 500, an empty 200 body, a 200 body that is not JSON, a 200
 whose content is garbage, or a hang longer than the client waits, at a rate or for the
-first N requests. Counters (requests, answers by call kind, faults by kind, peak
-concurrency) come from :meth:`StubServer.stats` or ``GET /stats``.
+first N requests. ``rate_limit_per_s`` makes it a rate-limited API: requests beyond that
+rate (a token bucket holding one second's worth) get HTTP 429 with the ``Retry-After`` of the
+next free token, as a provider's limit would. Counters (requests, answers by call kind,
+faults by kind, peak concurrency) come from :meth:`StubServer.stats` or ``GET /stats``.
 
 In-process: ``with StubServer(responder) as server: ... server.base_url``. In its own
 process (so it does not share the client's GIL): :class:`StubProcess`, or
@@ -156,6 +158,29 @@ class _Stats:
             self.cpu_mark = time.process_time()
 
 
+class _Bucket:
+    """A token bucket: ``rate`` requests a second, at most ``rate`` (one second's worth) at once."""
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate_limit_per_s must be positive, got {rate!r}")
+        self.rate = rate
+        self._tokens = rate
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> float:
+        """0 when a request may pass now (a token is taken), else the seconds until the next token."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
@@ -168,6 +193,7 @@ class StubServer:
     ``responder`` answers each parsed call (default: :func:`generic_answer`); it may be
     swapped at any time, as may the faults (:meth:`set_faults`), so a test can heal the
     server between two runs. A responder that raises gets an HTTP 500 with its message.
+    ``rate_limit_per_s`` answers requests beyond that rate with 429 (see the module docstring).
     """
 
     def __init__(
@@ -179,8 +205,11 @@ class StubServer:
         faults: Iterable[Fault] = (),
         seed: int = 0,
         port: int = 0,
+        rate_limit_per_s: float | None = None,
     ) -> None:
         self.responder: Responder = responder or generic_answer
+        self.rate_limit_per_s = rate_limit_per_s
+        self._bucket = _Bucket(rate_limit_per_s) if rate_limit_per_s else None
         self.latency_s = latency_s
         self.capacity = capacity
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
@@ -261,6 +290,9 @@ class StubServer:
         prompt = _content(messages[-1]) if messages else ""
         call = parse_call(system, prompt)
         fault = self._injector.next(call.kind)
+        wait = self._bucket.take() if fault is None and self._bucket is not None else 0.0
+        if wait > 0:
+            fault = Fault("rate_limit", retry_after_s=round(wait, 3))
         if fault is not None:
             with stats.lock:
                 stats.faults[fault.kind] += 1
@@ -416,10 +448,12 @@ class StubProcess:
         faults: Iterable[Fault] = (),
         seed: int = 0,
         path: Sequence[str] = (),
+        rate_limit_per_s: float | None = None,
     ) -> None:
         self.responder = responder
         self.latency_s = latency_s
         self.capacity = capacity
+        self.rate_limit_per_s = rate_limit_per_s
         self.faults = list(faults)
         self.seed = seed
         self.path = list(path)
@@ -433,6 +467,8 @@ class StubProcess:
             command += ["--responder", self.responder]
         if self.capacity:
             command += ["--capacity", str(self.capacity)]
+        if self.rate_limit_per_s:
+            command += ["--rate-limit-per-s", f"{self.rate_limit_per_s:g}"]
         for entry in self.path:
             command += ["--path", entry]
         for fault in self.faults:
@@ -498,11 +534,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         f"KIND is one of {', '.join(FAULT_KINDS)}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws (default 0)")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--rate-limit-per-s", type=float, default=None,
+                        help="answer requests beyond this rate with 429 (default: no limit)")
     args = parser.parse_args(argv)
     sys.path[:0] = args.path
     responder = load_responder(args.responder) if args.responder else None
     server = StubServer(responder, latency_s=args.latency_ms / 1000, capacity=args.capacity,
-                        faults=[Fault.parse(text) for text in args.fault], seed=args.seed, port=args.port).start()
+                        faults=[Fault.parse(text) for text in args.fault], seed=args.seed, port=args.port,
+                        rate_limit_per_s=args.rate_limit_per_s).start()
     print(f"READY {server.base_url}", flush=True)
     sys.stdin.read()
     server.stop()

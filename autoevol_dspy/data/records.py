@@ -1,0 +1,106 @@
+"""Seed files row by row: JSONL, CSV (each optionally gzipped) and Parquet streamed, never read whole.
+
+Whole-dataset evolution reads its seeds this way, so a file of millions of instructions
+costs the memory of one row (a Parquet batch) at a time. The rows and every error are
+those of :func:`autoevol_dspy.data.io.read_records`, which reads a file at once; a JSON
+file is one document and is read whole here too.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from autoevol_dspy.data.io import _SUPPORTED, _format_of, read_records
+from autoevol_dspy.errors import DataError
+
+__all__ = ["iter_records"]
+
+_BOM = b"\xef\xbb\xbf"
+_PARQUET_BATCH = 1024
+
+
+def iter_records(path: Path) -> Iterator[Any]:
+    """The rows of a seed file, one at a time (dicts, or values for a JSON list); one-line ``DataError``s."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path} is not a file: give a {_SUPPORTED} file")
+    kind = _format_of(path)
+    if kind == "parquet":
+        return _parquet_rows(path)
+    if kind == "jsonl":
+        return _jsonl_rows(path)
+    if kind == "csv":
+        return _csv_rows(path)
+    return iter(read_records(path))
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def _jsonl_rows(path: Path) -> Iterator[Any]:
+    """One JSON value per non-blank line, decoded strictly as UTF-8 (a BOM is allowed)."""
+    offset = 0
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                line = raw[len(_BOM):] if number == 1 and raw.startswith(_BOM) else raw
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    position = offset + (len(raw) - len(line)) + exc.start
+                    byte = line[exc.start : exc.start + 1].hex()
+                    raise DataError(f"{path} is not UTF-8 text: byte 0x{byte} on line {number} (offset {position}); "
+                                    "re-save the file as UTF-8") from None
+                offset += len(raw)
+                if not text.strip():
+                    continue
+                try:
+                    yield json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a CSV file with a header line; cells stay strings."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    reader = None
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                yield {key: value for key, value in row.items() if key is not None}
+    except UnicodeDecodeError:
+        line = reader.line_num + 1 if reader is not None else 1
+        raise DataError(f"{path} is not UTF-8 text (near line {line}); re-save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path} is not valid CSV near line {reader.line_num if reader else 0} ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    """A read that failed below the format: a damaged gzip stream, or the file system."""
+    if path.name.lower().endswith(".gz"):
+        return DataError(f"{path} is not a readable gzip file ({exc})")
+    return DataError(f"{path} could not be read ({exc})")
+
+
+def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a Parquet file, a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_PARQUET_BATCH):
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]})") from None
