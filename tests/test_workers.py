@@ -382,3 +382,44 @@ def test_a_candidate_stops_on_a_rival_told_by_another_process_and_only_a_policy_
         assert reads and record.status == "pruned" and record.failures < 3
     else:  # the policy never stops: the storage is not read for rivals, and the candidate runs in full
         assert not reads and record.status == "complete" and record.failures == 20
+
+
+def test_a_candidate_abandoned_more_than_max_retry_times_stops_the_run_and_the_rerun_ends_like_one_process(tmp_path):
+    url = _url(tmp_path)
+    settings = SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05, max_retry=0, evaluate=False)
+    taken: list[int] = []
+
+    def take_and_die() -> None:  # a worker that takes the first trial, then stops beating without a word
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                queue = TrialQueue(optuna.load_study(study_name="autoevol", storage=shared_storage(url, settings)),
+                                   settings)
+            except KeyError:
+                time.sleep(0.05)
+                continue
+            if (popped := queue.pop()) is not None:
+                queue.release(popped[0])
+                taken.append(popped[0].number)
+                return
+            time.sleep(0.05)
+
+    dead, _ = _in_threads(1, take_and_die)
+    with pytest.raises(AutoEvolError, match=r"initial instructions: its evaluation was abandoned 1 times.*rerun"):
+        _optimizer(World(dict(SCRIPT)), storage=url, workers=settings).compile(EvolInstruct(method(60)),
+                                                                               trainset=seeds(40))
+    dead[0].join(timeout=60)
+    study = optuna.load_study(study_name="autoevol", storage=url)
+    assert taken == [0] and [t.state for t in study.trials] == [TrialState.FAIL]  # failed once stale, not retried
+    assert study.user_attrs["autoevol:driver"]["state"] == "stopped"
+
+    world = World(dict(SCRIPT))
+    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=world.lm), storage=url,
+                                                   lm=world.lm, num_threads=2, wait_s=60))
+    rerun = _optimizer(World(dict(SCRIPT)), storage=url, workers=settings)
+    rerun.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    threads[0].join(timeout=60)
+    alone = _optimizer(World(dict(SCRIPT)))
+    alone.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    assert rerun.result.best_instructions == alone.result.best_instructions
+    assert rerun.result.failure_rate_by_step == alone.result.failure_rate_by_step
