@@ -141,12 +141,14 @@ def optimize(args: argparse.Namespace, api_base: str, *, storage: str | None, wo
 
 
 def serial_seconds(storage: str, window: list[float]) -> float:
-    """Seconds of the run in which no trial was being evaluated anywhere (the driver's serial part)."""
+    """Seconds of the run in which no candidate was being evaluated anywhere: the baseline (one trial, on one
+    worker), each step's trajectory and proposals, each decision (Amdahl's serial part)."""
     import optuna
 
     spans = sorted((t.datetime_start.timestamp(), t.datetime_complete.timestamp())
                    for t in optuna.load_study(study_name="bench", storage=storage).trials
-                   if t.datetime_start is not None and t.datetime_complete is not None)
+                   if t.datetime_start is not None and t.datetime_complete is not None
+                   and t.user_attrs.get("kind") == "candidate")
     busy, reached = 0.0, window[0]
     for start, end in spans:
         start, end = max(start, reached), min(end, window[1])
@@ -252,9 +254,9 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], mach
          f"trajectory and proposals; the one-process reference runs everything on {args.threads}). "
          f"{args.repeats} interleaved repeats, medians."),
         table,
-        ("Serial s: seconds of the run in which no trial was being evaluated anywhere (from the trials' start and "
-         "end times in the study): the workers picking up the baseline, what of step 1's plan outlasts the "
-         "baseline (the driver plans it meanwhile), each later step's trajectory and proposals, each decision. "
+        ("Serial s: seconds of the run in which no candidate was being evaluated anywhere (from the trials' start "
+         "and end times in the study): the workers picking up the baseline, the baseline (one trial, on one "
+         "worker; the driver plans step 1 meanwhile), each later step's trajectory and proposals, each decision. "
          "Bound / N: the speedup / N if everything else scaled perfectly, wall(N=1) / (serial(N) + (wall(N=1) - "
          "serial(N=1)) / N) / N. Client CPU s: the CPU time of the driver and of the workers (from the moment "
          "they are ready), not counting the stub server and PostgreSQL."),
