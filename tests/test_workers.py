@@ -21,8 +21,17 @@ from optuna.trial import TrialState
 
 from autoevol_dspy import AutoEvolError, AutoEvolInstruct, EvolInstruct, RunConflictError, SharedStudy, run_worker
 from autoevol_dspy.cli.main import main as cli_main
+from autoevol_dspy.lm.usage import UsageMeter
+from autoevol_dspy.search.events import EventBus
 from autoevol_dspy.search.queue import TrialQueue, TrialSpec, shared_storage
-from autoevol_dspy.search.strategies import FullEvaluation, NoImprovement
+from autoevol_dspy.search.queue_worker import QueueWorker
+from autoevol_dspy.search.strategies import (
+    ExactEarlyStop,
+    FullEvaluation,
+    LMCallBudget,
+    NoImprovement,
+    StrictImprovement,
+)
 from autoevol_dspy.search.tracking import RunTracker
 from autoevol_dspy.tasks import EvolutionTask, ProgramTask
 from autoevol_dspy.testing import ScriptedEngine, scripted_lm
@@ -277,3 +286,140 @@ def test_a_driver_killed_mid_step_leaves_its_queue_to_the_rerun_which_ends_like_
                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == len(set(finished))  # no candidate evaluated twice
     assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+
+
+def test_a_driver_that_only_coordinates_plans_step_1_while_a_worker_evaluates_the_baseline(tmp_path):
+    url = _url(tmp_path)
+    driver, worker = World(dict(SCRIPT)), World(dict(SCRIPT))
+    proposing, lock, overlapped = threading.Event(), threading.Lock(), []
+
+    def driver_respond(call, original=driver.engine.responder):
+        if call.kind in ("analysis", "rewrite"):
+            proposing.set()
+        return original(call)
+
+    def worker_respond(call, original=worker.engine.responder):
+        with lock:  # the baseline's first case waits until the driver proposes step 1's rewrites
+            if not overlapped:
+                overlapped.append(proposing.wait(timeout=20))
+        return original(call)
+
+    driver.engine.responder, worker.engine.responder = driver_respond, worker_respond
+    threads, summaries = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=worker.lm),
+                                                           storage=url, lm=worker.lm, num_threads=2, wait_s=60))
+    shared = _optimizer(driver, storage=url, workers=SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05,
+                                                                 evaluate=False))
+    shared.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    threads[0].join(timeout=60)
+    assert overlapped == [True]  # one process in turn would have left the worker waiting 20 s, then False
+    assert summaries[0].trials == len(shared.result.trials)
+
+    alone = _optimizer(World(dict(SCRIPT)))
+    alone.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    baseline = next(t.number for t in shared.result.trials if t.kind == "baseline")
+    assert shared.result.plans[0].incumbent_trial == baseline
+    assert [[c.key for c in p.candidates] for p in shared.result.plans] == \
+        [[c.key for c in p.candidates] for p in alone.result.plans]
+    assert shared.result.best_instructions == alone.result.best_instructions
+    assert shared.result.failure_rate_by_step == alone.result.failure_rate_by_step
+
+
+def test_a_driver_with_an_lm_call_budget_plans_nothing_before_the_baseline_is_measured(tmp_path):
+    url = _url(tmp_path)
+    driver, worker = World(dict(SCRIPT)), World(dict(SCRIPT))
+    kinds: list[str] = []
+
+    def driver_respond(call, original=driver.engine.responder):
+        kinds.append(call.kind)
+        return original(call)
+
+    driver.engine.responder = driver_respond
+    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=worker.lm),
+                                                   storage=url, lm=worker.lm, num_threads=2, wait_s=60))
+    shared = _optimizer(driver, storage=url, stopper=LMCallBudget(max_calls=10), holdout=0,
+                        workers=SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05, evaluate=False))
+    shared.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    threads[0].join(timeout=60)
+    assert shared.result.stop_reason == "budget" and shared.result.plans == []
+    assert kinds == []  # the baseline spent the budget: step 1 was never planned, as in one process
+
+
+def _queue_worker(url: str, world: World, evaluation) -> QueueWorker:
+    study = optuna.load_study(study_name="q", storage=shared_storage(url, FAST))
+    task = EvolutionTask(lm=world.lm)
+    return QueueWorker(queue=TrialQueue(study, FAST), tracker=RunTracker(study, predictors=["evolve"], step_limit=3,
+                                                                        samples=1),
+                       task=task, student=EvolInstruct(method(60)), devset=task.examples(seeds(20), name="devset"),
+                       evaluation=evaluation, acceptance=StrictImprovement(), num_threads=1, meter=UsageMeter(),
+                       events=EventBus([]))
+
+
+@pytest.mark.parametrize("evaluation", [ExactEarlyStop(), FullEvaluation()], ids=lambda e: type(e).__name__)
+def test_a_candidate_stops_on_a_rival_told_by_another_process_and_only_a_policy_that_can_stop_reads_it(
+        tmp_path, monkeypatch, evaluation):
+    url = _url(tmp_path)
+    study = optuna.create_study(study_name="q", storage=shared_storage(url, FAST))
+    tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=1)
+    world = World()
+
+    def enqueue(position: int, quality: int) -> None:
+        spec = TrialSpec(step=1, kind="candidate", candidate_key=f"k{position}", instructions={"evolve": method(quality)},
+                         predictor="evolve", samples=[0], position=position, label=f"c{position}",
+                         incumbent_failures=20)
+        tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+
+    enqueue(0, 0)  # fails nothing: evaluated in full by the first process
+    with dspy.context(lm=world.lm):
+        assert _queue_worker(url, world, FullEvaluation()).drain() == 1
+    reads = []
+    original = TrialQueue.rivals
+    monkeypatch.setattr(TrialQueue, "rivals", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
+    enqueue(1, 100)  # fails every case: a second process, which finished nothing itself, evaluates it
+    with dspy.context(lm=world.lm):
+        assert _queue_worker(url, world, evaluation).drain() == 1
+    record = RunTracker(optuna.load_study(study_name="q", storage=url)).find_trial(step=1, candidate_key="k1")
+    if isinstance(evaluation, ExactEarlyStop):  # the bound came from the storage: stopped after its first failure
+        assert reads and record.status == "pruned" and record.failures < 3
+    else:  # the policy never stops: the storage is not read for rivals, and the candidate runs in full
+        assert not reads and record.status == "complete" and record.failures == 20
+
+
+def test_a_candidate_abandoned_more_than_max_retry_times_stops_the_run_and_the_rerun_ends_like_one_process(tmp_path):
+    url = _url(tmp_path)
+    settings = SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05, max_retry=0, evaluate=False)
+    taken: list[int] = []
+
+    def take_and_die() -> None:  # a worker that takes the first trial, then stops beating without a word
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                queue = TrialQueue(optuna.load_study(study_name="autoevol", storage=shared_storage(url, settings)),
+                                   settings)
+            except KeyError:
+                time.sleep(0.05)
+                continue
+            if (popped := queue.pop()) is not None:
+                queue.release(popped[0])
+                taken.append(popped[0].number)
+                return
+            time.sleep(0.05)
+
+    dead, _ = _in_threads(1, take_and_die)
+    with pytest.raises(AutoEvolError, match=r"initial instructions: its evaluation was abandoned 1 times.*rerun"):
+        _optimizer(World(dict(SCRIPT)), storage=url, workers=settings).compile(EvolInstruct(method(60)),
+                                                                               trainset=seeds(40))
+    dead[0].join(timeout=60)
+    study = optuna.load_study(study_name="autoevol", storage=url)
+    assert taken == [0] and [t.state for t in study.trials] == [TrialState.FAIL]  # failed once stale, not retried
+    assert study.user_attrs["autoevol:driver"]["state"] == "stopped"
+
+    world = World(dict(SCRIPT))
+    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=world.lm), storage=url,
+                                                   lm=world.lm, num_threads=2, wait_s=60))
+    rerun = _optimizer(World(dict(SCRIPT)), storage=url, workers=settings)
+    rerun.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    threads[0].join(timeout=60)
+    alone = _optimizer(World(dict(SCRIPT)))
+    alone.compile(EvolInstruct(method(60)), trainset=seeds(40))
+    assert rerun.result.best_instructions == alone.result.best_instructions
+    assert rerun.result.failure_rate_by_step == alone.result.failure_rate_by_step

@@ -101,12 +101,15 @@ class QueueWorker:
             if spec.kind != "candidate" or spec.incumbent_failures is None:
                 return False
             loss = evaluation.failures
+            could_accept = self.acceptance.could_accept(loss=loss, incumbent_loss=spec.incumbent_failures,
+                                                        dev_size=size)
+            unbeaten = self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=False)
+            if unbeaten == self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=True):
+                return unbeaten  # the rivals cannot change the answer: no read of the storage
             rivals = self.queue.rivals(spec.step, max_age_s=self.queue.settings.poll_s)
             with self._lock:
                 rivals = rivals + self._finished_here.get(spec.step, [])
             beaten = any(f < loss or (f <= loss and i < spec.position) for f, i in rivals)
-            could_accept = self.acceptance.could_accept(loss=loss, incumbent_loss=spec.incumbent_failures,
-                                                        dev_size=size)
             return self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=beaten)
 
         def on_start() -> int:

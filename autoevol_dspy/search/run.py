@@ -8,8 +8,10 @@ outcome, saved last). A rerun replays saved plans and finished trials and contin
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from autoevol_dspy.search.holdout import (
     measure,
 )
 from autoevol_dspy.search.memory import earlier_attempts
-from autoevol_dspy.search.proposer import InstructionProposer
+from autoevol_dspy.search.proposer import NO_HISTORY, InstructionProposer
 from autoevol_dspy.search.queue import TrialSpec
 from autoevol_dspy.search.queue_driver import QueueDriver
 from autoevol_dspy.search.records import (
@@ -187,20 +189,66 @@ class SearchRun:
         finally:
             self._measuring_baseline = False
 
+    def baseline_and_first_plan(self) -> tuple[TrialRecord, StepPlan | None]:
+        """The baseline; a driver whose workers evaluate it plans step 1 meanwhile (that plan needs only the
+        initial instructions), so the workers wait for one of the two, not for both in turn."""
+        if not self._plans_during_baseline():
+            return self.baseline(), None
+        planned: dict[str, Any] = {}
+        predictor = self.config.predictor_choice.choose(step=1, predictors=self.predictors)
+
+        def plan() -> None:
+            try:  # no candidate trial exists yet, so the rewrite's memory is empty
+                planned["plan"] = self._plan(1, self.initial, predictor=predictor, incumbent_trial=-1,
+                                             history=NO_HISTORY)
+            except BaseException as exc:  # noqa: BLE001 - raised in the driver's thread below
+                planned["error"] = exc
+
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(plan,), name="autoevol-first-plan",
+                                  daemon=True)
+        thread.start()
+        try:
+            incumbent = self.baseline()
+        finally:
+            thread.join()
+        if "error" in planned:
+            raise planned["error"]
+        return incumbent, planned["plan"].model_copy(update={"incumbent_trial": incumbent.number})
+
+    def _plans_during_baseline(self) -> bool:
+        """Whether to plan step 1 while the baseline is evaluated: only a driver that evaluates nothing (its
+        LM calls stay within ``num_threads``), only when step 1 is still to plan and follows the baseline
+        whatever the baseline's LM calls (a call budget is checked after the baseline, as in one process)."""
+        if self.queue is None or self.queue.worker is not None:
+            return False
+        if self.tracker.find_trial(step=0, candidate_key=candidate_key(self.initial)) is not None:
+            return False
+        if self.tracker.plan(1) is not None or self.tracker.outcome(1) is not None:
+            return False
+        now = self.state()
+        return all(self.config.stopper.stop_reason(SearchState(
+            steps_done=0, steps_without_improvement=0, num_predictors=now.num_predictors, lm_calls=calls)) is None
+            for calls in (now.lm_calls, sys.maxsize))
+
     def make_plan(self, step: int, incumbent: TrialRecord) -> StepPlan:
+        accepted = frozenset(o.incumbent_after for o in self.tracker.outcomes() if o.accepted)
+        predictor = self.config.predictor_choice.choose(step=step, predictors=self.predictors)
+        history = earlier_attempts(self.tracker.trials(), predictor=predictor, incumbent=incumbent, accepted=accepted)
+        return self._plan(step, incumbent.instructions, predictor=predictor, incumbent_trial=incumbent.number,
+                          history=history)
+
+    def _plan(self, step: int, current: dict[str, str], *, predictor: str, incumbent_trial: int,
+              history: str) -> StepPlan:
+        """Run ``current`` on the step's mini-batch (the trajectory) and let the optimizer LM propose rewrites."""
         before = self.meter.report()
         batch_indices = self.config.batch_sampler.sample(step=step, train_size=len(self.trainset), seed=self.config.seed)
-        program = self.task.program_for(self.student, incumbent.instructions)
+        program = self.task.program_for(self.student, current)
         results = run_cases(self.task, program, [(i, self.trainset[i]) for i in batch_indices],
                             num_threads=self.config.num_threads)
-        predictor = self.config.predictor_choice.choose(step=step, predictors=self.predictors)
         proposals = self.proposer.propose(
-            step=step, predictor=predictor, current=incumbent.instructions[predictor],
+            step=step, predictor=predictor, current=current[predictor],
             trajectory=self.task.format_trajectory(results), num_candidates=self.config.num_candidates,
-            num_threads=self.config.num_threads,
-            history=earlier_attempts(self.tracker.trials(), predictor=predictor, incumbent=incumbent,
-                                     accepted=frozenset(o.incumbent_after for o in self.tracker.outcomes()
-                                                        if o.accepted)),
+            num_threads=self.config.num_threads, history=history,
             cases=_case_texts(results), output_fields=self.output_fields.get(predictor, ()),
         )
         candidates: dict[str, CandidatePlan] = {}
@@ -209,7 +257,7 @@ class SearchRun:
             if proposal.instructions is None:
                 discarded.append(f"sample {proposal.sample}: {proposal.rejected}")
                 continue
-            instructions = {**incumbent.instructions, predictor: proposal.instructions}
+            instructions = {**current, predictor: proposal.instructions}
             key = candidate_key(instructions)
             if not self.config.evaluation.deduplicate:
                 key = f"{key}-s{proposal.sample}"
@@ -219,7 +267,7 @@ class SearchRun:
                 candidates[key] = CandidatePlan(key=key, instructions=instructions, feedback=proposal.feedback,
                                                 samples=[proposal.sample])
         return StepPlan(
-            step=step, predictor=predictor, incumbent_trial=incumbent.number, batch_indices=batch_indices,
+            step=step, predictor=predictor, incumbent_trial=incumbent_trial, batch_indices=batch_indices,
             trajectory_failures=sum(1 for r in results if r.failure is not None), trajectory_size=len(results),
             candidates=list(candidates.values()), discarded=discarded, usage=self.meter.report() - before,
         )
@@ -233,12 +281,13 @@ class SearchRun:
                                         kind="incumbent", candidate_key=key, parent_trial=incumbent.number)
         return trial
 
-    def run_step(self, step: int, incumbent: TrialRecord) -> StepOutcome:
+    def run_step(self, step: int, incumbent: TrialRecord, *, planned: StepPlan | None = None) -> StepOutcome:
+        """One step; ``planned``: its plan, made already (and not yet saved), else it is made here."""
         started = time.perf_counter()
         plan = self.tracker.plan(step)
         resumed = plan is not None
         if plan is None:
-            plan = self.make_plan(step, incumbent)
+            plan = planned or self.make_plan(step, incumbent)
             self.tracker.save_plan(plan)
         self.events.emit(StepPlanned(plan=plan, resumed=resumed))
         if self.config.evaluation.reevaluate_incumbent:
@@ -344,7 +393,7 @@ class SearchRun:
         self.events.emit(RunStarted(study_name=self.tracker.study.study_name, train_size=len(self.trainset),
                                     dev_size=len(self.devset), holdout_size=len(self.holdout),
                                     resumed_trials=len(self.tracker.trials())))
-        incumbent = self.baseline()
+        incumbent, first_plan = self.baseline_and_first_plan()
         stop_reason = None
         step = 0
         while stop_reason is None:
@@ -356,7 +405,7 @@ class SearchRun:
             resumed = outcome is not None
             if outcome is None:
                 try:
-                    outcome = self.run_step(step, incumbent)
+                    outcome = self.run_step(step, incumbent, planned=first_plan if step == 1 else None)
                 except _Interrupted as stop:
                     stop_reason = stop.reason
                     break
