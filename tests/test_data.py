@@ -327,6 +327,22 @@ def test_too_many_lm_errors_stop_the_run(tmp_path):
     assert world.engine.count("response") == 2
 
 
+def test_a_bug_in_a_detector_is_raised_not_counted_as_an_lm_error(tmp_path):
+    class Broken:
+        needs_response = False
+
+        def detect(self, case):
+            raise KeyError("a bug")
+
+        def describe(self):
+            return {"type": "Broken"}
+
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(KeyError, match="a bug"):  # not "4 seeds hit LM errors; rerun to retry them"
+        evolve(World(), texts(4), out, detectors=[Broken()], rounds=1, num_threads=1)
+    assert not out.exists() or rows_of(out) == []  # nothing the broken detector judged was stored
+
+
 def test_options_are_checked(tmp_path):
     with pytest.raises(ConfigurationError, match="shard"):
         evolve(World(), texts(3), tmp_path / "out.jsonl", shard=(2, 2))

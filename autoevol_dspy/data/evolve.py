@@ -38,6 +38,7 @@ from autoevol_dspy.evolution.detectors import (
 )
 from autoevol_dspy.evolution.method import EvolInstruct, Style
 from autoevol_dspy.evolution.unit import Evolver
+from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.terminal import stderr_is_terminal
@@ -464,8 +465,10 @@ def _run_chain(job: _Job, evolver: _RoundEvolver, store: RowStore, *, rounds: in
     for round_ in range(job.first_round, rounds + 1):
         try:
             row = evolver.row(job.seed, round_, parent)
-        except Exception as exc:  # noqa: BLE001 - an LM error stops this chain; a rerun retries it
-            result.error = f"round {round_}: {short_error(exc)}"
+        except Exception as exc:
+            if not is_lm_error(exc):
+                raise  # a bug, not an outage: a rerun would only repeat it
+            result.error = f"round {round_}: {short_error(exc)}"  # the chain stops here; a rerun retries it
             return result
         dropped = drop_failures and row["failure"] is not None
         store.append(row, dropped=dropped)

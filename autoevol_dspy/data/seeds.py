@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import datasets
 import dspy
@@ -24,8 +24,8 @@ __all__ = ["LoadedInstructions", "Seed", "load_instructions"]
 
 logger = logging.getLogger(__name__)
 
-#: ``context_column`` default: Alpaca's ``input`` when the instructions are in ``instruction``.
-AUTO: Any = "auto"
+#: ``context_column="auto"`` (the default): Alpaca's ``input`` when the instructions are in ``instruction``.
+AUTO: Final = "auto"
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def resolve_columns(columns: Sequence[str], *, label: str, column: str, id_colum
 
 def _context_column(columns: Sequence[str], column: str, context_column: str | None, label: str) -> str | None:
     """The column of material the instruction refers to: the one asked for, or Alpaca's ``input``."""
-    if context_column is AUTO:
+    if context_column == AUTO:
         return "input" if column == "instruction" and "input" in columns else None
     if context_column is not None and context_column not in columns:
         raise DataError(f"{label} has no context column {context_column!r}; it has: {', '.join(map(str, columns))}")
