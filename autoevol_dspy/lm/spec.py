@@ -139,8 +139,9 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
     if api_base is not None:
         _check_api_base(api_base)
     _check_timeout(timeout)
-    if "max_connections" in kwargs and not (provider == "openai" and (api_base is not None or api_key)):
-        raise LMSpecError(f"max_connections applies to 'openai/MODEL' with api_base= or api_key=, not {spec!r}")
+    if "max_connections" in kwargs and not ((provider == "openai" and api_base is not None) or api_key):
+        raise LMSpecError(f"max_connections applies to LMs on the server engine ('openai/MODEL' with api_base=, "
+                          f"or any spec with api_key=), not {spec!r}")
     if provider == "openai" and api_base is None:
         if not (api_key or os.environ.get("OPENAI_API_KEY")):
             raise LMSpecError(f"{spec!r} needs an OpenAI key: set OPENAI_API_KEY or pass api_key=, "
