@@ -45,6 +45,7 @@ import dspy  # noqa: E402
 import common  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct  # noqa: E402
 from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
+from autoevol_dspy.search.records import RunResult  # noqa: E402
 from autoevol_dspy.search.strategies import SearchState  # noqa: E402
 from autoevol_dspy.search.strategies.proposal_guard import ProposalContext, ProposalGuard  # noqa: E402
 from autoevol_dspy.tasks.base import get_instructions  # noqa: E402
@@ -584,7 +585,20 @@ def run_autoevol(student: dspy.Module, ctx: RunContext) -> dspy.Module:
     reasons = ", ".join(f"{category} {count}" for category, count in refused.most_common())
     ctx.notes.append(f"{len(result.steps)} step(s), {sum(s.accepted for s in result.steps)} accepted; "
                      f"{sum(refused.values())} of {samples} proposals refused" + (f" ({reasons})" if reasons else ""))
+    ctx.notes.extend(trial_lines(result, ctx.spec.plain))
     return compiled
+
+
+def trial_lines(result: RunResult, plain: str) -> list[str]:
+    """Each instruction AutoEvolInstruct scored on val: wrong answers out of cases scored, and the rule it added."""
+    lines = []
+    for trial in result.trials:
+        text = next(iter(trial.instructions.values()), "")
+        added = text[len(plain):].strip() if text.startswith(plain) else text
+        status = "" if trial.status == "complete" else f", {trial.status}"
+        lines.append(f"{trial.kind} (step {trial.step}): {trial.failures:.0f} wrong of {trial.evaluated} val "
+                     f"cases{status}; " + (f"added \"{_clip(added, 160)}\"" if added else "the plain instruction"))
+    return lines
 
 
 RUNNERS: dict[str, Runner] = {
@@ -803,12 +817,13 @@ def setup_text(settings: Settings, seeds: Sequence[int]) -> str:
 
 def autoevol_notes(rows: Sequence[dict[str, Any]]) -> str:
     """What AutoEvolInstruct's guard did in each seed."""
-    return "\n".join(f"- AutoEvolInstruct, seed {r['seed']}: {'; '.join(r['notes'])}"
+    return "\n".join(f"- AutoEvolInstruct, seed {r['seed']}: {r['notes'][0]}"
+                     + "".join(f"\n  - {line}" for line in r["notes"][1:])
                      for r in _runs(rows, "autoevol") if r["notes"])
 
 
 def render_section(parts: dict[str, Any], settings: Settings, command: str, info: dict[str, Any],
-                   seconds: float) -> str:
+                   seconds: float, note: str | None = None) -> str:
     """The RESULTS.md section: command, machine, LMs, the pilot, the comparison, the adopted instructions, the verdict."""
     lm = "scripted stub LM (smoke run: numbers mean nothing)" if settings.smoke else (
         f"embedded SmolLM2-135M-Instruct (Q4_1, llama.cpp, {settings.lm_threads} thread(s)) as the task LM at "
@@ -816,6 +831,8 @@ def render_section(parts: dict[str, Any], settings: Settings, command: str, info
         f"as the proposal / reflection LM of every optimizer")
     lines = [f"Command: `{command}`", "", common.machine_line(info, load_at_end=info.get("load_at_end")), "",
              f"LMs: {lm}. Total wall time {seconds / 60:.1f} min.", ""]
+    if note:
+        lines += [note, ""]
     if parts.get("pilot") is not None:
         lines += ["### Pilot: does a hand-written instruction move the model?", "",
                   f"Each candidate task on its own held-out cases (up to {settings.pilot_size}, never used below); "
@@ -871,6 +888,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="also write every measurement (pilot, comparison, settings) to this JSON file")
     parser.add_argument("--render", type=Path, default=None, metavar="RAW",
                         help="no LM calls: render the section again from a --raw file of an earlier run")
+    parser.add_argument("--note", default=None,
+                        help="a paragraph for the section, after the LMs (e.g. why these sizes); kept in --raw")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.no_pilot and args.task is None:
@@ -925,7 +944,8 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     logger.info("settings: %s", asdict(settings))
     started = time.perf_counter()
     parts: dict[str, Any] = {"seeds": list(args.seeds)}
-    record = {"command": command, "info": info, "settings": settings, "parts": parts, "seconds": 0.0}
+    record = {"command": command, "info": info, "settings": settings, "parts": parts, "seconds": 0.0,
+              "note": args.note}
     if not args.no_pilot:
         parts["pilot"] = run_pilot(settings, args.jobs)
         parts["chosen"] = args.task or choose_task(parts["pilot"], settings)
@@ -959,10 +979,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     common.setup_logging(args.verbose)
     if args.render is not None:
         record = load_raw(args.render)
+        record["note"] = args.note or record.get("note")
     else:
         record = measure(args, recorded_command(argv if argv is not None else sys.argv[1:]))
     section = render_section(record["parts"], record["settings"], record["command"], record["info"],
-                             record["seconds"])
+                             record["seconds"], record.get("note"))
     print(section)
     if args.results is not None:
         common.write_section(args.results, SECTION, section)
