@@ -788,6 +788,22 @@ def verdict(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
             f"{', '.join(behind)}.{garbage}")
 
 
+def gains_from_unusable(rows: Sequence[dict[str, Any]]) -> str:
+    """Which peer runs beat the unoptimized program, and whether the instructions behind each gain are usable."""
+    base = _runs(rows, "unoptimized")
+    if not base:
+        return ""
+    plain = base[0]["accuracy"]
+    above = [r for r in rows if r["optimizer"] not in ("unoptimized", "autoevol") and r["accuracy"] > plain]
+    if not above:
+        return f"No peer run beat the unoptimized program ({plain:.1f}%)."
+    usable = [r for r in above if not r["flags"]]
+    listed = ", ".join(f"{_NAMES[r['optimizer']]} seed {r['seed']} ({r['accuracy']:.1f})" for r in above)
+    return (f"Peer runs above the unoptimized program ({plain:.1f}%): {listed}; "
+            f"{len(above) - len(usable)} of {len(above)} of them adopted instructions the guard's rules refuse "
+            f"(see the adopted instructions below).")
+
+
 def setup_text(settings: Settings, seeds: Sequence[int]) -> str:
     """The comparison's settings in words: splits, each optimizer's budget rule, how calls are counted."""
     spec = TASKS[settings.task]
@@ -842,7 +858,8 @@ def render_section(parts: dict[str, Any], settings: Settings, command: str, info
     rows = parts.get("rows")
     if rows:
         lines += ["### Comparison at an equal metric-call budget", "", setup_text(settings, parts["seeds"]), "",
-                  render_table(rows, settings), "", verdict(rows, settings), "", autoevol_notes(rows), "",
+                  render_table(rows, settings), "", verdict(rows, settings), "", gains_from_unusable(rows), "",
+                  autoevol_notes(rows), "",
                   "### Adopted instructions", "", render_adopted(rows, settings), ""]
     return "\n".join(lines)
 
