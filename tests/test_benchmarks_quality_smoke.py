@@ -14,11 +14,11 @@ DATA = REPO.parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="the public data sets in ../shared/data are not here")
 
 
-def _run(script: str, results: Path) -> subprocess.CompletedProcess:
+def _run(script: str, results: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--data-dir", str(DATA), "--results",
-         str(results)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+         str(results), *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
 
 
@@ -39,11 +39,23 @@ def test_quality_smoke_prints_tables_and_writes_its_section(tmp_path: Path) -> N
 
 
 def test_head_to_head_smoke_prints_a_table_and_writes_its_section(tmp_path: Path) -> None:
-    results = tmp_path / "RESULTS.md"
-    completed = _run("head_to_head.py", results)
+    results, raw = tmp_path / "RESULTS.md", tmp_path / "raw.json"
+    completed = _run("head_to_head.py", results, "--raw", str(raw))
     _assert_table(completed)
-    assert "AutoEvolInstruct" in completed.stdout
+    assert "### Pilot" in completed.stdout and "Chosen for the comparison" in completed.stdout
+    assert "AutoEvolInstruct" in completed.stdout and "### Adopted instructions" in completed.stdout
+    assert "ProposalGuard verdict" in completed.stdout
     assert "## Head to head on a DSPy program" in results.read_text()
+    assert str(tmp_path) not in completed.stdout  # the recorded command leaves out where files go
+
+
+def test_head_to_head_renders_a_saved_run_again_without_the_lm(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.json"
+    measured = _run("head_to_head.py", tmp_path / "first.md", "--raw", str(raw))
+    _assert_table(measured)
+    rendered = _run("head_to_head.py", tmp_path / "second.md", "--render", str(raw))
+    _assert_table(rendered)
+    assert rendered.stdout == measured.stdout
 
 
 def test_rerun_replaces_the_section_instead_of_appending(tmp_path: Path) -> None:
