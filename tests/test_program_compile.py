@@ -388,6 +388,19 @@ def test_amend_proposals_append_one_rule_and_refuse_echoes():
     assert get_instructions(compiled)[plan.predictor].startswith(initial)
 
 
+def test_a_rule_that_copies_the_guards_retry_message_is_an_echo():
+    from autoevol_dspy.search.proposer import _echo
+
+    # Real rules the embedded model appended in benchmarks/head_to_head.py after a refused round.
+    assert _echo("Your previous rewrite was refused (not_instructions)").category == "echoes_prompt"
+    assert _echo("Your previous rewrite was refused (placeholder): it holds only symbols, not instructions. "
+                 "Write general instructions for the same task, not an answer, a questi").category == "echoes_prompt"
+    for usable in ["Reply with the final answer only, as a bare number.",
+                   "Always name one of the four teams exactly as written.",
+                   "Keep every number and name of the original instruction."]:
+        assert _echo(usable) is None, usable
+
+
 # What DSPy users expect (issue 11) ------------------------------------------------------------------
 
 

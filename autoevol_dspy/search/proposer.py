@@ -196,15 +196,20 @@ _RULE_GUARD = ProposalGuard(checks=[RepeatsItself(), NotAnInstruction(), CopiesT
 #: The amend prompt's own words, normalized: a "rule" that repeats them is an echo, not a rule.
 _PROMPT_WORDS = " ".join(" ".join([AmendInstructions.instructions, *(
     str((f.json_schema_extra or {}).get("desc", "")) for f in AmendInstructions.fields.values())]).lower().split())
+#: The fixed words of the guard's retry message (its category and reason vary): small models copy it as a "rule".
+_RETRY_WORDS = " ".join(re.findall(r"[a-z]+", retry_feedback(Rejection(category="", reason="", check="")).lower()))
 
 
-def _echo(rule: str, span: int = 8) -> Rejection | None:
-    """Refuse a rule that repeats the optimizer's own instructions (small models do) instead of adding one."""
+def _echo(rule: str, span: int = 8, retry_span: int = 5) -> Rejection | None:
+    """Refuse a rule that repeats the optimizer's own instructions or the guard's retry message (small
+    models do) instead of adding one."""
     words = rule.lower().split()
-    for start in range(max(0, len(words) - span + 1)):
-        if " ".join(words[start:start + span]) in _PROMPT_WORDS:
-            return Rejection(category="echoes_prompt", check="InstructionProposer",
-                             reason="it repeats the optimizer's own instructions instead of adding a rule")
+    letters = re.findall(r"[a-z]+", rule.lower())
+    echoes = any(" ".join(words[i:i + span]) in _PROMPT_WORDS for i in range(max(0, len(words) - span + 1))) or \
+        any(" ".join(letters[i:i + retry_span]) in _RETRY_WORDS for i in range(max(0, len(letters) - retry_span + 1)))
+    if echoes:
+        return Rejection(category="echoes_prompt", check="InstructionProposer",
+                         reason="it repeats the optimizer's own instructions instead of adding a rule")
     return None
 
 
