@@ -236,3 +236,18 @@ def test_many_threads_through_one_gate_never_exceed_its_limit_and_leave_it_empty
     stats = gate.stats()
     assert stats.in_flight == 0 and stats.cuts >= 1 and stats.resent >= 1 and 1 <= stats.limit <= 16
     assert state["peak"] <= 16
+
+
+def test_settle_reads_how_a_request_ended_429_other_error_or_success() -> None:
+    gate = RateLimitGate(ceiling=8)
+    tokens = [gate.acquire() for _ in range(8)]
+    assert gate.settle(tokens.pop(), RateLimitError("slow down", retry_after=None)) is False  # the cut
+    assert gate.stats().limit == 4 and gate.stats().cuts == 1
+    assert gate.settle(tokens.pop(), RateLimitError("slow down")) is True  # sent before the cut: stale
+    gate.settle(tokens.pop(), ValueError("broken reply"))  # neither cuts nor grows
+    assert gate.stats().limit == 4 and gate.stats().cuts == 1
+    for token in tokens:
+        gate.settle(token)
+    fresh = gate.acquire()
+    gate.settle(fresh)  # a success of the current window grows the limit
+    assert gate.stats().limit > 4 and gate.stats().in_flight == 0

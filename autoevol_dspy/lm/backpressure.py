@@ -147,6 +147,12 @@ class RateLimitGate:
             self._condition.notify()
             return stale
 
+    def settle(self, token: int, error: BaseException | None = None) -> bool:
+        """:meth:`release` by how the request ended: ``error`` None (a success), a 429, or another error."""
+        if isinstance(error, RateLimitError):
+            return self.release(token, rate_limited=True, retry_after=error.retry_after)
+        return self.release(token, succeeded=error is None)
+
     async def acquire_async(self) -> int:
         """:meth:`acquire` for an event loop: polls instead of blocking the loop's thread."""
         while True:

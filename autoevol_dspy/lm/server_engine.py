@@ -33,7 +33,6 @@ from dspy._vendor.lm15.transports import StdlibTransport
 from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
 from dspy.lm15 import (
     ProviderError,
-    RateLimitError,
     Request,
     Response,
     RouterConfig,
@@ -220,17 +219,14 @@ class ServerEngine(_Shared):
 
     def stream(self, request: Request) -> Iterator[Any]:
         token = self.gate.acquire()
-        outcome: dict[str, Any] = {}
+        error: BaseException | None = None
         try:
             yield from self._inner.stream(request)
-        except RateLimitError as exc:
-            outcome = {"rate_limited": True, "retry_after": exc.retry_after}
-            raise
-        except BaseException:
-            outcome = {"succeeded": False}
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            self.gate.release(token, **outcome)
+            self.gate.settle(token, error)
 
     def close(self) -> None:
         self._inner.close()
@@ -264,19 +260,16 @@ class AsyncServerEngine(_Shared):
 
     async def stream(self, request: Request) -> AsyncIterator[Any]:
         token = await self.gate.acquire_async()
-        outcome: dict[str, Any] = {}
+        error: BaseException | None = None
         inner = AsyncLM15Engine(self._settings.router_config(self._provider))
         try:
             async for event in inner.stream(request):
                 yield event
-        except RateLimitError as exc:
-            outcome = {"rate_limited": True, "retry_after": exc.retry_after}
-            raise
-        except BaseException:
-            outcome = {"succeeded": False}
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            self.gate.release(token, **outcome)
+            self.gate.settle(token, error)
             await inner.aclose()
 
     async def aclose(self) -> None:
