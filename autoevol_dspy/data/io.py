@@ -45,6 +45,7 @@ __all__ = [
     "read_records",
     "row_store_beside",
     "save_evolved",
+    "seed_file_format",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,11 +76,7 @@ _SUPPORTED = ".jsonl, .json, .csv (each optionally .gz) or .parquet"
 
 def read_records(path: Path) -> list[Any]:
     """The rows of a seed file (dicts, or strings for a JSON list of strings); one-line ``DataError`` otherwise."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path} is not a file: give a {_SUPPORTED} file")
-    kind = _format_of(path)
+    kind = seed_file_format(path)
     if kind == "parquet":
         return _read_parquet(path)
     text = _decode(path)
@@ -88,6 +85,16 @@ def read_records(path: Path) -> list[Any]:
     if kind == "json":
         return _parse_json(text, path)
     return _parse_csv(text, path)
+
+
+def seed_file_format(path: Path) -> str:
+    """The format of an existing seed file (``parquet``, ``jsonl``, ``json`` or ``csv``); one-line ``DataError``
+    for a path that is missing, not a file, or of another kind. Shared by the whole-file and streamed readers."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path} is not a file: give a {_SUPPORTED} file")
+    return _format_of(path)
 
 
 def _format_of(path: Path) -> str:

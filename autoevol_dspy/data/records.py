@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from autoevol_dspy.data.io import _SUPPORTED, _format_of, read_records
+from autoevol_dspy.data.io import read_records, seed_file_format
 from autoevol_dspy.errors import DataError
 
 __all__ = ["iter_records"]
@@ -26,11 +26,7 @@ _PARQUET_BATCH = 1024
 
 def iter_records(path: Path) -> Iterator[Any]:
     """The rows of a seed file, one at a time (dicts, or values for a JSON list); one-line ``DataError``s."""
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path} is not a file: give a {_SUPPORTED} file")
-    kind = _format_of(path)
+    kind = seed_file_format(path)
     if kind == "parquet":
         return _parquet_rows(path)
     if kind == "jsonl":
