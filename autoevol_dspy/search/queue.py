@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError
 from autoevol_dspy.redact import redact_url
 from autoevol_dspy.text import short_error
+from autoevol_dspy.search.records import PLANNED_FIELDS
 from autoevol_dspy.search.tracking import QUEUED_KEY
 
 __all__ = ["SharedStudy", "TrialQueue", "TrialSpec", "rdb_storage", "shared_storage", "worker_id"]
@@ -106,8 +107,7 @@ class TrialSpec(BaseModel):
 
     def record_fields(self) -> dict[str, Any]:
         """The :class:`TrialRecord` fields known before the evaluation."""
-        return self.model_dump(include={"step", "kind", "candidate_key", "instructions", "predictor", "samples",
-                                        "parent_trial", "feedback"})
+        return self.model_dump(include=PLANNED_FIELDS)
 
     @property
     def key(self) -> tuple[int, str]:

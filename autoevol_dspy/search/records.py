@@ -13,7 +13,11 @@ from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
 
-__all__ = ["CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord"]
+__all__ = ["PLANNED_FIELDS", "CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord"]
+
+#: The :class:`TrialRecord` fields known before an evaluation runs (the rest are its outcome).
+PLANNED_FIELDS = frozenset({"step", "kind", "candidate_key", "instructions", "predictor", "samples", "parent_trial",
+                            "feedback"})
 
 #: Version of the records and study layout; a study written with another version is refused on resume.
 SCHEMA_VERSION = 2

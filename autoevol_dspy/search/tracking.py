@@ -30,6 +30,7 @@ from autoevol_dspy.errors import RunConflictError
 from autoevol_dspy.killpoints import kill_point
 from autoevol_dspy.search.holdout import HoldoutMeasure
 from autoevol_dspy.search.records import (
+    PLANNED_FIELDS,
     SCHEMA_VERSION,
     StepOutcome,
     StepPlan,
@@ -258,8 +259,7 @@ class RunTracker:
 
     def record(self, record: TrialRecord) -> TrialRecord:
         """Store an evaluation made elsewhere (an import, a fixture) as one trial; returns it with its number."""
-        fields = record.model_dump(include={"step", "kind", "candidate_key", "instructions", "predictor", "samples",
-                                            "parent_trial", "feedback"})
+        fields = record.model_dump(include=PLANNED_FIELDS)
         outcome = record.model_dump(exclude=set(fields) | {"number"})
         return self.finish(self.start(**fields), **outcome)
 
