@@ -22,7 +22,7 @@ from autoevol_dspy.data import evolve_dataset, method_id
 from autoevol_dspy.data.io import evolve_output_paths, load_evolved, row_store_beside, save_evolved
 from autoevol_dspy.data.seeds import load_instructions
 import evolve_script
-from world import World, bucket, evolved, method
+from world import World, bucket, evolve, evolved, keyed, method, rows_of
 
 SCRIPT = Path(__file__).parent / "evolve_script.py"
 RECORDS = [
@@ -35,21 +35,6 @@ RECORDS = [
 
 def texts(count: int, prefix: str = "Task") -> list[str]:
     return [f"{prefix} {i}: add {i} and {i + 3}, then explain." for i in range(count)]
-
-
-def rows_of(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def keyed(rows: list[dict]) -> dict[tuple[str, int], dict]:
-    result = {(row["seed_id"], row["round"]): row for row in rows}
-    assert len(result) == len(rows), "a (seed, round) row is duplicated"
-    return result
-
-
-def evolve(world: World, seeds, out: Path, **settings):
-    settings = {"method": method(30), "rounds": 3, "num_threads": 3, "progress": False, **settings}
-    return evolve_dataset(seeds, out_path=out, evol_lm=world.lm, response_lm=world.lm, **settings)
 
 
 # Loading seeds ---------------------------------------------------------------------------------

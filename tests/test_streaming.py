@@ -13,10 +13,9 @@ import dspy
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from world import World, method
+from world import World, evolve, keyed, rows_of
 
 from autoevol_dspy import DataError
-from autoevol_dspy.data import evolve_dataset
 from autoevol_dspy.data.seed_file import SeedFile, scan_instructions
 from autoevol_dspy.data.seeds import load_instructions
 from autoevol_dspy.parallel import run_parallel
@@ -56,19 +55,6 @@ def _seed_file(path: Path, count: int) -> Path:
     return _write(path, [{"instruction": text} for text in _texts(count)])
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _keyed(rows: list[dict]) -> dict[tuple[str, int], dict]:
-    keyed = {(row["seed_id"], row["round"]): row for row in rows}
-    assert len(keyed) == len(rows), "a (seed, round) row is duplicated"
-    return keyed
-
-
-def _evolve(world: World, seeds, out: Path, **settings):
-    settings = {"method": method(30), "rounds": 3, "num_threads": 3, "progress": False, **settings}
-    return evolve_dataset(seeds, out_path=out, evol_lm=world.lm, response_lm=world.lm, **settings)
 
 
 # The seed file ------------------------------------------------------------------------------------
@@ -118,56 +104,56 @@ def test_a_bad_file_is_the_same_one_line_error_as_loading_it(tmp_path, make_sour
 
 def test_a_streamed_evolution_is_the_loaded_one(tmp_path):
     world, path = World(), _seed_file(tmp_path / "seeds.jsonl", 24)
-    streamed = _evolve(world, path, tmp_path / "streamed.jsonl")
-    loaded = _evolve(world, load_instructions(path), tmp_path / "loaded.jsonl")
-    assert _keyed(_rows(tmp_path / "streamed.jsonl")) == _keyed(_rows(tmp_path / "loaded.jsonl"))
+    streamed = evolve(world, path, tmp_path / "streamed.jsonl")
+    loaded = evolve(world, load_instructions(path), tmp_path / "loaded.jsonl")
+    assert keyed(rows_of(tmp_path / "streamed.jsonl")) == keyed(rows_of(tmp_path / "loaded.jsonl"))
     assert (streamed.seeds, streamed.rows, streamed.failures) == (loaded.seeds, loaded.rows, loaded.failures)
     assert streamed.failures > 0 and streamed.complete
     # Same seeds, same fingerprint: the loaded run may resume the streamed one's file, and finds nothing to do.
     calls = len(world.engine.calls)
-    assert _evolve(world, load_instructions(path), tmp_path / "streamed.jsonl").new_rows == 0
+    assert evolve(world, load_instructions(path), tmp_path / "streamed.jsonl").new_rows == 0
     assert len(world.engine.calls) == calls
 
 
 @pytest.mark.parametrize("kept", [1, 17, 40])
 def test_a_streamed_run_cut_after_any_row_resumes_to_the_same_rows(tmp_path, kept):
     world, path = World(), _seed_file(tmp_path / "seeds.jsonl", 20)
-    _evolve(world, scan_instructions(path), tmp_path / "full.jsonl")
-    full = _rows(tmp_path / "full.jsonl")
+    evolve(world, scan_instructions(path), tmp_path / "full.jsonl")
+    full = rows_of(tmp_path / "full.jsonl")
     assert len(full) > 40
     cut = tmp_path / "cut.jsonl"  # what a kill after `kept` finished rows leaves (chains cut mid-way included)
     cut.write_text("".join(json.dumps(row) + "\n" for row in full[:kept]), encoding="utf-8")
     (tmp_path / "cut.meta.json").write_text((tmp_path / "full.meta.json").read_text(), encoding="utf-8")
 
     before = world.engine.count("evolution")
-    resumed = _evolve(world, scan_instructions(path), cut)
-    assert _keyed(_rows(cut)) == _keyed(full)
+    resumed = evolve(world, scan_instructions(path), cut)
+    assert keyed(rows_of(cut)) == keyed(full)
     assert world.engine.count("evolution") - before == len(full) - kept  # nothing evolved twice
     assert (resumed.resumed_rows, resumed.rows, resumed.complete) == (kept, len(full), True)
 
 
 def test_a_streamed_shard_evolves_every_count_th_seed(tmp_path):
     world, path = World(), _seed_file(tmp_path / "seeds.jsonl", 11)
-    summary = _evolve(world, path, tmp_path / "part.jsonl", shard=(1, 3), rounds=1)
-    assert summary.seeds == 4 and {row["seed_id"] for row in _rows(tmp_path / "part.jsonl")} == {"1", "4", "7", "10"}
+    summary = evolve(world, path, tmp_path / "part.jsonl", shard=(1, 3), rounds=1)
+    assert summary.seeds == 4 and {row["seed_id"] for row in rows_of(tmp_path / "part.jsonl")} == {"1", "4", "7", "10"}
 
 
 def test_rows_of_a_seed_outside_the_stream_are_refused(tmp_path):
     world = World()
-    _evolve(world, _seed_file(tmp_path / "seeds.jsonl", 6), tmp_path / "out.jsonl", rounds=1)
+    evolve(world, _seed_file(tmp_path / "seeds.jsonl", 6), tmp_path / "out.jsonl", rounds=1)
     fewer = _seed_file(tmp_path / "fewer.jsonl", 4)
     (tmp_path / "out.meta.json").write_text(
         json.dumps({**json.loads((tmp_path / "out.meta.json").read_text()),
                     "seeds": scan_instructions(fewer).fingerprint()}), encoding="utf-8")
     with pytest.raises(DataError, match=r"holds a row for seed '[45]', which is not among this run's seeds"):
-        _evolve(world, fewer, tmp_path / "out.jsonl", rounds=1)
+        evolve(world, fewer, tmp_path / "out.jsonl", rounds=1)
 
 
 def test_an_evolution_leaves_no_lm_call_in_dspys_history(tmp_path):
     world, trace = World(), []
     before = len(dspy.clients.base_lm.GLOBAL_HISTORY)
     with dspy.context(trace=trace):  # a caller's trace: evolve must not fill it
-        _evolve(world, _seed_file(tmp_path / "seeds.jsonl", 8), tmp_path / "out.jsonl", rounds=2)
+        evolve(world, _seed_file(tmp_path / "seeds.jsonl", 8), tmp_path / "out.jsonl", rounds=2)
     assert world.engine.calls, "the scripted LM was never called"
     assert len(dspy.clients.base_lm.GLOBAL_HISTORY) == before and world.lm.history == [] and trace == []
 
@@ -177,7 +163,7 @@ def test_a_scanned_file_is_a_seed_file_and_is_never_loaded(tmp_path, monkeypatch
     monkeypatch.setattr("autoevol_dspy.data.evolve.load_instructions",
                         lambda *a, **k: pytest.fail("a path was loaded whole"))
     assert isinstance(scan_instructions(path), SeedFile)
-    assert _evolve(World(), path, tmp_path / "out.jsonl", rounds=1).seeds == 5
+    assert evolve(World(), path, tmp_path / "out.jsonl", rounds=1).seeds == 5
 
 
 # The pool -----------------------------------------------------------------------------------------

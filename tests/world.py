@@ -96,3 +96,29 @@ def kill_after_evolutions(world: World, kill_after: int) -> World:
 
     world.engine.responder = respond
     return world
+
+
+# Whole-dataset evolution in the scripted world (tests/test_data.py, tests/test_streaming.py) ------------
+
+
+def evolve(world: World, seeds, out, **settings):
+    """``evolve_dataset`` with both LMs scripted by ``world``: 3 rounds, 3 threads, no progress bar by default."""
+    from autoevol_dspy.data import evolve_dataset
+
+    settings = {"method": method(30), "rounds": 3, "num_threads": 3, "progress": False, **settings}
+    return evolve_dataset(seeds, out_path=out, evol_lm=world.lm, response_lm=world.lm, **settings)
+
+
+def rows_of(path) -> list[dict]:
+    """The JSON rows of a JSONL file."""
+    import json
+    from pathlib import Path
+
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+
+
+def keyed(rows: list[dict]) -> dict[tuple[str, int], dict]:
+    """Rows by (seed, round), refusing a duplicate."""
+    result = {(row["seed_id"], row["round"]): row for row in rows}
+    assert len(result) == len(rows), "a (seed, round) row is duplicated"
+    return result
