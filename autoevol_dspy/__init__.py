@@ -12,15 +12,6 @@ import os as _os
 # ship is used instead. Set before any LM is made, so it holds for the CLI and the API.
 _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from autoevol_dspy.data import (
-    EvolutionSummary,
-    LoadedInstructions,
-    evolve_dataset,
-    load_evolved,
-    load_instructions,
-    save_evolved,
-    scan_instructions,
-)
 from autoevol_dspy.errors import (
     AutoEvolError,
     ConfigurationError,
@@ -28,115 +19,40 @@ from autoevol_dspy.errors import (
     LMSpecError,
     RunConflictError,
 )
-from autoevol_dspy.data.export import export_evolved, training_dataset
-from autoevol_dspy.evolution import (
-    INITIAL_METHOD,
-    AnsweredInstead,
-    EvolInstruct,
-    EvolInstructRules,
-    EvolutionCase,
-    Failure,
-    FailureDetector,
-    LLMJudge,
-    LostKeyContent,
-    NearCopy,
-    PaperResponseRules,
-    parse_rewritten_instruction,
-)
-from autoevol_dspy.evolution.unit import Evolver
-from autoevol_dspy.lm import make_lm
-from autoevol_dspy.lm.usage import UsageReport
-from autoevol_dspy.prompt import PromptResult, optimize_prompt
-from autoevol_dspy.search import (
-    AutoEvolInstruct,
-    RunResult,
-    SharedStudy,
-    StepOutcome,
-    StepPlan,
-    TrialRecord,
-    WorkerSummary,
-    run_worker,
-)
-from autoevol_dspy.search.events import SearchCallback
-from autoevol_dspy.search.holdout import HoldoutComparison
-from autoevol_dspy.search.strategies import (
-    AnyOf,
-    EpochBatches,
-    ExactEarlyStop,
-    FullEvaluation,
-    LMCallBudget,
-    MarginAcceptance,
-    MaxSteps,
-    NoImprovement,
-    PairedTestAcceptance,
-    PaperProtocol,
-    PredictorChoice,
-    ProposalGuard,
-    RandomBatches,
-    RoundRobin,
-    StrictImprovement,
-)
-from autoevol_dspy.tasks import EvolutionTask, ProgramTask
+from autoevol_dspy.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "INITIAL_METHOD",
-    "AnsweredInstead",
-    "AnyOf",
-    "AutoEvolError",
-    "AutoEvolInstruct",
-    "ConfigurationError",
-    "DataError",
-    "EpochBatches",
-    "EvolInstruct",
-    "EvolInstructRules",
-    "EvolutionCase",
-    "EvolutionSummary",
-    "EvolutionTask",
-    "Evolver",
-    "ExactEarlyStop",
-    "Failure",
-    "FailureDetector",
-    "FullEvaluation",
-    "HoldoutComparison",
-    "LLMJudge",
-    "LMCallBudget",
-    "LMSpecError",
-    "LoadedInstructions",
-    "LostKeyContent",
-    "MarginAcceptance",
-    "MaxSteps",
-    "NearCopy",
-    "NoImprovement",
-    "PairedTestAcceptance",
-    "PaperProtocol",
-    "PaperResponseRules",
-    "PredictorChoice",
-    "ProgramTask",
-    "PromptResult",
-    "ProposalGuard",
-    "RandomBatches",
-    "RoundRobin",
-    "RunConflictError",
-    "RunResult",
-    "SearchCallback",
-    "SharedStudy",
-    "StepOutcome",
-    "StepPlan",
-    "StrictImprovement",
-    "TrialRecord",
-    "UsageReport",
-    "WorkerSummary",
-    "evolve_dataset",
-    "export_evolved",
-    "load_evolved",
-    "load_instructions",
-    "make_lm",
-    "optimize_prompt",
-    "parse_rewritten_instruction",
-    "run_worker",
-    "save_evolved",
-    "scan_instructions",
-    "training_dataset",
-]
+#: The public API by the module that defines it; imported on first use (``autoevol --version`` needs none of it).
+_EXPORTS = {name: module for module, names in {
+    "autoevol_dspy.data.evolve": ("EvolutionSummary", "evolve_dataset"),
+    "autoevol_dspy.data.export": ("export_evolved", "training_dataset"),
+    "autoevol_dspy.data.io": ("load_evolved", "save_evolved"),
+    "autoevol_dspy.data.seed_file": ("scan_instructions",),
+    "autoevol_dspy.data.seeds": ("LoadedInstructions", "load_instructions"),
+    "autoevol_dspy.evolution.detectors": ("AnsweredInstead", "EvolInstructRules", "EvolutionCase", "Failure",
+                                          "FailureDetector", "LLMJudge", "LostKeyContent", "NearCopy",
+                                          "PaperResponseRules"),
+    "autoevol_dspy.evolution.method": ("INITIAL_METHOD", "EvolInstruct"),
+    "autoevol_dspy.evolution.parsing": ("parse_rewritten_instruction",),
+    "autoevol_dspy.evolution.unit": ("Evolver",),
+    "autoevol_dspy.lm.spec": ("make_lm",),
+    "autoevol_dspy.lm.usage": ("UsageReport",),
+    "autoevol_dspy.prompt.optimize": ("PromptResult", "optimize_prompt"),
+    "autoevol_dspy.search.events": ("SearchCallback",),
+    "autoevol_dspy.search.holdout": ("HoldoutComparison",),
+    "autoevol_dspy.search.queue": ("SharedStudy",),
+    "autoevol_dspy.search.records": ("RunResult", "StepOutcome", "StepPlan", "TrialRecord"),
+    "autoevol_dspy.search.strategies": ("AnyOf", "EpochBatches", "ExactEarlyStop", "FullEvaluation", "LMCallBudget",
+                                        "MarginAcceptance", "MaxSteps", "NoImprovement", "PairedTestAcceptance",
+                                        "PaperProtocol", "PredictorChoice", "ProposalGuard", "RandomBatches",
+                                        "RoundRobin", "StrictImprovement"),
+    "autoevol_dspy.search.teleprompter": ("AutoEvolInstruct",),
+    "autoevol_dspy.search.worker": ("WorkerSummary", "run_worker"),
+    "autoevol_dspy.tasks.evolution": ("EvolutionTask",),
+    "autoevol_dspy.tasks.program": ("ProgramTask",),
+}.items() for name in names}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(["AutoEvolError", "ConfigurationError", "DataError", "LMSpecError", "RunConflictError", *_EXPORTS])

@@ -34,6 +34,7 @@ def run_smoke(script: str, tmp_path: Path) -> str:
         ("workers.py", "| run | N |", "## Workers sharing one study (issue 14)"),
         ("evolve_throughput.py", "| code | seeds | answers |", "## Evolve throughput against a server (issue 13)"),
         ("client_cpu.py", "| client | threads |", "## Client CPU per LM call (issue 13)"),
+        ("startup.py", "| command |", "## Command start-up (issue 19)"),
     ],
 )
 def test_smoke_run_prints_a_table(script: str, header: str, section: str, tmp_path: Path) -> None:

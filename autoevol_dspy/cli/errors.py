@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 from autoevol_dspy.errors import AutoEvolError
-from autoevol_dspy.lm.errors import is_lm_error
 from autoevol_dspy.text import short_error
 
 __all__ = ["describe_error"]
@@ -44,6 +43,8 @@ def _is_storage_error(exc: BaseException) -> bool:
 
 def describe_error(exc: BaseException) -> tuple[str, int]:
     """The one-line message (without the ``autoevol: error:`` prefix) and the exit code for ``exc``."""
+    from autoevol_dspy.lm.errors import is_lm_error  # DSPy's errors: loaded once a command has failed
+
     if isinstance(exc, AutoEvolError):
         return _one_line(str(exc)), 2
     if isinstance(exc, UnicodeDecodeError):

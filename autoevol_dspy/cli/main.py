@@ -15,18 +15,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autoevol_dspy.cli.config import (
-    EvolveConfig,
-    LMSettings,
-    OptimizeConfig,
-    load_config_file,
-    merge_config,
-)
 from autoevol_dspy.cli.errors import describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
+from autoevol_dspy.cli.prompt import add_prompt_command
 from autoevol_dspy.cli.shards import add_shards_command
 from autoevol_dspy.cli.worker import add_driver_options, add_worker_command, driver_workers
 from autoevol_dspy.errors import (
@@ -38,6 +32,9 @@ from autoevol_dspy.errors import (
 from autoevol_dspy.files import atomic_write_text, read_json_object, read_text
 from autoevol_dspy.redact import redact_url, scrub, scrub_log_handlers
 from autoevol_dspy.runlock import RunDirLock
+
+if TYPE_CHECKING:  # the configuration (pydantic) loads when a command runs, not for --help
+    from autoevol_dspy.cli.config import LMSettings, OptimizeConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -207,6 +204,7 @@ def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, study_name: s
 
 def run_optimize(args: argparse.Namespace) -> int:
     """``autoevol optimize``: find a better evolving method for a seed set."""
+    from autoevol_dspy.cli.config import OptimizeConfig, load_config_file, merge_config
     from autoevol_dspy.data.seeds import load_instructions
 
     file_values = load_config_file(args.config) if args.config else {}
@@ -216,7 +214,7 @@ def run_optimize(args: argparse.Namespace) -> int:
                               "seed", "max_lm_calls", "storage", "study_name", "initial_method", "timeout",
                               "retries"])
     options["judge"] = _flag(args, "judge")
-    config: OptimizeConfig = merge_config(OptimizeConfig, file_values, options)
+    config = merge_config(OptimizeConfig, file_values, options)
     out = Path(args.out)
     lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
     loaded = load_instructions(args.seeds, column=config.column)
@@ -282,6 +280,7 @@ def run_evolve(args: argparse.Namespace) -> int:
     """``autoevol evolve``: evolve a whole dataset with a method, with lineage, resumable."""
     from autoevol_dspy.data.evolve import evolve_dataset
     from autoevol_dspy.data.io import evolve_output_paths
+    from autoevol_dspy.cli.config import EvolveConfig, load_config_file, merge_config
     from autoevol_dspy.data.seed_file import scan_instructions
 
     file_values = _evolve_settings(load_config_file(args.config), args.config) if args.config else {}
@@ -290,7 +289,7 @@ def run_evolve(args: argparse.Namespace) -> int:
                               "response_max_tokens", "threads", "rounds", "style", "timeout", "retries"])
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
-    config: EvolveConfig = merge_config(EvolveConfig, file_values, options)
+    config = merge_config(EvolveConfig, file_values, options)
     lms = _build_lms(config, optimizer=False)
     method = _read_method(args.method)
     seeds = scan_instructions(args.seeds, column=config.column)  # streamed: a file of millions is never held
@@ -328,6 +327,8 @@ def run_evolve(args: argparse.Namespace) -> int:
 def _evolve_settings(values: dict[str, Any], path: str) -> dict[str, Any]:
     """The settings of a config file that ``evolve`` uses; an ``optimize`` file's search-only keys are noted and
     ignored, so one file serves both commands."""
+    from autoevol_dspy.cli.config import EvolveConfig, OptimizeConfig
+
     search_only = sorted(set(values) - set(EvolveConfig.model_fields) & set(OptimizeConfig.model_fields))
     if search_only:
         logger.warning("%s: ignoring settings that only optimize uses: %s", path, ", ".join(search_only))
@@ -452,12 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_options(report)
     report.set_defaults(handler=run_report)
 
-    try:
-        from autoevol_dspy.cli.prompt import add_prompt_command
-    except ImportError:  # pragma: no cover - ships with the package
-        add_prompt_command = None
-    if add_prompt_command is not None:
-        add_prompt_command(commands)
+    add_prompt_command(commands)
     add_worker_command(commands)
     add_shards_command(commands)
     return parser

@@ -11,25 +11,18 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dspy
-
-from autoevol_dspy.cli.config import load_config_file
 from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
-from autoevol_dspy.data.io import read_records
 from autoevol_dspy.errors import ConfigurationError, DataError
-from autoevol_dspy.prompt.metrics import METRIC_NAMES, metric_from_name
-from autoevol_dspy.prompt.optimize import (
-    DEFAULT_HOLDOUT_SHARE,
-    PROMPT_DEFAULTS,
-    PromptResult,
-    load_examples,
-    load_prompt,
-    optimize_prompt,
-)
+from autoevol_dspy.prompt.settings import DEFAULT_HOLDOUT_SHARE, METRIC_NAMES, PROMPT_DEFAULTS
 from autoevol_dspy.runlock import RunDirLock
+
+if TYPE_CHECKING:
+    import dspy
+
+    from autoevol_dspy.prompt.optimize import PromptResult
 
 __all__ = ["add_prompt_command", "build_lms", "run_prompt_command"]
 
@@ -99,6 +92,8 @@ def _make_lm(spec: str, args: argparse.Namespace, **kwargs: Any) -> dspy.LM:
 
 def _adapter(*lms: dspy.LM) -> dspy.Adapter | None:
     """JSON for in-process models: llama.cpp then decodes only JSON that parses, so no call is spent on a retry."""
+    import dspy
+
     local = any(str(getattr(lm, "model", "")).startswith("local/") for lm in lms)
     return dspy.JSONAdapter() if local else None
 
@@ -161,6 +156,8 @@ OUTPUT_COLUMNS = ("answer", "label", "output", "target")
 
 def apply_config(args: argparse.Namespace) -> None:
     """Fill the options not given on the command line from ``--config``, then from the defaults."""
+    from autoevol_dspy.cli.config import load_config_file
+
     values = load_config_file(args.config) if args.config else {}
     unknown = sorted(set(values) - set(_DEFAULTS) - {"timeout", "retries"})
     if unknown:
@@ -178,6 +175,8 @@ def infer_fields(args: argparse.Namespace) -> None:
     """Choose the output, inputs and metric the examples make obvious, and say what was chosen."""
     if args.output and args.input and args.metric:
         return
+    from autoevol_dspy.data.io import read_records
+
     columns = list(dict.fromkeys(key for row in read_records(Path(args.examples)) if isinstance(row, dict)
                                  for key in row))
     chosen = []
@@ -198,6 +197,11 @@ def infer_fields(args: argparse.Namespace) -> None:
 
 def run_prompt_command(args: argparse.Namespace) -> int:
     """``autoevol prompt``: load the prompt and examples, optimize, write OUT_DIR, print the before/after rates."""
+    import dspy
+
+    from autoevol_dspy.prompt.metrics import metric_from_name
+    from autoevol_dspy.prompt.optimize import load_examples, load_prompt, optimize_prompt
+
     apply_config(args)
     infer_fields(args)
     out = Path(args.out)

@@ -20,10 +20,10 @@ import dspy
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.lm.context import use_lm
 from autoevol_dspy.lm.usage import lm_role
+from autoevol_dspy.prompt.settings import METRIC_NAMES
 from autoevol_dspy.text import clip
 
 __all__ = [
-    "METRIC_NAMES",
     "Contains",
     "ExactMatch",
     "OutputMetric",
@@ -32,8 +32,6 @@ __all__ = [
     "metric_from_name",
     "normalize",
 ]
-
-METRIC_NAMES = "'exact', 'contains', 'regex:PATTERN' or 'judge:RUBRIC_FILE_OR_TEXT'"
 
 _EDGE_PUNCTUATION = " \t\n\"'`.,;:!?"
 

@@ -23,13 +23,13 @@ from autoevol_dspy.errors import ConfigurationError, DataError
 from autoevol_dspy.files import atomic_write_text, read_text
 from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.prompt.metrics import OutputMetric, RubricJudge, metric_from_name
+from autoevol_dspy.prompt.settings import DEFAULT_HOLDOUT_SHARE, PROMPT_DEFAULTS
 from autoevol_dspy.search.records import RunResult
 from autoevol_dspy.search.strategies import stop_when
 from autoevol_dspy.search.teleprompter import AutoEvolInstruct
 from autoevol_dspy.tasks.program import ProgramTask
 
 __all__ = [
-    "PROMPT_DEFAULTS",
     "PromptProgram",
     "PromptResult",
     "load_examples",
@@ -43,10 +43,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: AutoEvolInstruct settings sized for a prompt with tens of examples; any of them can be overridden.
-PROMPT_DEFAULTS: dict[str, Any] = {"num_candidates": 4, "batch_size": 5, "dev_size": 15, "max_steps": 5}
-#: The share of the examples held out when ``holdout`` is not given.
-DEFAULT_HOLDOUT_SHARE = 0.2
 
 
 # The prompt as a program -----------------------------------------------------------------------------
