@@ -245,7 +245,7 @@ def test_dspy_evaluate_callbacks_fire_for_every_evaluation():
             self.starts, self.ends = [], []
 
         def on_evaluate_start(self, call_id, instance, inputs):
-            self.starts.append((call_id, inputs["label"]))
+            self.starts.append((call_id, inputs["callback_metadata"]["label"]))
 
         def on_evaluate_end(self, call_id, outputs, exception=None):
             self.ends.append((call_id, outputs.score if outputs is not None else None))

@@ -215,7 +215,7 @@ def evaluate_jobs(
                     state.evaluation.add(case)
                 evaluation = state.evaluation
                 events.emit(CaseJudged(label=state.job.label, done=evaluation.evaluated, size=evaluation.size,
-                                       failures=len(evaluation.losses)))
+                                       failures=len(evaluation.losses), case=case))
             refresh()
     for state in running:  # jobs that never started (the pool stopped first)
         if not state.finished:

@@ -9,11 +9,12 @@ and ignored: observers never change a run's results.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from autoevol_dspy.tasks.base import CaseResult
     from autoevol_dspy.search.holdout import HoldoutComparison
     from autoevol_dspy.search.records import (
         RunResult,
@@ -61,11 +62,17 @@ class StepPlanned:
 
 @dataclass(frozen=True)
 class EvaluationStarted:
-    """Instructions started their evaluation on ``size`` cases (a trial is RUNNING, or a held-out check)."""
+    """Instructions started their evaluation on ``size`` cases (a trial is RUNNING, or a held-out check).
+
+    ``program`` is the program evaluated and ``cases`` its examples, for observers that show them
+    (DSPy's evaluate callbacks get them as ``dspy.Evaluate`` gives them).
+    """
 
     label: str
     size: int
     trial_number: int | None
+    program: Any = field(default=None, repr=False, compare=False)
+    cases: Sequence[Any] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class CaseJudged:
     done: int
     size: int
     failures: int
+    case: "CaseResult | None" = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

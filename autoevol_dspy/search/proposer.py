@@ -181,6 +181,10 @@ class InstructionProposer:
             refused = [p for p in batch if p.rejection is not None]
             if not refused:
                 break  # nothing the guard refused: asking again would not help
+            if attempt == self.guard.retries:
+                logger.info("step %d: every sample was refused, after %d retr%s; the step has no candidate", step,
+                            attempt, "y" if attempt == 1 else "ies")
+                break
             note = "\n\nRewrites of this step that were refused; do not repeat their mistakes:\n" + "\n".join(
                 f"- {clip(p.text or '', 200)} -> {retry_feedback(p.rejection)}" for p in refused)
             logger.info("step %d: every sample was refused; asking again (%d of %d)", step, attempt + 1,

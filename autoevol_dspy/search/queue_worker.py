@@ -112,8 +112,11 @@ class QueueWorker:
             beaten = any(f < loss or (f <= loss and i < spec.position) for f, i in rivals)
             return self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=beaten)
 
+        program = self.task.program_for(self.student, spec.instructions)
+
         def on_start() -> int:
-            self.events.emit(EvaluationStarted(label=spec.label, size=size, trial_number=live.number))
+            self.events.emit(EvaluationStarted(label=spec.label, size=size, trial_number=live.number, program=program,
+                                               cases=self.devset))
             return live.number
 
         def on_finish(evaluation: Evaluation) -> None:
@@ -126,7 +129,7 @@ class QueueWorker:
             if self.announce:
                 self.events.emit(TrialFinished(label=spec.label, trial=record))
 
-        return EvaluationJob(label=spec.label, program=self.task.program_for(self.student, spec.instructions),
+        return EvaluationJob(label=spec.label, program=program,
                              should_stop=should_stop, on_start=on_start, on_finish=on_finish)
 
     def _tell(self, live: LiveTrial, trial, evaluation: Evaluation) -> TrialRecord | None:

@@ -160,8 +160,10 @@ class SearchRun:
         if self.queue is not None:
             return self.queue.evaluate([TrialSpec(label=label, instructions=instructions, **fields)])[0]
         live = self.tracker.start(instructions=instructions, **fields)
-        self.events.emit(EvaluationStarted(label=label, size=len(self.devset), trial_number=live.number))
-        evaluation = evaluate(self.task, self.task.program_for(self.student, instructions), self.devset,
+        program = self.task.program_for(self.student, instructions)
+        self.events.emit(EvaluationStarted(label=label, size=len(self.devset), trial_number=live.number,
+                                           program=program, cases=self.devset))
+        evaluation = evaluate(self.task, program, self.devset,
                               num_threads=self.config.num_threads, meter=self.meter, events=self.events,
                               label=label, interrupt=self.stop_reason)
         record = self.tracker.finish(live, **trial_outcome(evaluation))
@@ -377,7 +379,8 @@ class SearchRun:
 
         def on_start() -> int:
             live["trial"] = self.tracker.start(**fields)
-            self.events.emit(EvaluationStarted(label=label, size=size, trial_number=live["trial"].number))
+            self.events.emit(EvaluationStarted(label=label, size=size, trial_number=live["trial"].number,
+                                               program=program, cases=self.devset))
             return live["trial"].number
 
         def on_finish(evaluation: Evaluation) -> None:
@@ -426,8 +429,10 @@ class SearchRun:
         found = self.tracker.holdout(key)
         if found is not None:
             return found
-        self.events.emit(EvaluationStarted(label=label, size=len(self.holdout), trial_number=None))
-        evaluation = evaluate(self.task, self.task.program_for(self.student, instructions), self.holdout,
+        program = self.task.program_for(self.student, instructions)
+        self.events.emit(EvaluationStarted(label=label, size=len(self.holdout), trial_number=None, program=program,
+                                           cases=self.holdout))
+        evaluation = evaluate(self.task, program, self.holdout,
                               num_threads=self.config.num_threads, meter=self.meter, events=self.events, label=label)
         self.events.emit(EvaluationEnded(label=label, failures=evaluation.failures, size=evaluation.size))
         if evaluation.error:

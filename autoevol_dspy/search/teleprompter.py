@@ -22,6 +22,7 @@ from dspy.teleprompt import Teleprompter
 from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError
 from autoevol_dspy.lm.usage import UsageMeter
+from autoevol_dspy.search.compile_arguments import refuse_compile_arguments
 from autoevol_dspy.search.dspy_callbacks import DSPyEvaluateCallbacks
 from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
@@ -70,15 +71,28 @@ def _positive(name: str, value: int, minimum: int = 1) -> int:
     return value
 
 
+#: LM calls in flight when neither ``num_threads`` nor ``dspy.configure(num_threads=...)`` says otherwise.
+DEFAULT_THREADS = 4
+#: DSPy's ``num_threads`` before anyone configures it.
+DSPY_DEFAULT_THREADS = 8
+
+
+def _predictor_lms(student: dspy.Module) -> dict[str, Any]:
+    """The LMs set on the student's own predictors (they win over the run's LM, as in DSPy), by predictor."""
+    return {name: {"lm": lm_name(predictor.lm), "sampling": lm_sampling(predictor.lm)}
+            for name, predictor in student.named_predictors() if getattr(predictor, "lm", None) is not None}
+
+
 class AutoEvolInstruct(Teleprompter):
     """Optimize a program's instructions (by default an :class:`EvolInstruct` method) from its failures.
 
     What is optimized is the ``task``: an :class:`EvolutionTask` (the default; a failure is
     what its detectors find in an evolution) or a :class:`ProgramTask` (any DSPy program; a
-    failure is a run its metric rejects; ``metric=`` is the shortcut). ``lm`` runs the
-    student (default: the configured LM) and ``optimizer_lm`` analyses and rewrites
-    (default: ``lm``). ``holdout`` (a count or a share of the trainset) is kept out of the
-    search; the initial and the best instructions are measured on it at the end
+    failure is a run its metric rejects; ``metric``, the first argument as in ``dspy.MIPROv2(metric)``,
+    is the shortcut). ``lm`` runs the student (default: the configured LM) and ``optimizer_lm``
+    analyses and rewrites (default: ``lm``); ``num_threads`` is the LM calls in flight (default: what
+    ``dspy.configure(num_threads=...)`` set, else 4). ``holdout`` (a count or a share
+    of the trainset) is kept out of the search; the initial and the best instructions are measured on it at the end
     (``result.holdout``). The search rules are objects: ``batch_sampler`` (a size means
     :class:`RandomBatches` of that size), ``evaluation`` (early stop, or the paper's protocol), ``acceptance``,
     ``stopper`` (combined with ``max_steps``), ``predictor_choice`` and ``proposal_guard`` (which
@@ -93,9 +107,9 @@ class AutoEvolInstruct(Teleprompter):
 
     def __init__(
         self,
+        metric: Callable | None = None,
         *,
         task: OptimizationTask | None = None,
-        metric: Callable | None = None,
         lm: dspy.LM | None = None,
         optimizer_lm: dspy.LM | None = None,
         num_candidates: int = 5,
@@ -110,7 +124,7 @@ class AutoEvolInstruct(Teleprompter):
         proposal_guard: ProposalGuard | None = None,
         proposal_style: ProposalStyle = "rewrite",
         optimizer_temperature: float | None = 0.6,
-        num_threads: int = 4,
+        num_threads: int | None = None,
         seed: int = 0,
         storage: str | optuna.storages.BaseStorage | None = None,
         study_name: str | None = None,
@@ -142,7 +156,7 @@ class AutoEvolInstruct(Teleprompter):
             raise ConfigurationError(f"proposal_style must be 'rewrite' or 'amend', got {proposal_style!r}")
         self.proposal_style = proposal_style
         self.optimizer_temperature = optimizer_temperature
-        self.num_threads = _positive("num_threads", num_threads)
+        self.num_threads = None if num_threads is None else _positive("num_threads", num_threads)
         self.seed = seed
         self.storage = storage
         # One study per run: named after the run directory unless named; "autoevol" for a run without one.
@@ -170,14 +184,17 @@ class AutoEvolInstruct(Teleprompter):
         trainset: Sequence[Any],
         valset: Sequence[Any] | None = None,
         holdoutset: Sequence[Any] | None = None,
-        teacher: Any = None,
+        teacher: dspy.Module | None = None,
         **kwargs: Any,
     ) -> dspy.Module:
         """Return ``student`` with its best instructions; the details are in ``self.result``.
 
         ``valset`` is the dev set (default: drawn from ``trainset``); ``holdoutset`` the cases
         of the held-out check (default: ``holdout`` of the trainset, kept out of the search).
+        Other optimizers' arguments (``teacher=``, ``num_trials=``, ``eval_kwargs=``) and
+        misspelled ones are refused with a one-line :class:`ConfigurationError`.
         """
+        refuse_compile_arguments(teacher=teacher, **kwargs)
         default_lm = self.lm or dspy.settings.lm
         self.task.check(student, default_lm=default_lm)
         if (self.optimizer_lm or default_lm) is None:
@@ -189,7 +206,8 @@ class AutoEvolInstruct(Teleprompter):
             storage = shared_storage(storage, self.workers)
         samples = self.num_candidates * (self.proposal_guard.retries + 1)
         tracker = RunTracker.open(
-            storage=storage, study_name=self.study_name, settings=self.describe(initial),
+            storage=storage, study_name=self.study_name,
+            settings=self.describe(initial, lm=default_lm, predictor_lms=_predictor_lms(student)),
             fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
                           "holdout": fingerprint(holdout)},
             predictors=list(initial), step_limit=self.max_steps, samples=samples, shared=self.workers is not None,
@@ -250,8 +268,15 @@ class AutoEvolInstruct(Teleprompter):
         except Exception as exc:  # noqa: BLE001 - the results are saved; say why the report is missing
             logger.warning("could not write the report in %s: %s", self.run_dir, exc)
 
-    def describe(self, initial: dict[str, str]) -> dict[str, Any]:
-        """The settings that decide a run's results (no secrets): a resumed study must match them."""
+    def describe(self, initial: dict[str, str], *, lm: dspy.LM | None = None,
+                 predictor_lms: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The settings that decide a run's results (no secrets): a resumed study must match them.
+
+        ``lm``: the LM that really runs the student (``lm=``, else the one ``dspy.configure`` set at
+        compile time), so a resume under another configured model or temperature is refused too.
+        """
+        lm = self.lm or lm
+        optimizer_lm = self.optimizer_lm or lm
         return {
             "task": self.task.describe(),
             "initial_instructions": candidate_key(initial),
@@ -266,10 +291,11 @@ class AutoEvolInstruct(Teleprompter):
             "predictor_choice": self.predictor_choice.describe(),
             "proposal_guard": self.proposal_guard.describe(),
             "proposal_style": self.proposal_style,
-            "lm": lm_name(self.lm),
-            "optimizer_lm": lm_name(self.optimizer_lm),
-            "lm_sampling": lm_sampling(self.lm),
-            "optimizer_sampling": lm_sampling(self.optimizer_lm),
+            "lm": lm_name(lm),
+            "optimizer_lm": lm_name(optimizer_lm),
+            "lm_sampling": lm_sampling(lm),
+            "optimizer_sampling": lm_sampling(optimizer_lm),
+            **({"predictor_lms": predictor_lms} if predictor_lms else {}),
         }
 
     # Configuration ---------------------------------------------------------------------------------
@@ -292,15 +318,29 @@ class AutoEvolInstruct(Teleprompter):
             )
         return examples, self.task.examples(valset, name="valset"), holdout
 
+    def threads(self) -> int:
+        """LM calls in flight: ``num_threads``, else ``dspy.configure(num_threads=...)``'s, else 4.
+
+        DSPy's own default (8) is not taken for a configured value: it would double the calls in
+        flight of every run that never asked for them (and the embedded model's contexts).
+        """
+        if self.num_threads is not None:
+            return self.num_threads
+        configured = dspy.settings.num_threads
+        if configured is None or configured == DSPY_DEFAULT_THREADS:
+            return DEFAULT_THREADS
+        return _positive("dspy.settings.num_threads", configured)
+
     def _search_config(self) -> SearchConfig:
         return SearchConfig(
-            num_candidates=self.num_candidates, num_threads=self.num_threads, seed=self.seed,
+            num_candidates=self.num_candidates, num_threads=self.threads(), seed=self.seed,
             batch_sampler=self.batch_sampler, evaluation=self.evaluation, acceptance=self.acceptance,
             stopper=self.stopper, predictor_choice=self.predictor_choice,
         )
 
     def _events(self) -> EventBus:
-        dspy_callbacks = DSPyEvaluateCallbacks(dspy.settings.get("callbacks") or [])
+        dspy_callbacks = DSPyEvaluateCallbacks(dspy.settings.get("callbacks") or [],
+                                               metric=getattr(self.task, "metric", None), num_threads=self.threads())
         return EventBus([LogEvents(), ProgressBars(enabled=self.progress), dspy_callbacks, *self.callbacks])
 
     def _storage(self) -> str | optuna.storages.BaseStorage:

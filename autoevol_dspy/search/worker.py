@@ -183,8 +183,9 @@ def _check_run(study: optuna.Study, identity: dict[str, Any], *, task: Optimizat
                                f"worker reads schema {SCHEMA_VERSION}: install the driver's autoevol-dspy version")
     settings, workers = identity["settings"], identity["workers"]
     differing = settings_differences(settings.get("task"), task.describe(), "task")
-    if settings.get("lm") is not None and lm_name(lm) != settings["lm"]:
-        differing.append(f"lm ({settings['lm']} in the run, {lm_name(lm)} here)")
+    running = lm or dspy.settings.lm  # the LM that really runs here, as the run's identity holds it
+    if settings.get("lm") is not None and lm_name(running) != settings["lm"]:
+        differing.append(f"lm ({settings['lm']} in the run, {lm_name(running)} here)")
     predictors = list(get_instructions(student))
     if predictors != workers["layout"]["predictors"]:
         differing.append(f"program (predictors {predictors}, the run's are {workers['layout']['predictors']})")

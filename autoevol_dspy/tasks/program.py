@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dspy
@@ -25,7 +27,7 @@ from autoevol_dspy.tasks.base import (
 from autoevol_dspy.tasks.metrics import check_metric, judge
 from autoevol_dspy.text import clip, short_error
 
-__all__ = ["ProgramTask", "is_async_only"]
+__all__ = ["ProgramTask", "is_async_only", "run_coroutine"]
 
 _ANALYSIS_GUIDANCE = """\
 The instructions belong to one step of a program built from LM calls. Each case shows \
@@ -45,6 +47,18 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return str(value)
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coroutine`` to its end from synchronous code, also when this thread already runs an event loop
+    (``compile()`` called inside ``asyncio.run(main())``): then in a thread of its own, with DSPy's context."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="autoevol-async") as pool:
+        return pool.submit(context.run, asyncio.run, coroutine).result()
 
 
 def is_async_only(program: dspy.Module) -> bool:
@@ -91,7 +105,7 @@ class ProgramTask:
 
     def _run(self, program: dspy.Module, inputs: dict[str, Any]) -> Any:
         if is_async_only(program):
-            return asyncio.run(program.acall(**inputs))
+            return run_coroutine(program.acall(**inputs))
         return program(**inputs)
 
     def run_case(self, program: dspy.Module, example: dspy.Example, index: int) -> CaseResult:
