@@ -30,6 +30,7 @@ from autoevol_dspy.errors import (
     RunConflictError,
 )
 from autoevol_dspy.files import atomic_write_text, read_json_object, read_text
+from autoevol_dspy.logs import TruncationNotes, configure_command_logging
 from autoevol_dspy.redact import redact_url, scrub, scrub_log_handlers
 from autoevol_dspy.runlock import RunDirLock
 
@@ -459,29 +460,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(debug: bool, *, verbose: bool = False, quiet: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    level = logging.DEBUG if debug or verbose else (logging.WARNING if quiet else logging.INFO)
-    logging.getLogger("autoevol_dspy").setLevel(level)
-    for noisy in ("LiteLLM", "litellm", "httpx", "optuna"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    import dspy  # noqa: F401 - DSPy adds its own log handler on import: scrub it too
-
+def _configure_logging(debug: bool, *, verbose: bool = False, quiet: bool = False) -> TruncationNotes:
+    notes = configure_command_logging(debug=debug, verbose=verbose, quiet=quiet)
     scrub_log_handlers()
+    return notes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    _configure_logging(debug, verbose=bool(getattr(args, "verbose", False)), quiet=bool(getattr(args, "quiet", False)))
+    notes = _configure_logging(debug, verbose=bool(getattr(args, "verbose", False)),
+                               quiet=bool(getattr(args, "quiet", False)))
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        try:
+            return handler(args)
+        finally:
+            if notes.summary():
+                logger.warning("%s", notes.summary())
     except KeyboardInterrupt:
         print("autoevol: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
         return 130

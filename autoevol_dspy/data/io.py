@@ -12,6 +12,7 @@ file of rows appended and flushed one at a time, plus two small sidecars next to
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -42,6 +43,7 @@ __all__ = [
     "is_missing",
     "iter_jsonl",
     "load_evolved",
+    "quiet_datasets",
     "read_records",
     "row_store_beside",
     "save_evolved",
@@ -370,13 +372,43 @@ def _brief(value: Any) -> str:
 # Evolved datasets ------------------------------------------------------------------------------
 
 
+class _QuietBars:
+    """Nested and concurrent ``quiet_datasets`` blocks: bars off while any is open, the caller's setting after."""
+
+    lock = threading.Lock()
+    open_blocks = 0
+    were_off = False
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """No ``datasets`` progress bars ("Casting the dataset", "Creating parquet") for the calls inside: a
+    bar per file operation is noise on a terminal and garbage in a log. The caller's setting comes back after."""
+    with _QuietBars.lock:
+        _QuietBars.open_blocks += 1
+        if _QuietBars.open_blocks == 1:
+            _QuietBars.were_off = datasets.are_progress_bars_disabled()
+            datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        with _QuietBars.lock:
+            _QuietBars.open_blocks -= 1
+            if _QuietBars.open_blocks == 0 and not _QuietBars.were_off:
+                datasets.enable_progress_bars()
+
+
 def load_evolved(path: Path | str, *, include_failures: bool = True) -> datasets.Dataset:
     """An evolved JSONL or Parquet file as a ``datasets.Dataset``; ``include_failures=False`` keeps only successes.
 
     Rows an evolution dropped on request live in the ``.dropped.jsonl`` sidecar and are not
     part of the dataset. A partial last line left by a killed run is ignored.
     """
-    path = Path(path)
+    with quiet_datasets():
+        return _load_evolved(Path(path), include_failures=include_failures)
+
+
+def _load_evolved(path: Path, *, include_failures: bool) -> datasets.Dataset:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.name.lower().endswith(_PARQUET_SUFFIXES):
@@ -427,7 +459,7 @@ def save_evolved(
     if kind not in ("jsonl", "parquet"):
         raise ConfigurationError(f"format must be 'jsonl' or 'parquet', got {kind!r}")
     dataset = dataset_or_path if isinstance(dataset_or_path, datasets.Dataset) else load_evolved(dataset_or_path)
-    with atomic_path(out) as temporary:  # a kill leaves the old file or the new one, never half of one
+    with atomic_path(out) as temporary, quiet_datasets():  # a kill leaves the old file or the new one
         if kind == "parquet":
             dataset.to_parquet(str(temporary))
         else:

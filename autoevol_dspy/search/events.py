@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 __all__ = [
+    "BASELINE_LABEL",
     "CaseJudged",
     "EvaluationEnded",
     "EvaluationStarted",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The label of the baseline's evaluation (the initial instructions on the dev set).
+BASELINE_LABEL = "initial instructions"
 
 
 @dataclass(frozen=True)

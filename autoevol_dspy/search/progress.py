@@ -8,6 +8,7 @@ import threading
 from tqdm.auto import tqdm
 
 from autoevol_dspy.search.events import (
+    BASELINE_LABEL,
     CaseJudged,
     EvaluationEnded,
     EvaluationStarted,
@@ -59,6 +60,12 @@ class LogEvents:
         if isinstance(event, RunStarted):
             logger.info("study %r: %d training, %d dev, %d held-out examples; %d finished trials resumed",
                         event.study_name, event.train_size, event.dev_size, event.holdout_size, event.resumed_trials)
+        elif isinstance(event, EvaluationStarted):
+            if event.trial_number is None or event.label == BASELINE_LABEL:  # the long waits a person must see
+                logger.info("%s: evaluating on %d case(s)%s", event.label, event.size,
+                            " (the baseline every candidate must beat)" if event.label == BASELINE_LABEL else "")
+            else:
+                logger.debug("%s: trial %d evaluating on %d case(s)", event.label, event.trial_number, event.size)
         elif isinstance(event, StepPlanned):
             plan = event.plan
             logger.info("step %d: rewriting %r, trajectory failures %d/%d, %d distinct candidate(s), %d discarded",

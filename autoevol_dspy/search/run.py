@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import logging
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ from autoevol_dspy.search.evaluation import (
     trial_outcome,
 )
 from autoevol_dspy.search.events import (
+    BASELINE_LABEL,
     EvaluationEnded,
     EvaluationStarted,
     EventBus,
@@ -70,6 +72,8 @@ from autoevol_dspy.search.tracking import LiveTrial, RunTracker
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 
 __all__ = ["SearchConfig", "SearchRun", "candidate_key"]
+
+logger = logging.getLogger("autoevol_dspy.search")
 
 
 def candidate_key(instructions: dict[str, str]) -> str:
@@ -183,7 +187,7 @@ class SearchRun:
             return found
         self._measuring_baseline = True
         try:
-            return self.evaluate_trial(self.initial, label="initial instructions", step=0, kind="baseline",
+            return self.evaluate_trial(self.initial, label=BASELINE_LABEL, step=0, kind="baseline",
                                        candidate_key=key)
         except _Interrupted as stop:
             raise AutoEvolError(f"the run stopped ({stop.reason}) before the initial instructions were evaluated "
@@ -244,6 +248,9 @@ class SearchRun:
         """Run ``current`` on the step's mini-batch (the trajectory) and let the optimizer LM propose rewrites."""
         before = self.meter.report()
         batch_indices = self.config.batch_sampler.sample(step=step, train_size=len(self.trainset), seed=self.config.seed)
+        logger.info("step %d: running the incumbent on %d training examples (the trajectory), then asking the "
+                    "optimizer LM for %d rewrite(s) of %r", step, len(batch_indices), self.config.num_candidates,
+                    predictor)
         program = self.task.program_for(self.student, current)
         results = run_cases(self.task, program, [(i, self.trainset[i]) for i in batch_indices],
                             num_threads=self.config.num_threads)
