@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autoevol_dspy.cli.clean import add_clean_command
 from autoevol_dspy.cli.errors import describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
@@ -457,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prompt_command(commands)
     add_worker_command(commands)
     add_shards_command(commands)
+    add_clean_command(commands)
     return parser
 
 
