@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from urllib.parse import urlsplit, urlunsplit
+
+import regex
 
 __all__ = [
     "ScrubbingFormatter",
@@ -27,8 +28,9 @@ _SECRET_NAMES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_PASS")
 #: Values shorter than this are not hidden (too likely to occur by chance, too short to be a real key).
 _MIN_SECRET = 8
 
-#: ``scheme://user:password@`` (or ``scheme://user@``) anywhere in a text, such as an error message.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]*(?::[^/@\s]*)?@")
+#: ``scheme://user:password@`` (or ``scheme://user@``) anywhere in a text, such as an error message. The search
+#: starts only at "://" and each part matches one way, so it is linear in the text (no scheme is re-scanned).
+_USERINFO = regex.compile(r"(?<=[a-zA-Z0-9+.-])://[^/@\s:]*+(?::[^/@\s]*+)?+@")
 
 
 def has_credentials(url: str | None) -> bool:
@@ -58,7 +60,7 @@ def redact_url(url: str | None) -> str | None:
 
 def redact_text(text: str) -> str:
     """``text`` with the user:password part of every URL in it replaced by ``***``."""
-    return _USERINFO.sub(lambda found: f"{found.group('scheme')}***@", text)
+    return _USERINFO.sub("://***@", text)
 
 
 def secret_values() -> list[str]:

@@ -35,6 +35,7 @@ def run_smoke(script: str, tmp_path: Path) -> str:
         ("evolve_throughput.py", "| code | seeds | answers |", "## Evolve throughput against a server (issue 13)"),
         ("client_cpu.py", "| client | threads |", "## Client CPU per LM call (issue 13)"),
         ("startup.py", "| command |", "## Command start-up (issue 19)"),
+        ("patterns.py", "| pattern |", "## Patterns on hostile text (issue 23)"),
     ],
 )
 def test_smoke_run_prints_a_table(script: str, header: str, section: str, tmp_path: Path) -> None:

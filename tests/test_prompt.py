@@ -242,7 +242,7 @@ def test_rubric_judge_scores_with_feedback_and_reads_a_rubric_file(tmp_path):
     ("exact:yes", "unknown metric 'exact:yes'"),
     ("regex", "unknown metric 'regex'"),
     ("regex:", "regex: needs a pattern"),
-    ("regex:(unclosed", "invalid regex '(unclosed': missing ), unterminated subpattern at position 0"),
+    ("regex:(unclosed", "invalid regex '(unclosed': missing ) at position 9"),
     ("judge:  ", "judge: needs a rubric"),
 ])
 def test_bad_metric_names_get_one_line_errors(name, message):

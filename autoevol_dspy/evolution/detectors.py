@@ -4,23 +4,29 @@ A detector looks at one :class:`EvolutionCase` (the parent instruction, the evol
 one, and the response LM's answer when it needs one) and returns a :class:`Failure` or
 ``None``. The evolution failure rate of a method is the share of dev cases for which
 any detector reports a failure.
+
+The texts come from models and seed files, so every pattern here matches in time linear
+in its input (each part can match one way: atomic groups and possessive quantifiers of
+the ``regex`` package, bounded repetition), and a case holds at most
+:data:`~autoevol_dspy.text.MAX_CHECKED_CHARS` characters of each text.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import string
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
 import dspy
+import regex
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
 from autoevol_dspy.lm.context import adapter_context, use_lm
 from autoevol_dspy.lm.usage import lm_role
+from autoevol_dspy.text import bounded
 
 __all__ = [
     "AnsweredInstead",
@@ -46,11 +52,21 @@ class Failure(BaseModel):
 
 @dataclass(frozen=True)
 class EvolutionCase:
-    """What the detectors judge: one instruction, its evolution, and the answer to it."""
+    """What the detectors judge: one instruction, its evolution, and the answer to it.
+
+    Each text is :func:`~autoevol_dspy.text.bounded`: a megabyte of a model's loop is judged
+    by its two ends, never read whole.
+    """
 
     instruction: str
     evolved: str
     response: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "instruction", bounded(self.instruction))
+        object.__setattr__(self, "evolved", bounded(self.evolved))
+        if self.response is not None:
+            object.__setattr__(self, "response", bounded(self.response))
 
 
 @runtime_checkable
@@ -88,6 +104,7 @@ class PaperResponseRules:
         return Failure(category=category, reason=reason, detector=self.name)
 
 
+_TOKENS = regex.compile(r"[a-z0-9']+")
 _STOP_WORDS = frozenset(
     """a an the and or but if then else of to in on at by for with from as is are was were be been being
     it its this that these those i you he she we they me him her us them my your our their not no yes
@@ -136,7 +153,7 @@ class EvolInstructRules:
         words = case.response.split()
         if "sorry" in case.response.lower() and len(words) < self.sorry_max_words:
             return self._fail("short_apology", f"the response apologises in under {self.sorry_max_words} words")
-        tokens = re.findall(r"[a-z0-9']+", case.response.lower())
+        tokens = _TOKENS.findall(case.response.lower())
         if all(token in _STOP_WORDS for token in tokens):
             return self._fail("empty_response", "the response holds only punctuation and stop words")
         return None
@@ -164,17 +181,18 @@ _IMPERATIVES = frozenset(  # verbs that open an instruction; nouns such as "repo
 _QUESTION_WORDS = frozenset(
     "how what which why who whom whose is are can could does do did should would will".split()
 )
-_REQUEST_PHRASES = re.compile(
+_REQUEST_PHRASES = regex.compile(
     r"\b(?:please|can you|could you|would you|i want you|i need|help me|your (?:task|job|goal)|"
     r"you are (?:given|asked|to)|you (?:should|must|have to)|wonder(?:s|ing)? (?:what|how|which|whether|if)|"
     r"wants? to know|would like to know)\b",
-    re.IGNORECASE,
+    regex.IGNORECASE,
 )
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
-_CLAUSE_LEAD = re.compile(  # a bullet, "and"/"then", quotes or brackets before a clause's first word
-    r"^(?:[-*•#>]+|\(?[0-9a-z]{1,2}[.)])?\s*(?:and |then |also |now )*[\"'*(\[]*", re.IGNORECASE
+_SENTENCE_BREAK = regex.compile(r"(?<=[.!?:;])\s+|\n+")
+_CLAUSE_LEAD = regex.compile(  # a bullet, "and"/"then", quotes or brackets before a clause's first word
+    r"^(?:[-*•#>]+|\(?[0-9a-z]{1,2}[.)])?\s*(?:and |then |also |now )*[\"'*(\[]*", regex.IGNORECASE
 )
-_STUB = re.compile(r"^\s*def \w+\s*\(", re.MULTILINE)
+_STUB = regex.compile(r"^[ \t]*+def \w++[ \t]*+\(", regex.MULTILINE)
+_CLAUSE_WORDS = regex.compile(r"[\w']+")
 
 
 def _asks(text: str) -> bool:
@@ -183,7 +201,7 @@ def _asks(text: str) -> bool:
         return True
     for sentence in _SENTENCE_BREAK.split(text):
         for position, clause in enumerate(sentence.split(", ")):
-            words = re.findall(r"[\w']+", _CLAUSE_LEAD.sub("", clause.strip()).lower())
+            words = _CLAUSE_WORDS.findall(_CLAUSE_LEAD.sub("", clause.strip()).lower())
             if not words:
                 continue
             question = words[0] in _QUESTION_WORDS and (position == 0 or words[0] in ("how", "what"))
@@ -192,29 +210,36 @@ def _asks(text: str) -> bool:
     return False
 
 
-_NUMBER = r"\$?\d[\d.,]*%?(?:\s?/?[a-z]{2,})?"
-_OPERATOR = r"\s*[-+*/x×÷]\s*\(?\s*"
-_EQUATION = re.compile(  # "2 * 36 = 72", "$30 + 20% = $36", "(1/2) * (1 + 1) = 1": arithmetic with its result
-    rf"(?<![\w.,$])(?:{_NUMBER}|\([^()=]*\))(?:{_OPERATOR}{_NUMBER}\)?)+"
-    r"\s*=\s*\$?-?(?:\d[\d.,]*\d|\d|true\b|false\b)",
-    re.IGNORECASE,
+# Each part of an equation is atomic and the chain has at most 12 operators, so the search is linear:
+# "240 files / 12 hours / 240 files / ..." (a small model's loop, no "=") once took minutes.
+_NUMBER = r"(?>\$?\d[\d.,]*%?(?:\s?/?[a-z]{2,})?)"
+_OPERATOR = r"(?>\s*[-+*/x×÷]\s*\(?\s*)"
+_EQUATION = regex.compile(  # "2 * 36 = 72", "$30 + 20% = $36", "(1/2) * (1 + 1) = 1": arithmetic with its result
+    rf"(?<![\w.,$])(?:{_NUMBER}|\([^()=]*+\))(?>{_OPERATOR}{_NUMBER}\)?){{1,12}}"
+    r"\s*+=\s*+\$?-?(?:\d[\d.,]*\d|\d|true\b|false\b)",
+    regex.IGNORECASE,
 )
-_ANSWER_MARKERS = re.compile(
+_ANSWER_MARKERS = regex.compile(
     r"\b(?:the (?:final |correct )?answer is|the (?:final )?result is|the solution is|answer\s*:|solution\s*:)|####",
-    re.IGNORECASE,
+    regex.IGNORECASE,
 )
-_EXPLAINING = re.compile(
+_EXPLAINING = regex.compile(
     r"\b(?:let me|let's (?:calculate|solve|find|compute|break|start|think|work|see)|"
     r"here (?:is|are) (?:the|my) (?:answer|solution|explanation|result|rewritten|final)|"
     r"i (?:will|would|'ll|can) (?:explain|calculate|solve|answer|rewrite|compute)|to solve this|first, we|"
     r"we (?:can|need to|will) (?:calculate|find|solve|compute|understand))\b",
-    re.IGNORECASE,
+    regex.IGNORECASE,
 )
+
+
+_DOCSTRING = regex.compile(r'"""([\s\S]*?)"""|\'\'\'([\s\S]*?)\'\'\'')
+_LISTED = regex.compile(r"^[ \t]*+(?:[a-z0-9][.)]|[-*•])\s", regex.MULTILINE)  # options listed after a question
+_LETTERS = regex.compile(r"[A-Za-z]+")
 
 
 def _code_lines(text: str) -> int:
     """Indented code statements outside docstrings: a stub has none of its own, a solution has some."""
-    code = re.sub(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'', "", text)
+    code = _DOCSTRING.sub("", text)
     lines = (line for line in code.splitlines() if line[:1].isspace())
     return sum(1 for line in lines if line.strip() and not line.strip().startswith("#"))
 
@@ -242,8 +267,8 @@ class AnsweredInstead:
                 return self._fail(f"it {what} ({found[0].strip()!r}) instead of asking")
         if "?" in evolved and not _STUB.search(evolved):  # in code, text after a "?" is docstring and examples
             trailing = evolved[evolved.rindex("?") + 1 :]
-            listed = re.search(r"(?m)^\s*(?:[a-z0-9][.)]|[-*•])\s", trailing)  # options after a question are fine
-            long = len(re.findall(r"[A-Za-z]+", trailing)) >= self.min_trailing_words
+            listed = _LISTED.search(trailing)  # options after a question are fine
+            long = len(_LETTERS.findall(trailing)) >= self.min_trailing_words
             if long and not listed and not _asks(trailing):
                 return self._fail("it asks the question, then goes on to state an answer")
         if _STUB.search(evolved) and _code_lines(evolved) > _code_lines(parent):
@@ -256,8 +281,18 @@ class AnsweredInstead:
         return Failure(category="answered_instead", reason=reason, detector=self.name)
 
 
+_LETTER_WORDS = regex.compile(r"[a-z]+(?:'[a-z]+)?")
+_LOWER_WORDS = regex.compile(r"[a-z]+")
+_HYPHENATED_WORDS = regex.compile(r"[\w-]+")
+_INITIAL_AT_END = regex.compile(r"\b[A-Z]\.$")
+_POSSESSIVE = regex.compile(r"'s$")
+
+
 def _letter_words(text: str) -> list[str]:
-    return re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower())
+    return _LETTER_WORDS.findall(text.lower())
+
+
+_LONG_TEXT_WORDS = 400
 
 
 class NearCopy:
@@ -278,9 +313,14 @@ class NearCopy:
             reason = "the evolved instruction is the same as its parent"
             return Failure(category="unchanged", reason=reason, detector=self.name)
         parent, evolved = _letter_words(case.instruction), _letter_words(case.evolved)
-        similarity = difflib.SequenceMatcher(None, parent, evolved, autojunk=False).ratio()
         new = sorted(set(evolved) - set(parent) - _STOP_WORDS)
-        if similarity >= self.min_similarity and len(new) <= self.max_new_words:
+        if len(new) > self.max_new_words:  # cheap, and it spares the alignment below
+            return None
+        # Aligning two long repetitive texts word by word is slow (a small model's loop took minutes):
+        # past _LONG_TEXT_WORDS words difflib may skip words that make up over 1% of the text.
+        long = len(parent) + len(evolved) > _LONG_TEXT_WORDS
+        similarity = difflib.SequenceMatcher(None, parent, evolved, autojunk=long).ratio()
+        if similarity >= self.min_similarity:
             return Failure(
                 category="near_copy",
                 reason=f"{similarity:.0%} of its words follow the parent and it adds {len(new)} new word(s) {new}",
@@ -298,13 +338,13 @@ _NUMBER_WORDS = {
 } | {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90"}
 _NUMBER_WORDS["dozen"] = "12"
 _KEY_NUMBER_WORDS = set(_NUMBER_WORDS) - {"zero", "one", "dozen"}  # too often not a quantity ("no one", "a dozen of")
-_DIGITS = re.compile(r"(?<![A-Za-z_\d])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\w.])\.\d+")
-_QUOTED = re.compile(r"\"([^\"\n]+)\"|“([^”\n]+)”|(?<![A-Za-z])'([^'\n]+)'(?![A-Za-z])|`([^`\n]+)`")
-_CAPITALISED = re.compile(r"(?<![\w'])[A-Z][\w-]*")
+_DIGITS = regex.compile(r"(?<![A-Za-z_\d])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|(?<![\w.])\.\d+")
+_QUOTED = regex.compile(r"\"([^\"\n]+)\"|“([^”\n]+)”|(?<![A-Za-z])'([^'\n]+)'(?![A-Za-z])|`([^`\n]+)`")
+_CAPITALISED = regex.compile(r"(?<![\w'])[A-Z][\w-]*")
 _OPENERS = set(".!?:;*()[\"'“")  # a capitalised word right after one of these opens a sentence, a bullet or a quote
 _TITLES = ("Mr.", "Mrs.", "Ms.", "Dr.", "St.", "Prof.")
-_DEFINED = re.compile(r"^\s*def (\w+)\s*\(", re.MULTILINE)
-_IDENTIFIER = re.compile(r"\b[A-Za-z]\w*_\w+\b")
+_DEFINED = regex.compile(r"^[ \t]*+def (\w++)[ \t]*+\(", regex.MULTILINE)
+_IDENTIFIER = regex.compile(r"\b[A-Za-z]\w*_\w+\b")
 
 
 def _numbers(text: str, words: set[str]) -> set[str]:
@@ -312,7 +352,7 @@ def _numbers(text: str, words: set[str]) -> set[str]:
     found = set()
     for match in _DIGITS.finditer(text):
         found.add(format(Decimal(match.group(0).replace(",", "")).normalize(), "f"))
-    found.update(_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in words)
+    found.update(_NUMBER_WORDS[w] for w in _LOWER_WORDS.findall(text.lower()) if w in words)
     return found
 
 
@@ -321,19 +361,31 @@ def _prose(text: str) -> str:
     names = _DEFINED.findall(text)
     if not names:
         return text
-    docs = " \n".join(a or b for a, b in re.findall(r'"""([\s\S]*?)"""|\'\'\'([\s\S]*?)\'\'\'', text))
+    docs = " \n".join(a or b for a, b in _DOCSTRING.findall(text))
     kept, after_prompt = [], False
     for line in docs.splitlines():
         stripped = line.strip()
         is_example = (
             stripped.startswith((">>>", "#", "Input:", "Output:"))
             or after_prompt
-            or any(re.search(rf"\b{re.escape(name)}\s*\(", stripped) for name in names)
+            or any(_calls(name, stripped) for name in names)
         )
         after_prompt = stripped.startswith(">>>")
         if not is_example:
             kept.append(line)
     return "\n".join(kept)
+
+
+def _calls(name: str, line: str) -> bool:
+    """Whether ``line`` calls the function ``name`` (a worked example in a docstring)."""
+    start = line.find(name)
+    while start >= 0:
+        end = start + len(name)
+        before_ok = start == 0 or not (line[start - 1].isalnum() or line[start - 1] == "_")
+        if before_ok and line[end:].lstrip(" \t").startswith("("):
+            return True
+        start = line.find(name, start + 1)
+    return False
 
 
 def _names(text: str) -> set[str]:
@@ -343,10 +395,10 @@ def _names(text: str) -> set[str]:
         before = text[max(0, match.start() - 40) : match.start()]
         tail = before.rstrip()
         opens = match.start() == 0 or not tail or "\n" in before[len(tail) :] or tail[-1] in _OPENERS
-        abbreviated = tail.endswith(_TITLES) or re.search(r"\b[A-Z]\.$", tail)
+        abbreviated = tail.endswith(_TITLES) or _INITIAL_AT_END.search(tail)
         if opens and not abbreviated:
             continue
-        word = re.sub(r"'s$", "", match.group(0))
+        word = _POSSESSIVE.sub("", match.group(0))
         if word != "I":
             found.add(word)
     return found
@@ -377,7 +429,7 @@ class LostKeyContent:
     def missing(self, parent: str, evolved: str) -> list[str]:
         """The parent's key items (numbers, quotes, names, identifiers) that the evolved text lacks."""
         prose, lowered = _prose(parent), " ".join(evolved.lower().split())
-        words = set(re.findall(r"[\w-]+", lowered))
+        words = set(_HYPHENATED_WORDS.findall(lowered))
         numbers = _numbers(evolved, set(_NUMBER_WORDS))
         missing = [n for n in sorted(_numbers(prose, _KEY_NUMBER_WORDS)) if n not in numbers]
         for quote in _QUOTED.findall(prose):

@@ -6,12 +6,14 @@ and for models that put their whole working into the field. It tries the known f
 markers, then their common renamings, then the content of the last step; a reply with
 none of them is a failed evolution (``None``). A marker that is part of the seed's own
 text (echoed by the model) never counts, so a seed cannot choose its own evolution.
+
+Every part of a heading pattern matches one way (possessive quantifiers of the ``regex``
+package), so a reply of a million spaces and hashes is parsed in linear time.
 """
 
 from __future__ import annotations
 
-import functools
-import re
+import regex
 
 __all__ = ["FINAL_MARKERS", "final_instruction", "parse_rewritten_instruction"]
 
@@ -29,38 +31,59 @@ FINAL_MARKERS: tuple[str, ...] = (
 
 # A heading such as "#Finally Rewritten Instruction#:", "**Final Rewritten Instruction**",
 # "### Rewritten Instruction:" or "Final Rewritten Instruction:" at the start of a line.
-_HEADING = r"(?:^|\n)[ \t]*(?:Step[ \t]*\d+[ \t]*)?(?:#+|\*\*|__)?[ \t]*(?:{name})[ \t]*(?:#+|\*\*|__)?[ \t]*:?[ \t]*"
-_STEP_HEADING = re.compile(
-    r"(?:^|\n)[ \t]*(?:#+|\*\*)?[ \t]*Step[ \t]*\d+[ \t]*(?:#[^#\n]*#|\*\*[^*\n]*\*\*|[^:\n]*)?"
-    r"[ \t]*(?:#+|\*\*)?[ \t]*:?[ \t]*",
-    re.IGNORECASE,
+_HEADING = (r"(?:^|\n)[ \t]*+(?:Step[ \t]*+\d++[ \t]*+)?+(?:#++|\*\*|__)?+[ \t]*+(?:{name})"
+            r"[ \t]*+(?:#++|\*\*|__)?+[ \t]*+:?+[ \t]*+")
+_STEP_HEADING = regex.compile(
+    r"(?:^|\n)[ \t]*+(?:#++|\*\*)?+[ \t]*+Step[ \t]*+\d++[ \t]*+(?:#[^#\n]*+#|\*\*[^*\n]*+\*\*|[^:\n]*+)?+"
+    r"[ \t]*+(?:#++|\*\*)?+[ \t]*+:?+[ \t]*+",
+    regex.IGNORECASE,
 )
-_TEMPLATE_LEFTOVERS = re.compile(r"^[\s#*:>\-]+|[\s#*]+$")
+#: One compiled heading pattern per final marker (every evolution reply is parsed).
+_FINAL_PATTERNS: tuple[regex.Pattern[str], ...] = tuple(
+    regex.compile(_HEADING.format(name=r"[ \t]++".join(regex.escape(word) for word in name.split())), regex.IGNORECASE)
+    for name in FINAL_MARKERS
+)
+_LEADING_LEFTOVERS = "#*:>-"  # template decoration left before the instruction (besides whitespace)
+_TRAILING_LEFTOVERS = "#*"
+
+
+def _strip_leftovers(text: str) -> str:
+    """``text`` without the whitespace and template decoration around it (plain code: linear on any input)."""
+    start, end = 0, len(text)
+    while start < end and (text[start].isspace() or text[start] in _LEADING_LEFTOVERS):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in _TRAILING_LEFTOVERS):
+        end -= 1
+    return text[start:end]
 
 
 def _clean(text: str) -> str:
-    text = _TEMPLATE_LEFTOVERS.sub("", text.strip())
+    text = _strip_leftovers(text.strip())
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
         text = text[1:-1].strip()
     return text
 
 
-def _echoes_seed(reply: str, match: re.Match[str], seed: str | None) -> bool:
-    """Whether the marker line at ``match`` is a copy of a line of the seed (the model echoing it)."""
-    if not seed:
+def _echoes_seed(reply: str, match: regex.Match[str], flat_seed: str) -> bool:
+    """Whether the marker line at ``match`` is a copy of a line of the seed (``flat_seed``: its words, one space apart)."""
+    if not flat_seed:
         return False
     start = match.start() + (1 if reply[match.start()] == "\n" else 0)
     end = reply.find("\n", match.end())
-    line = " ".join(reply[start:end if end >= 0 else len(reply)].split())
-    return bool(line) and line in " ".join(seed.split())
+    line = reply[start:end if end >= 0 else len(reply)]
+    if len(line.strip()) > len(flat_seed):
+        return False
+    line = " ".join(line.split())
+    return bool(line) and line in flat_seed
 
 
-def _after_last(pattern: re.Pattern[str], reply: str, seed: str | None) -> str | None:
-    matches = [m for m in pattern.finditer(reply) if not _echoes_seed(reply, m, seed)]
-    if not matches:
-        return None
-    text = _clean(reply[matches[-1].end():])
-    return text or None
+def _after_last(pattern: regex.Pattern[str], reply: str, seed: str | None) -> str | None:
+    """The text after the last heading that is not the seed's own (the seed is flattened once)."""
+    flat_seed = " ".join(seed.split()) if seed else ""
+    for match in reversed(list(pattern.finditer(reply))):
+        if not _echoes_seed(reply, match, flat_seed):
+            return _clean(reply[match.end():]) or None
+    return None
 
 
 def parse_rewritten_instruction(reply: str | None, *, seed: str | None = None) -> str | None:
@@ -73,18 +96,11 @@ def parse_rewritten_instruction(reply: str | None, *, seed: str | None = None) -
     """
     if not reply or not reply.strip():
         return None
-    for pattern in _final_patterns():
+    for pattern in _FINAL_PATTERNS:
         found = _after_last(pattern, reply, seed)
         if found:
             return found
     return _after_last(_STEP_HEADING, reply, seed)
-
-
-@functools.cache
-def _final_patterns() -> tuple[re.Pattern[str], ...]:
-    """One compiled heading pattern per final marker, built once (every evolution reply is parsed)."""
-    return tuple(re.compile(_HEADING.format(name=r"[ \t]+".join(re.escape(word) for word in name.split())),
-                            re.IGNORECASE) for name in FINAL_MARKERS)
 
 
 def final_instruction(text: str | None, *, seed: str | None = None) -> str | None:

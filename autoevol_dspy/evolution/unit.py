@@ -28,10 +28,15 @@ from autoevol_dspy.lm.context import adapter_context, use_lm
 from autoevol_dspy.lm.errors import is_context_overflow
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.text import short_error
+from autoevol_dspy.timelimit import TimeLimitExceeded, call_with_time_limit
 
-__all__ = ["Evolver", "RoundResult"]
+__all__ = ["DEFAULT_CHECK_TIME_LIMIT", "Evolver", "RoundResult"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds one detector may take on one case: minutes beyond any built-in rule (milliseconds) and
+#: beyond an LLM judge's call on a busy local model.
+DEFAULT_CHECK_TIME_LIMIT = 120.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Evolver:
     ``lm`` evolves (default: the configured LM); ``response_lm`` answers (default: ``lm``).
     ``adapter``: the DSPy adapter of these calls (default: JSON with constrained decoding for
     in-process models, the configured adapter otherwise).
+    ``check_time_limit``: seconds one detector may take on one case (``None``: no limit); a
+    detector that runs past it (a user's own, an LLM judge) fails the case as
+    ``check_timeout`` with its reason, and the run goes on.
     """
 
     def __init__(
@@ -63,8 +71,10 @@ class Evolver:
         lm: dspy.LM | None = None,
         response_lm: dspy.LM | None = None,
         adapter: dspy.Adapter | None = None,
+        check_time_limit: float | None = DEFAULT_CHECK_TIME_LIMIT,
     ) -> None:
         self.detectors = list(default_detectors() if detectors is None else detectors)
+        self.check_time_limit = check_time_limit
         self.respond = respond
         self.lm = lm
         self.response_lm = response_lm
@@ -144,7 +154,11 @@ class Evolver:
         for detector in self.detectors:
             if after_response and not detector.needs_response:
                 continue
-            failure = detector.detect(case)
+            try:
+                failure = call_with_time_limit(detector.detect, case, seconds=self.check_time_limit)
+            except TimeLimitExceeded as exc:
+                name = getattr(detector, "name", type(detector).__name__)
+                return Failure(category="check_timeout", reason=f"the {name} check {exc}", detector=name)
             if failure is not None:
                 return failure
         return None

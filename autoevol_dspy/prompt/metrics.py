@@ -10,12 +10,12 @@ failed case tells the optimizer LM what went wrong.
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import dspy
+import regex
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.lm.context import use_lm
@@ -94,22 +94,32 @@ class Contains(OutputMetric):
 
 
 class RegexMatch(OutputMetric):
-    """Passes when the output (stripped) matches PATTERN anywhere (anchor it with ^ and $ for a whole match)."""
+    """Passes when the output (stripped) matches PATTERN anywhere (anchor it with ^ and $ for a whole match).
+
+    The user's pattern may backtrack without end on some output: a search that runs past
+    ``timeout`` seconds fails the case with that reason instead of holding the run.
+    """
 
     needs_expected = False
 
-    def __init__(self, pattern: str, *, output_field: str) -> None:
+    def __init__(self, pattern: str, *, output_field: str, timeout: float = 5.0) -> None:
         if not pattern:
             raise ConfigurationError("regex: needs a pattern, e.g. regex:^(yes|no)$")
+        self.timeout = timeout
         try:
-            self.pattern = re.compile(pattern, re.DOTALL)
-        except re.error as exc:
+            self.pattern = regex.compile(pattern, regex.DOTALL)
+        except regex.error as exc:
             raise ConfigurationError(f"invalid regex {pattern!r}: {exc}") from None
         super().__init__(output_field=output_field, name=f"regex:{pattern}")
 
     def __call__(self, example: dspy.Example, prediction: Any, trace: Any = None) -> dspy.Prediction:
         output = self.output(prediction).strip()
-        return _verdict(self.pattern.search(output) is not None,
+        try:
+            found = self.pattern.search(output, timeout=self.timeout)
+        except TimeoutError:
+            return _verdict(False, f"the required pattern {self.pattern.pattern!r} ran past {self.timeout:g} s "
+                                   f"on the output {clip(output, 200)!r}")
+        return _verdict(found is not None,
                         f"the output {clip(output, 200)!r} does not match the required pattern "
                         f"{self.pattern.pattern!r}")
 

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import dspy
+import regex
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.lm.context import use_lm
 from autoevol_dspy.lm.usage import lm_role
-from autoevol_dspy.text import clip
+from autoevol_dspy.text import bounded, clip
+from autoevol_dspy.timelimit import TimeLimitExceeded, call_with_time_limit
 
 __all__ = [
     "CopiesTrajectory",
@@ -84,8 +86,10 @@ class ProposalContext:
     feedback: str = ""
     output_fields: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cases", tuple(str(case) for case in self.cases))
+    def __post_init__(self) -> None:  # every text bounded: a check never reads megabytes of a model's loop
+        for name in ("text", "incumbent", "trajectory", "feedback"):
+            object.__setattr__(self, name, bounded(str(getattr(self, name))))
+        object.__setattr__(self, "cases", tuple(bounded(str(case)) for case in self.cases))
         object.__setattr__(self, "output_fields", tuple(str(name) for name in self.output_fields))
 
 
@@ -189,16 +193,24 @@ _DIRECTIVE_PHRASES = re.compile(
     r"\b(you|your|must|should|shall|need to|needs to|make sure|do not|don't|never|always|"
     r"(task|job|goal|role) is)\b", re.IGNORECASE)
 _SEGMENT = re.compile(r"[.!?;:\n]+|,\s+|\bthen\b", re.IGNORECASE)
-_LEADER = re.compile(r"^[\s\-*#>\d.)(\[\]]*(step\s*\d+\s*)?[\s\-*#>\d.)(:\[\]]*", re.IGNORECASE)
-_SLOT = re.compile(r"\{\s*[A-Za-z_]+\s*\}|\[\[?\s*#+[^\]]*\]\]?")
+_LEADER = regex.compile(r"^[\s\-*#>\d.)(\[\]]*+(?:step\s*+\d++\s*+)?+[\s\-*#>\d.)(:\[\]]*+",  # possessive: linear
+                        regex.IGNORECASE)
+_SLOT = re.compile(r"\{\s*[A-Za-z_]+\s*\}|\[\[?\s*#+[^\]\n]{0,80}\]\]?")  # a slot is short: bounded, linear
 _PLACEHOLDER = re.compile(
     r"\b(improved|new|updated|rewritten|better|revised|current)[ _](instruction|prompt|version)s?\b|lorem ipsum|"
-    r"\[insert|<insert|\btodo\b|instructions? here|^\W*(\.\.\.|…)\W*$", re.IGNORECASE)
+    r"\[insert|<insert|\btodo\b|instructions? here", re.IGNORECASE)
 _ANSWER = re.compile(
     r"\b(the )?(correct |final |right |short )?answer (is|was|would be|will be|=)\s*[:\-]?\s*[$€£]?-?\d|"
     r"\d\s*[x×*/+\-]\s*\d[\d.,]*\s*=\s*[$€£]?-?\d", re.IGNORECASE)
 _RESULT = re.compile(r"\b(is|are|was|were|equals|=)\s+(about |approximately |exactly )?[$€£]?(-?\d[\d.,/]*)",
                      re.IGNORECASE)
+
+
+def _only_ellipsis(text: str) -> bool:
+    """Whether ``text`` is "..." or "…" with only punctuation around it (plain code: linear on any input)."""
+    stripped = text.strip()
+    return (("..." in stripped or "…" in stripped)
+            and not any(ch.isalnum() or ch == "_" for ch in stripped))
 
 
 def _sentences(text: str) -> list[str]:
@@ -237,6 +249,8 @@ class NotAnInstruction:
         found = _PLACEHOLDER.search(text)
         if found and len(text.split()) <= self.max_placeholder_words:
             return "placeholder", f"it is a placeholder ({found.group(0)!r}), not instructions"
+        if _only_ellipsis(text):
+            return "placeholder", "it is an ellipsis, not instructions"
         if not any(ch.isalpha() for ch in text) and not _NUMBER.fullmatch(text.strip(" $€£.")):
             return "placeholder", "it holds only symbols, not instructions"
         if re.fullmatch(r"\W*[a-z]+(_[a-z]+)+\W*", text.strip()):
@@ -422,11 +436,19 @@ def default_checks() -> list[ProposalCheck]:
 class ProposalGuard:
     """Runs its checks in order and returns the first rejection, or ``None`` for a usable proposal."""
 
-    def __init__(self, *, checks: Sequence[ProposalCheck] | None = None, retries: int = 2) -> None:
-        """``retries``: how many more rounds of m samples a step asks for when every sample was refused."""
+    def __init__(self, *, checks: Sequence[ProposalCheck] | None = None, retries: int = 2,
+                 check_time_limit: float | None = 120.0) -> None:
+        """``retries``: how many more rounds of m samples a step asks for when every sample was refused.
+
+        ``check_time_limit``: seconds one check may take on one proposal (``None``: no limit); a
+        check that runs past it refuses the proposal as ``check_timeout``.
+        """
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigurationError(f"retries must be a non-negative integer, got {retries!r}")
+        if check_time_limit is not None:
+            _positive("check_time_limit", check_time_limit)
         self.retries = retries
+        self.check_time_limit = check_time_limit
         self.checks = list(default_checks() if checks is None else checks)
         for check in self.checks:
             if not isinstance(check, ProposalCheck):
@@ -434,7 +456,10 @@ class ProposalGuard:
 
     def check(self, proposal: ProposalContext) -> Rejection | None:
         for rule in self.checks:
-            rejection = rule.check(proposal)
+            try:  # a check that overruns (an LM judge, a user's own) refuses, and the step goes on
+                rejection = call_with_time_limit(rule.check, proposal, seconds=self.check_time_limit)
+            except TimeLimitExceeded as exc:
+                rejection = Rejection(category="check_timeout", reason=f"the check {exc}", check=type(rule).__name__)
             if rejection is not None:
                 return rejection
         return None
