@@ -3,11 +3,11 @@
 A guard that keeps the 135M model's garbage out must not hold back a strong optimizer LM
 (issues 18 and 20). This measures both sides with the default checks, no LM:
 
-* **good** (``guard_sets/good.jsonl``): instructions from outside the embedded model that a
-  person would ship, written by hand for this benchmark in the styles of paraphrases,
-  hand-written prompts, COPRO, MIPROv2 and GEPA proposals for strong LMs, and evolving methods
-  in the Auto Evol-Instruct paper's style, plus the hand-written instructions of
-  ``head_to_head.py``, for 14 signatures (``guard_sets/tasks.jsonl``: the incumbent, the
+* **good** (``guard_sets/good*.jsonl``, 80 in three rounds): instructions from outside the
+  embedded model that a person would ship, written by hand for this benchmark in the styles of
+  paraphrases, hand-written prompts, COPRO, MIPROv2 and GEPA proposals for strong LMs, and
+  evolving methods in the Auto Evol-Instruct paper's style, plus the hand-written instructions
+  of ``head_to_head.py``, for 33 predictors (``guard_sets/tasks.jsonl``: the incumbent, the
   signature, cases and feedback the guard sees). The ``tests/data`` references (usable rewrites
   of the embedded data set's incumbents, written for issue 15) are reported beside them.
 * **garbage**: every refused-worthy proposal of the embedded SmolLM2-135M on record: the 159
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # last: --baseline-rev's child puts REV first
 
 import common  # noqa: E402
 import dspy  # noqa: E402
@@ -45,9 +45,12 @@ SETS = Path(__file__).resolve().parent / "guard_sets"
 EMBEDDED = common.REPO_ROOT / "tests" / "data" / "embedded_proposals.jsonl"
 #: The signature of each kind of row in tests/data (the incumbent, cases and feedback are the row's own).
 EMBEDDED_TASKS = {"program": "gsm8k-number", "prompt": "review-prompt", "evolution": "evolving-method"}
+#: The good sets, by the round of changes to the guard they were written before (see guard_sets/README.md).
+GOOD = ("good.jsonl", "good_round2.jsonl", "good_round3.jsonl")
 GOAL_FALSE_REFUSALS = 0.05
 GOAL_CATCHES = 0.95
-_TYPES: dict[str, Any] = {"str": str, "bool": bool, "list[str]": list[str]}
+ROUNDS = (1, 2, 3)
+_TYPES: dict[str, Any] = {"str": str, "bool": bool, "int": int, "list[str]": list[str]}
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -83,13 +86,13 @@ def context(row: dict[str, Any], task: dict[str, Any]) -> proposal_guard.Proposa
 def rows() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
     """(set, group, row, task) for every proposal measured."""
     tasks = {task["task"]: task for task in load(SETS / "tasks.jsonl")}
-    out = [("good", row["origin"], row, tasks[row["task"]]) for row in load(SETS / "good.jsonl")]
+    out = [("good", row["origin"], row, tasks[row["task"]]) for path in GOOD for row in load(SETS / path)]
     for row in load(EMBEDDED):
         task = tasks[EMBEDDED_TASKS[row["kind"]]]
         if row["label"] == "usable":
             out.append(("reference", f"tests/data {row['kind']}", row, task))
         else:
-            out.append(("garbage", f"tests/data {row['kind']}", {**row, "feedback": row["feedback"]}, task))
+            out.append(("garbage", f"tests/data {row['kind']}", row, task))
     out += [("garbage", "RESULTS.md and issue 15", {**row, "feedback": ""}, tasks[row["task"]])
             for row in load(SETS / "garbage.jsonl")]
     return out
@@ -106,7 +109,7 @@ def measure() -> dict[str, Any]:
                    for rejection in guard.check_all(proposal)}
         first = next((name for name in checks if name in refused), None)
         verdicts.append({"set": kind, "group": group, "id": row.get("id") or f"{row['kind']}-{row['rollout_id']}",
-                         "text": row["proposal"], "refused": refused, "first": first})
+                         "round": row.get("round"), "text": row["proposal"], "refused": refused, "first": first})
     return {"checks": checks, "verdicts": verdicts}
 
 
@@ -124,8 +127,9 @@ def rate(hits: int, total: int) -> str:
     return f"{hits}/{total} ({100 * hits / total:.1f}%)" if total else "0/0"
 
 
-def counts(result: dict[str, Any], kind: str, check: str | None = None) -> tuple[int, int]:
-    rows_ = [v for v in result["verdicts"] if v["set"] == kind]
+def counts(result: dict[str, Any], kind: str, check: str | None = None, *, round_: int | None = None
+           ) -> tuple[int, int]:
+    rows_ = [v for v in result["verdicts"] if v["set"] == kind and round_ in (None, v["round"])]
     hit = sum((v["first"] is not None) if check is None else (check in v["refused"]) for v in rows_)
     return hit, len(rows_)
 
@@ -133,10 +137,11 @@ def counts(result: dict[str, Any], kind: str, check: str | None = None) -> tuple
 def totals_table(results: dict[str, dict[str, Any]]) -> str:
     lines = []
     for label, result in results.items():
-        lines.append([label, rate(*counts(result, "good")), rate(*counts(result, "reference")),
-                      rate(*counts(result, "garbage"))])
-    return common.markdown_table(["guard", "good set: false refusals", "tests/data references: false refusals",
-                                  "garbage: caught"], lines)
+        lines.append([label, rate(*counts(result, "good")),
+                      *(rate(*counts(result, "good", round_=round_)) for round_ in ROUNDS),
+                      rate(*counts(result, "reference")), rate(*counts(result, "garbage"))])
+    return common.markdown_table(["guard", "good: false refusals", *(f"of them round {r}" for r in ROUNDS),
+                                  "tests/data references: false refusals", "garbage: caught"], lines)
 
 
 def checks_table(results: dict[str, dict[str, Any]]) -> str:
@@ -175,7 +180,8 @@ def listing(result: dict[str, Any], kind: str, *, refused: bool) -> list[str]:
             text = " ".join(v["text"].split())
             text = text if len(text) <= 140 else text[:139] + "…"
             why = f" - {v['first']}: {v['refused'][v['first']]}" if refused else ""
-            out.append(f"- `{v['id']}` ({v['group']}): \"{text}\"{why}")
+            where = f"{v['group']}, round {v['round']}" if v["round"] else v["group"]
+            out.append(f"- `{v['id']}` ({where}): \"{text}\"{why}")
     return out or ["- none"]
 
 
@@ -189,9 +195,11 @@ def section(results: dict[str, dict[str, Any]], argv: Sequence[str], info: dict[
         common.machine_line(info),
         "The default `ProposalGuard` (rule checks, no LM) on every proposal of the sets below, each checked "
         "against its incumbent, the cases and feedback the optimizer saw and the predictor's signature, as the "
-        "search checks it. Good: 40 instructions written by hand for this benchmark (paraphrases that name the "
+        "search checks it. Good: 80 instructions written by hand for this benchmark (paraphrases that name the "
         "output in other words, hand-written, COPRO-, MIPROv2- and GEPA-style proposals for strong LMs, evolving "
-        "methods in the paper's style, `head_to_head.py`'s hand-written instructions) for 14 signatures; garbage: "
+        "methods in the paper's style, `head_to_head.py`'s hand-written instructions) for 33 predictors, in three "
+        "rounds, each written before the change to the guard that it led to (so they were used to tune it: "
+        "round 3 only for the last change, which removed a requirement); garbage: "
         "the embedded SmolLM2-135M's proposals on record (159 labelled in `tests/data/embedded_proposals.jsonl`, "
         "15 quoted in issue 15 and this file). `benchmarks/guard_sets/README.md` says where each comes from.",
         f"Goal (good set: false refusals <= {GOAL_FALSE_REFUSALS:.0%}; garbage: caught >= {GOAL_CATCHES:.0%}) "
@@ -209,6 +217,13 @@ def section(results: dict[str, dict[str, Any]], argv: Sequence[str], info: dict[
         parts += [f"Good instructions refused by {label}:", "\n".join(listing(result, "good", refused=True))]
     parts += [f"Garbage let through by {after}:", "\n".join(listing(results[after], "garbage", refused=False))]
     return "\n\n".join(parts)
+
+
+def _this_revision() -> str:
+    """HEAD's short hash, with "+ changes" when the package differs from it in the working tree."""
+    changed = subprocess.run(["git", "status", "--porcelain", "autoevol_dspy"], cwd=common.REPO_ROOT,
+                             capture_output=True, text=True, check=False).stdout.strip()
+    return revisions.short_hash("HEAD") + (" + changes" if changed else "")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -232,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     if args.baseline_rev:
         results[f"before ({revisions.short_hash(args.baseline_rev)})"] = measure_at(args.baseline_rev)
-    results["after (working tree)" if args.baseline_rev else "this revision"] = measure()
+    results[f"after ({_this_revision()})" if args.baseline_rev else f"this revision ({_this_revision()})"] = measure()
     shown = [a for i, a in enumerate(argv) if not (a.startswith("--results") or argv[i - 1:i] == ["--results"])]
     body = section(results, shown, info)
     print(body)

@@ -344,7 +344,7 @@ def test_garbage_proposals_are_refused_and_the_step_asks_again_with_the_reasons(
     compiled = opt.compile(Triage(), trainset=TRAIN, valset=DEV)
     plan = opt.result.plans[0]
     assert len(plan.discarded) == 3
-    assert [d.split(":")[1].strip() for d in plan.discarded] == ["answer", "length", "question"]
+    assert [d.split(":")[1].strip() for d in plan.discarded] == ["answer", "placeholder", "question"]
     assert "were refused" in seen_history[2] and "Improved instruction" in seen_history[2]
     assert [c.samples for c in plan.candidates] == [[3]]  # the retry's second sample made it
     assert "The correct answer" not in get_instructions(compiled)["topic"]

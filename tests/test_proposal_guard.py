@@ -8,14 +8,20 @@ they were collected and what the guard measured on them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
+from typing import Literal
 
+import dspy
 import pytest
 from dspy.utils import DummyLM
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.method import INITIAL_METHOD
+from autoevol_dspy.evolution.signatures import EvolveInstruction
+from autoevol_dspy.search.strategies import proposal_guard
 from autoevol_dspy.search.strategies.proposal_guard import (
     CopiesTrajectory,
     DropsTask,
@@ -32,6 +38,7 @@ from autoevol_dspy.search.strategies.proposal_guard import (
 )
 
 DATA = Path(__file__).parent / "data" / "embedded_proposals.jsonl"
+BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "guard.py"
 LABELS = {"usable", "answer", "question", "copies_case", "placeholder", "drops_task", "length", "other"}
 ANSWER_THE_QUESTION = "Answer the question."
 REVIEW_PROMPT = (Path(__file__).parent.parent / "examples" / "prompt" / "review_prompt.md").read_text()
@@ -162,6 +169,138 @@ def test_a_structured_prompt_with_one_more_rule_passes():
     assert ProposalGuard().check(proposal) is None
 
 
+# --- a strong optimizer's rewrites pass (issues 18 and 20) -----------------------------------
+
+
+class ReviewSentiment(dspy.Signature):
+    """Classify the sentiment of a product review."""
+
+    review: str = dspy.InputField()
+    sentiment: Literal["positive", "negative", "mixed"] = dspy.OutputField()
+
+
+class Category(dspy.Signature):
+    """Read the user's question and name its category."""
+
+    question: str = dspy.InputField()
+    category: Literal["math", "coding", "roleplay", "writing"] = dspy.OutputField()
+
+
+class IsMath(dspy.Signature):
+    text: str = dspy.InputField()
+    is_math_problem: bool = dspy.OutputField()
+
+
+REVIEW_CASES = ("Lovely warm light, but the base is so light that it tips over easily.", "negative")
+#: The rewrite quoted in issues 18 and 20, refused as drops_task because it does not spell `sentiment`.
+ISSUE_REWRITE = ("Decide whether the customer is positive, negative or mixed about the product. "
+                 "Read the whole review carefully...")
+
+
+def seen_with(signature: type[dspy.Signature], text: str, *, incumbent: str | None = None,
+              cases: tuple[str, ...] = REVIEW_CASES) -> ProposalContext:
+    """The proposal as the search shows it to the guard: with the predictor's output fields and their words."""
+    return ProposalContext(text=text, incumbent=signature.instructions if incumbent is None else incumbent,
+                           cases=cases, output_fields=tuple(signature.output_fields),
+                           output_terms=proposal_guard.signature_terms(signature))
+
+
+def test_signature_terms_are_the_outputs_values_and_description_words():
+    assert proposal_guard.signature_terms(ReviewSentiment) == {"sentiment": ("positive", "negative", "mixed")}
+    assert proposal_guard.signature_terms(IsMath) == {"is_math_problem": ("true", "false", "yes")}
+    method = proposal_guard.signature_terms(EvolveInstruction)["evolved_instruction"]
+    assert {"final", "rewritten", "instruction", "request"} <= set(method) and "the" not in method
+    assert proposal_guard.signature_terms(dspy.Signature("question -> answer")) == {"answer": ()}
+
+
+@pytest.mark.parametrize("incumbent", [ReviewSentiment.instructions,
+                                       "Given the fields `review`, produce the fields `sentiment`."])
+def test_the_sentiment_rewrite_of_the_issue_passes(incumbent):
+    assert ProposalGuard().check(seen_with(ReviewSentiment, ISSUE_REWRITE, incumbent=incumbent)) is None
+
+
+@pytest.mark.parametrize(("signature", "text"), [
+    (ReviewSentiment, "Tell how the shopper feels about the item: positive, negative or mixed."),
+    (ReviewSentiment, "Carefully read what the shopper wrote and determine whether it is positive, negative or mixed."),
+    (Category, "Say whether the request is math, coding, roleplay or writing."),
+    (IsMath, "Return true when the text asks for a number to be computed from its quantities, false otherwise."),
+    (dspy.Signature("question -> answer", "Answer the question."),
+     "Work the problem out and reply with the final number only."),
+    (dspy.Signature("document -> summary", "Summarize the document."),
+     "Condense the document into two sentences that keep its main point."),
+])
+def test_rewrites_that_name_the_output_in_other_words_pass(signature, text):
+    assert ProposalGuard().check(seen_with(signature, text, cases=())) is None
+
+
+def test_a_method_that_says_its_output_by_its_description_passes():
+    rewrite = INITIAL_METHOD.replace("in `evolved_instruction`", "as the reply")
+    assert rewrite != INITIAL_METHOD
+    assert ProposalGuard().check(seen_with(EvolveInstruction, rewrite, incumbent=INITIAL_METHOD, cases=())) is None
+
+
+def test_a_page_of_rules_for_a_short_incumbent_passes():
+    rules = """You are given a grade-school math word problem. Compute the single number it asks for.
+
+How to solve it:
+1. List every quantity the problem gives and what it measures: items, money, time, distance or a rate.
+2. Translate each relation the text states into an operation: "twice as many" doubles, "half of" halves,
+   "per hour" multiplies by the hours, "percent of" takes that share, "more than" adds and "fewer than"
+   subtracts.
+3. Work in the order the story tells, and convert units before combining them: minutes to hours, cents to
+   dollars, dozens to single items.
+4. Check that the result is what the question asks for - the total, the remainder, the difference, or one
+   person's share - and not a value from the middle of the working.
+5. Round only at the end, and only when the question asks for whole items or cents.
+6. When a rate changes part of the way through, split the time into its parts and add them up.
+
+Reply with the final number only: digits with a decimal point where needed, no words, units, currency
+signs or thousands separators, and none of the working."""
+    assert 150 < len(rules.split()) < 500
+    assert ProposalGuard().check(qa(rules, cases=())) is None
+
+
+@pytest.mark.parametrize("text", [
+    "Improve the instructions so the output fixes the problems in the feedback.",
+    "I provided an assistant with instructions to perform a task. You are given those instructions, along with "
+    "examples of different task inputs provided to the assistant, the assistant's response for each of them",
+    "def improve_instructions(current_instructions, feedback):\n    # Output the improved instructions\n    return",
+])
+def test_a_word_for_the_output_does_not_save_a_text_about_rewriting_instructions(text):
+    rejection = ProposalGuard().check(seen_with(dspy.Signature("question -> answer", "Answer the question."), text,
+                                                cases=()))
+    assert rejection is not None
+
+
+def test_the_embedded_models_garbage_is_still_refused_with_the_signatures_words():
+    terms = {"program": {"answer": ()}, "prompt": {"sentiment": ()},
+             "evolution": proposal_guard.signature_terms(EvolveInstruction)}
+    garbage = [row for row in rows() if row["label"] != "usable"]
+    refused = sum(ProposalGuard().check(ProposalContext(
+        text=row["proposal"], incumbent=row["incumbent"], trajectory=row["trajectory"], cases=row["cases"],
+        feedback=row["feedback"], output_fields=row["output_fields"], output_terms=terms[row["kind"]])) is not None
+        for row in garbage)
+    assert refused / len(garbage) >= 0.97  # measured: 158 of 159
+
+
+def test_the_guard_benchmark_sets_meet_the_goal():
+    """benchmarks/guard.py's sets: <= 5% of 80 good instructions refused, >= 95% of 174 garbage caught."""
+    spec = importlib.util.spec_from_file_location("guard_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(BENCHMARK.parent))
+    try:
+        spec.loader.exec_module(module)
+        verdicts = module.measure()["verdicts"]
+    finally:
+        sys.path.remove(str(BENCHMARK.parent))
+    good = [v for v in verdicts if v["set"] == "good"]
+    garbage = [v for v in verdicts if v["set"] == "garbage"]
+    assert len(good) >= 80 and len(garbage) >= 170
+    refused = [v["id"] for v in good if v["first"] is not None]
+    assert len(refused) <= 0.05 * len(good), refused  # measured: 1 of 80
+    assert sum(v["first"] is not None for v in garbage) >= 0.95 * len(garbage)  # measured: 172 of 174
+
+
 # --- rule by rule -------------------------------------------------------------------------
 
 
@@ -172,7 +311,7 @@ def test_length_refuses_fragments_and_sprawl_unless_the_feedback_asks():
     asked = ProposalContext(text="Classify the review as positive, negative or mixed; one word, no punctuation.",
                             incumbent=REVIEW_PROMPT, feedback="The prompt is too long; make it shorter.")
     assert rule.check(asked) is None
-    sprawl = " ".join(["Answer the question with one number."] * 30)
+    sprawl = " ".join(["Answer the question with one number."] * 100)  # 600 words: beyond a page of rules
     assert rule.check(qa(sprawl)).category == "length"
     assert rule.check(qa(sprawl, feedback="The instructions are too vague; add more detail.")) is None
     rules = "Answer the question. " + " ".join(f"Rule {i}: give one number only." for i in range(12))
@@ -225,14 +364,10 @@ def test_not_an_instruction_accepts_imperatives_and_addressed_text():
         assert rule.check(qa(text)) is None, text
 
 
-def test_drops_task_refuses_the_optimizers_own_task_and_lost_output_fields():
+def test_drops_task_refuses_the_optimizers_own_task_and_another_task():
     rule = DropsTask()
     meta = rule.check(qa("Improve the instructions so they fix the problems in the feedback."))
     assert meta is not None and meta.category == "drops_task"
-    method = ProposalContext(text=INITIAL_METHOD.replace("`evolved_instruction`", "the reply"),
-                             incumbent=INITIAL_METHOD, output_fields=("evolved_instruction",))
-    if "evolved_instruction" in INITIAL_METHOD:
-        assert "evolved_instruction" in rule.check(method).reason
     review = ProposalContext(text="Write a friendly reply to the customer and thank them for the review.",
                              incumbent=REVIEW_PROMPT, output_fields=("sentiment",))
     assert rule.check(review) is not None

@@ -10,10 +10,12 @@ them in order, cheapest first, and returns the first :class:`Rejection`.
 
 from __future__ import annotations
 
+import enum
 import re
+import typing
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import dspy
@@ -41,6 +43,7 @@ __all__ = [
     "RepeatsItself",
     "default_checks",
     "retry_feedback",
+    "signature_terms",
 ]
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'_-]*|\d+(?:[.,/:]\d+)*")
@@ -69,6 +72,8 @@ def _lower_words(text: str) -> list[str]:
 def _stem(word: str) -> str:
     """A crude stem, enough to match 'answers'/'answering' with 'answer' and 'rules' with 'rule'."""
     word = word.lower().strip("'_-")
+    if len(word) > 5 and word.endswith("ies"):  # categories -> category
+        return word[:-3] + "y"
     for suffix in ("ing", "ed", "es", "s"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
@@ -77,7 +82,12 @@ def _stem(word: str) -> str:
 
 @dataclass(frozen=True)
 class ProposalContext:
-    """What a check may look at: the proposal, the incumbent it would replace, and what the optimizer saw."""
+    """What a check may look at: the proposal, the incumbent it would replace, and what the optimizer saw.
+
+    ``output_terms`` gives, per output field, the other words that name it (its type's values
+    and its description's words, see :func:`signature_terms`): a rewrite may say those instead
+    of the field's name.
+    """
 
     text: str
     incumbent: str
@@ -85,12 +95,15 @@ class ProposalContext:
     cases: tuple[str, ...] = ()
     feedback: str = ""
     output_fields: tuple[str, ...] = ()
+    output_terms: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # every text bounded: a check never reads megabytes of a model's loop
         for name in ("text", "incumbent", "trajectory", "feedback"):
             object.__setattr__(self, name, bounded(str(getattr(self, name))))
         object.__setattr__(self, "cases", tuple(bounded(str(case)) for case in self.cases))
         object.__setattr__(self, "output_fields", tuple(str(name) for name in self.output_fields))
+        object.__setattr__(self, "output_terms", {str(name): tuple(str(term) for term in terms)
+                                                  for name, terms in dict(self.output_terms).items()})
 
 
 class Rejection(BaseModel):
@@ -125,14 +138,15 @@ def _positive(name: str, value: float) -> float:
 class LengthOutOfRange:
     """Refuses a proposal far shorter or longer than the incumbent, unless the feedback asks for that.
 
-    A short incumbent may grow by ``slack_words`` (the rewrite is told to add missing rules).
+    A short incumbent may grow by ``slack_words``: a strong optimizer LM turns "Answer the
+    question." into a page of rules (GEPA's proposals run to hundreds of words).
     """
 
     _LONGER = re.compile(r"more (detail|specific|explicit|precise)|too (vague|short|brief)|elaborat|expand",
                          re.IGNORECASE)
     _SHORTER = re.compile(r"too (long|verbose|wordy)|shorter|more concise|be concise|simplif|brevity", re.IGNORECASE)
 
-    def __init__(self, *, min_ratio: float = 0.3, max_ratio: float = 4.0, slack_words: int = 100) -> None:
+    def __init__(self, *, min_ratio: float = 0.2, max_ratio: float = 4.0, slack_words: int = 500) -> None:
         self.min_ratio = _positive("min_ratio", min_ratio)
         self.max_ratio = _positive("max_ratio", max_ratio)
         self.slack_words = int(_positive("slack_words", slack_words))
@@ -187,7 +201,10 @@ _DIRECTIVE_VERBS = frozenset(
     summarize summarise translate extract count find determine convert show put carry apply remove fix improve be
     note focus base weigh tell mark cite quote copy express present evaluate assess analyse analyze rate score look
     take stay prefer print generate create produce compose draft turn transform please only imagine assume verify
-    double-check separate round simplify name mention refer skip drop leave respect match""".split()
+    double-check separate round simplify name mention refer skip drop leave respect match determine reason sort sum
+    render route infer detect estimate rank rephrase paraphrase categorize categorise assign tag group interpret
+    distinguish recognize recognise compare examine inspect flag highlight resolve define clarify shorten expand
+    edit correct proofread locate search retrieve trace figure break walk say""".split()
 )
 _DIRECTIVE_PHRASES = re.compile(
     r"\b(you|your|must|should|shall|need to|needs to|make sure|do not|don't|never|always|"
@@ -217,9 +234,27 @@ def _sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(" ".join(text.split())) if part.strip()]
 
 
+#: Words that open a clause before its verb: "otherwise say neutral", "first read the review".
+_OPENERS = frozenset("otherwise else also instead finally first next then now again".split())
+#: Words that open a verb's object: "Condense the document", "Formulate a short search".
+_OBJECT_OPENERS = frozenset("the a an this that these those each every all its it them your their".split())
+#: Words that open a clause but are no verb, though an object opener may follow ("After the meal").
+_NO_VERBS = _STOP_WORDS | frozenset("""after before during without within under between through across among against
+    around behind beyond since until unless while because although though once whether via per like near""".split())
+
+
 def _is_directive(segment: str) -> bool:
+    """Whether the clause starts with a verb that tells the model to act: a directive verb (after an adverb or
+    an opener: "Carefully read ...", "otherwise say ..."), or any other word followed by its object ("Condense
+    the document")."""
     words = _lower_words(_LEADER.sub("", segment))
-    return bool(words) and words[0] in _DIRECTIVE_VERBS
+    while len(words) > 1 and (words[0] in _OPENERS or words[0].endswith("ly")):
+        words = words[1:]
+    if not words:
+        return False
+    if words[0] in _DIRECTIVE_VERBS:
+        return True
+    return len(words) > 1 and words[1] in _OBJECT_OPENERS and words[0] not in _NO_VERBS and words[0].isalpha()
 
 
 class NotAnInstruction:
@@ -295,15 +330,69 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def _key_stems(text: str) -> set[str]:
-    return {_stem(word) for word in _lower_words(text)
-            if word.isalpha() and len(word) > 2 and word not in _STOP_WORDS}
+    words = [word.removesuffix("'s") for word in _lower_words(text)]  # the article's topic: "article"
+    return {_stem(word) for word in words if word.isalpha() and len(word) > 2 and word not in _STOP_WORDS}
+
+
+
+def _type_words(annotation: Any) -> list[str]:
+    """The words an output type spells out: a Literal's or an Enum's values, true/false/yes for a bool, "number"
+    for a number, "list" for a list, also inside Optional."""
+    if annotation is bool:
+        return ["true", "false", "yes"]
+    if annotation in (int, float):
+        return ["number"]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(member.value) for member in annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return [str(value) for value in typing.get_args(annotation)]
+    inner = [word for arg in typing.get_args(annotation) for word in _type_words(arg)]
+    return ["list", *inner] if origin in (list, tuple, set, frozenset) else inner
+
+
+def signature_terms(signature: type[dspy.Signature]) -> dict[str, tuple[str, ...]]:
+    """Per output field, the words that name it besides its name: its type's words (values) and its description's.
+
+    A sound rewrite may say "positive, negative or mixed" where the incumbent said `sentiment`.
+    """
+    terms = {}
+    for name, info in signature.output_fields.items():
+        desc = str((info.json_schema_extra or {}).get("desc", ""))
+        words = [] if desc.startswith("${") else [word for word in _lower_words(desc) if word.isalpha()]
+        found = [*_type_words(info.annotation), *words]
+        terms[name] = tuple(dict.fromkeys(term for term in found if len(term) > 2 and term.lower() not in _STOP_WORDS))
+    return terms
+
+
+#: Names that mean only "the output": a field named so is named by any of them ("reply with the number").
+_GENERIC_OUTPUTS = frozenset(_stem(word) for word in
+                             "answer answers reply replies respond responds response responses result results "
+                             "output outputs".split())
+#: The optimizer's own material: a text about these, where the incumbent is not, is about rewriting instructions.
+_OPTIMIZER_WORDS = frozenset(_stem(word) for word in "instruction instructions prompt prompts feedback".split())
+
+
+def _names_field(proposal: ProposalContext, name: str, stems: set[str]) -> bool:
+    """Whether the proposal names the output field: by its name, by a word its signature gives about it
+    (:func:`signature_terms`), or, for a field named just "answer", "output" and the like, by any such word -
+    unless the text is about instructions or feedback where the incumbent is not (the optimizer's own task)."""
+    if _mentions(proposal.text, name) or _stem(name) in stems:
+        return True
+    for term in proposal.output_terms.get(name, ()):
+        if (_stem(term) in stems) if term.isalpha() else _mentions(proposal.text, term):
+            return True
+    about_rewriting = bool((stems - _key_stems(proposal.incumbent)) & _OPTIMIZER_WORDS)
+    return _stem(name) in _GENERIC_OUTPUTS and bool(stems & _GENERIC_OUTPUTS) and not about_rewriting
 
 
 class DropsTask:
     """Refuses a proposal that no longer asks for the incumbent's task.
 
-    It must still name every output field the incumbent names, and keep at least
-    ``min_share`` of the incumbent's content words (at least ``min_kept`` of them).
+    It must keep at least ``min_share`` of the incumbent's content words (at least ``min_kept``
+    of them). An output field the proposal names counts as one of them, also when it names it
+    in other words: by its type's values or its description's words
+    (``ProposalContext.output_terms``), "positive, negative or mixed" for `sentiment`.
     """
 
     def __init__(self, *, min_share: float = 0.2, min_kept: int = 1) -> None:
@@ -311,14 +400,13 @@ class DropsTask:
         self.min_kept = int(_positive("min_kept", min_kept))
 
     def check(self, proposal: ProposalContext) -> Rejection | None:
-        for name in proposal.output_fields:
-            if _mentions(proposal.incumbent, name) and not _mentions(proposal.text, name):
-                return Rejection(category="drops_task", check="DropsTask",
-                                 reason=f"it no longer mentions the output field {name!r}")
+        stems = _key_stems(proposal.text)
+        named = {_stem(name) for name in proposal.output_fields if _names_field(proposal, name, stems)}
         keys = _key_stems(proposal.incumbent)
         if not keys:
             return None
-        kept = keys & _key_stems(proposal.text)
+        kept = keys & stems | named
+        keys |= named
         needed = min(len(keys), max(self.min_kept, self.min_share * len(keys)))
         if len(kept) < needed:
             lost = ", ".join(sorted(keys - kept)[:6])
