@@ -47,7 +47,11 @@ from autoevol_dspy import AutoEvolInstruct  # noqa: E402
 from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
 from autoevol_dspy.search.records import RunResult  # noqa: E402
 from autoevol_dspy.search.strategies import SearchState  # noqa: E402
-from autoevol_dspy.search.strategies.proposal_guard import ProposalContext, ProposalGuard  # noqa: E402
+from autoevol_dspy.search.strategies.proposal_guard import (  # noqa: E402
+    ProposalContext,
+    ProposalGuard,
+    signature_terms,
+)
 from autoevol_dspy.tasks.base import get_instructions  # noqa: E402
 
 logger = logging.getLogger("benchmarks.head_to_head")
@@ -622,7 +626,8 @@ def judge_adopted(spec: TaskSpec, text: str, cases: Sequence[str]) -> list[str]:
     """The ProposalGuard rules that refuse the adopted instructions (none for unchanged ones)."""
     if text.strip() == spec.plain.strip():
         return []
-    context = ProposalContext(text=text, incumbent=spec.plain, cases=tuple(cases), output_fields=(spec.output_field,))
+    context = ProposalContext(text=text, incumbent=spec.plain, cases=tuple(cases), output_fields=(spec.output_field,),
+                              output_terms=signature_terms(spec.signature(spec.plain)))
     return [f"{r.check}: {r.category} ({r.reason})" for r in ProposalGuard().check_all(context)]
 
 
@@ -827,7 +832,8 @@ def setup_text(settings: Settings, seeds: Sequence[int]) -> str:
         f"each optimizer starts from a cold LM cache; the unoptimized program is deterministic and measured once. "
         f"Adopted instructions are judged by `ProposalGuard().check_all` (LengthOutOfRange, RepeatsItself, "
         f"NotAnInstruction, DropsTask, CopiesTrajectory) against the plain instruction, with the train and val "
-        f"cases (inputs and gold fields) as the cases an optimizer could copy."
+        f"cases (inputs and gold fields) as the cases an optimizer could copy, and the words the signature gives "
+        f"about the output (`signature_terms`)."
     )
 
 
