@@ -8,7 +8,8 @@ from typing import Any
 
 from autoevol_dspy.cli.options import add_output_options
 
-__all__ = ["add_clean_command", "add_hygiene_options", "hygiene_options", "run_clean", "write_training_output"]
+__all__ = ["add_clean_command", "add_hygiene_options", "hygiene_options", "run_clean", "training_output_paths",
+           "write_training_output"]
 
 
 def add_hygiene_options(parser: argparse.ArgumentParser) -> None:
@@ -77,17 +78,34 @@ def run_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_output_paths(out: str, *, format: str, hygiene: Any, option: str = "--out") -> tuple[Path, Path]:
+    """(the output, the evolution's row store): as ``evolve_output_paths``, but the store always lies beside a
+    cleaned output, since the output holds only the rows that pass (the store keeps every row, so other
+    hygiene options need no new evolution)."""
+    from autoevol_dspy.data.io import evolve_output_paths, row_store_beside
+    from autoevol_dspy.errors import ConfigurationError
+
+    path, store = evolve_output_paths(out, format=format, option=option)
+    if hygiene is None or path != store:
+        return path, store
+    if path.with_name(f"{path.name.rsplit('.', 1)[0]}.meta.json").is_file():
+        raise ConfigurationError(f"{path} holds the rows of an evolution without hygiene options; clean them "
+                                 f"with `autoevol clean {path} --out OTHER.jsonl ...` or pick another {option}")
+    return path, row_store_beside(path)
+
+
 def write_training_output(store: Path, out: Path, *, format: str, hygiene: Any) -> str:
     """Write ``out`` from an evolution's row store (exported to ``format``, then cleaned when ``hygiene``
-    asks); returns the line that says what was written."""
+    asks); returns the lines that say what was written."""
     from autoevol_dspy.data.clean import clean_file
     from autoevol_dspy.data.export import export_evolved
 
     if hygiene is None:
         path, count = export_evolved(store, out, format=format)
         return f"output:   {path} ({count} {format} rows; every row with its lineage in {store})"
-    if format == "lineage":
-        summary = clean_file(store, out=out, options=hygiene, column="evolved_instruction")
+    if format == "lineage":  # failed rows stay in the lineage as they are, unchecked
+        summary = clean_file(store, out=out, options=hygiene, column="evolved_instruction",
+                             passes=lambda row: isinstance(row, dict) and row.get("failure") is not None)
     else:
         exported = out.with_name(f".{out.name}.unclean{out.suffix}")
         try:

@@ -17,7 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoevol_dspy.cli.clean import add_clean_command
+from autoevol_dspy.cli.clean import (
+    add_clean_command,
+    add_hygiene_options,
+    hygiene_options,
+    training_output_paths,
+    write_training_output,
+)
 from autoevol_dspy.cli.errors import describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
@@ -281,7 +287,6 @@ def _write_report(out: Path, storage: str | None, study_name: str) -> Path:
 def run_evolve(args: argparse.Namespace) -> int:
     """``autoevol evolve``: evolve a whole dataset with a method, with lineage, resumable."""
     from autoevol_dspy.data.evolve import evolve_dataset
-    from autoevol_dspy.data.io import evolve_output_paths
     from autoevol_dspy.cli.config import EvolveConfig, load_config_file, merge_config
     from autoevol_dspy.data.seed_file import scan_instructions
 
@@ -292,10 +297,13 @@ def run_evolve(args: argparse.Namespace) -> int:
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
     config = merge_config(EvolveConfig, file_values, options)
+    hygiene = hygiene_options(args)
+    out, store = training_output_paths(args.out, format=args.format, hygiene=hygiene)
+    if hygiene is not None:
+        hygiene.check()  # a bad benchmark file fails now, not after the evolution
     lms = _build_lms(config, optimizer=False)
     method = _read_method(args.method)
     seeds = scan_instructions(args.seeds, column=config.column)  # streamed: a file of millions is never held
-    out, store = evolve_output_paths(args.out, format=args.format)
     summary = evolve_dataset(
         seeds,
         method=method,
@@ -319,10 +327,7 @@ def run_evolve(args: argparse.Namespace) -> int:
         raise IncompleteRunError(f"incomplete: {summary.errors} seed(s) stopped on LM errors and have no rows yet; "
                                  "the finished rows are saved: rerun the same command to retry them")
     if out != store:
-        from autoevol_dspy.data.export import export_evolved
-
-        path, count = export_evolved(store, out, format=args.format)
-        print(f"output:   {path} ({count} {args.format} examples)")
+        print(write_training_output(store, out, format=args.format, hygiene=hygiene))
     return 0
 
 
@@ -445,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--restart", action="store_true", help="discard the existing output and start over")
     _add_lm_options(evolve, optimizer=False)
     _add_common_options(evolve)
+    add_hygiene_options(evolve)
     evolve.set_defaults(handler=run_evolve)
 
     report = commands.add_parser("report", help="write RUN_DIR/report.html",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from autoevol_dspy.cli.clean import add_hygiene_options, hygiene_options, training_output_paths, write_training_output
 from autoevol_dspy.cli.options import add_output_options
 
 __all__ = ["add_shards_command", "run_shards"]
@@ -28,28 +29,30 @@ def add_shards_command(commands: Any) -> None:
     shards.add_argument("--format", choices=["lineage", "sft", "prompt-completion"], default="lineage",
                         help="what --merge writes, as evolve --format (default lineage)")
     add_output_options(shards)
+    add_hygiene_options(shards)
     shards.set_defaults(handler=run_shards)
 
 
 def run_shards(args: argparse.Namespace) -> int:
-    from autoevol_dspy.data.io import evolve_output_paths
     from autoevol_dspy.data.shards import merge_shards, shard_status
 
     stores = [_row_store(Path(path)) for path in args.stores]
+    hygiene = hygiene_options(args)
+    if hygiene is not None and not args.merge:
+        from autoevol_dspy.errors import ConfigurationError
+
+        raise ConfigurationError("--dedup and --decontaminate apply to the dataset --merge writes; add --merge OUT")
     if not args.merge:
         report = shard_status(args.seeds, stores, rounds=args.rounds, column=args.column)
         print(report.describe())
         return 0 if report.complete else 1
-    out, store = evolve_output_paths(args.merge, format=args.format, option="--merge")
+    out, store = training_output_paths(args.merge, format=args.format, hygiene=hygiene, option="--merge")
+    if hygiene is not None:
+        hygiene.check()
     report = merge_shards(args.seeds, stores, out_path=store, rounds=args.rounds, column=args.column)
     print(report.describe())
-    if out != store:
-        from autoevol_dspy.data.export import export_evolved
-
-        path, count = export_evolved(store, out, format=args.format)
-        print(f"output:   {path} ({count} {args.format} rows; every row with its lineage in {store})")
-    else:
-        print(f"output:   {store}")
+    print(write_training_output(store, out, format=args.format, hygiene=hygiene) if out != store
+          else f"output:   {store}")
     return 0
 
 

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,16 +72,24 @@ class HygieneOptions:
                 "decontaminate": list(self.decontaminate), "ngram": self.ngram if self.decontaminate else None,
                 "bench_column": self.bench_column}
 
-    def row_hygiene(self, columns: TextColumns) -> RowHygiene:
+    def check(self) -> None:
+        """Read the benchmark files now, so that a bad one fails before any long work instead of after it."""
+        self._decontaminator()
+
+    def row_hygiene(self, columns: TextColumns, *, passes: Callable[[Any], bool] | None = None) -> RowHygiene:
         """The checks for a file with these columns (the benchmark files are read here)."""
         if not self.active:
             raise ConfigurationError("nothing to clean: ask for dedup and/or decontaminate")
-        decontaminator = Decontaminator.from_files(self.decontaminate, ngram=self.ngram, column=self.bench_column) \
-            if self.decontaminate else None
+        decontaminator = self._decontaminator()
         if decontaminator is not None:
             logger.info("decontaminating against %s", decontaminator.describe())
         return RowHygiene(columns=columns, dedup=self.dedup, near_threshold=self.near_threshold,
-                          decontaminator=decontaminator)
+                          decontaminator=decontaminator, passes=passes)
+
+    def _decontaminator(self) -> Decontaminator | None:
+        if not self.decontaminate:
+            return None
+        return Decontaminator.from_files(self.decontaminate, ngram=self.ngram, column=self.bench_column)
 
 
 class CleanSummary(BaseModel):
@@ -110,14 +119,16 @@ def hygiene_paths(out: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def clean_file(source: str | os.PathLike, *, out: str | os.PathLike, options: HygieneOptions,
-               column: str | None = None, source_label: str | None = None) -> CleanSummary:
+               column: str | None = None, source_label: str | None = None,
+               passes: Callable[[Any], bool] | None = None) -> CleanSummary:
     """Write the rows of ``source`` that pass ``options`` to ``out`` (.jsonl or .parquet), the removed ones beside.
 
     ``column`` names the instruction column (default: the first of
     :data:`~autoevol_dspy.data.columns.INSTRUCTION_COLUMNS` the file has; Alpaca's ``input``, a
     ``context`` and a ``response``/``output``/``completion`` column are found too). Every
     problem with the input or a benchmark file is a one-line ``DataError``. ``source_label``
-    names the source in the summary when ``source`` is a temporary export of it.
+    names the source in the summary when ``source`` is a temporary export of it; rows ``passes``
+    says yes to are kept unchecked (see :class:`~autoevol_dspy.data.hygiene.RowHygiene`).
     """
     source, out = Path(source), Path(out)
     removed_path, summary_path = hygiene_paths(out)
@@ -127,7 +138,7 @@ def clean_file(source: str | os.PathLike, *, out: str | os.PathLike, options: Hy
     label = source_label or str(source)
     names = list(dict.fromkeys(key for row in iter_records(source) if isinstance(row, dict) for key in row))
     columns = TextColumns.infer(names, column=column, label=label)
-    hygiene = options.row_hygiene(columns)
+    hygiene = options.row_hygiene(columns, passes=passes)
     examples = _Examples(columns)
     with RowSink(out, schema_from=source) as kept, RowSink(removed_path) as removed:
         for verdict in clean_rows(iter_records(source), hygiene):

@@ -20,7 +20,7 @@ the file: :func:`clean_rows` takes and gives one row at a time.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -200,12 +200,16 @@ class Verdict:
 
 @dataclass
 class RowHygiene:
-    """The checks one clean runs, with their memory of kept rows and the counts so far."""
+    """The checks one clean runs, with their memory of kept rows and the counts so far.
+
+    Rows ``passes`` says yes to are kept unchecked and never compared against: an evolution's
+    failed rows, which a lineage file records but no training set holds."""
 
     columns: TextColumns
     dedup: bool = False
     near_threshold: float = DEFAULT_NEAR_THRESHOLD
     decontaminator: Decontaminator | None = None
+    passes: Callable[[Any], bool] | None = None
     counts: HygieneCounts = field(default_factory=HygieneCounts)
     normaliser: Normaliser = field(default_factory=Normaliser)
 
@@ -220,6 +224,8 @@ class RowHygiene:
         return removal
 
     def _check(self, index: int, row: Any) -> Removal | None:
+        if self.passes is not None and self.passes(row):
+            return None
         texts = self.columns.texts(row)
         if self.decontaminator is not None:
             found = self.decontaminator.find(texts.all(), self.normaliser)
