@@ -66,7 +66,7 @@ def test_reopening_fails_exactly_the_trials_a_dead_process_left_and_keeps_the_qu
     import optuna
     from optuna.trial import TrialState
 
-    from autoevol_dspy.search.queue import TrialSpec
+    from autoevol_dspy.search.records import TrialSpec
     from autoevol_dspy.search.tracking import RunTracker
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -80,7 +80,7 @@ def test_reopening_fails_exactly_the_trials_a_dead_process_left_and_keeps_the_qu
     tracker.start(step=1, kind="candidate", candidate_key="running", instructions={"evolve": "m"})  # trial 0
     spec = TrialSpec(step=1, kind="candidate", candidate_key="queued", instructions={"evolve": "m"},
                      predictor="evolve", samples=[0], label="queued")
-    tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))  # trial 1: queued work
+    tracker.enqueue(spec)  # trial 1: queued work
     tracker.study.enqueue_trial({}, user_attrs={"note": "a dead process's own"})  # trial 2: not queued work
     reopen()
     states = [t.state for t in optuna.load_study(study_name="run", storage=storage).trials]

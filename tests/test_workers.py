@@ -23,7 +23,8 @@ from autoevol_dspy import AutoEvolError, AutoEvolInstruct, EvolInstruct, RunConf
 from autoevol_dspy.cli.main import main as cli_main
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search.events import EventBus
-from autoevol_dspy.search.queue import TrialQueue, TrialSpec, shared_storage
+from autoevol_dspy.search.queue import TrialQueue, shared_storage
+from autoevol_dspy.search.records import TrialSpec
 from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.strategies import (
     ExactEarlyStop,
@@ -98,7 +99,7 @@ def test_a_pop_takes_each_trial_once_and_never_creates_one(tmp_path):
     for position in range(8):
         spec = TrialSpec(step=1, kind="candidate", candidate_key=f"k{position}", instructions={"evolve": "m"},
                          predictor="evolve", samples=[position % 4], position=position, label=f"c{position}")
-        tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+        tracker.enqueue(spec)
 
     def drain() -> list[str]:
         mine = TrialQueue(optuna.load_study(study_name="q", storage=shared_storage(url, FAST)), FAST)
@@ -122,7 +123,7 @@ def test_a_trial_whose_process_stops_beating_is_failed_and_enqueued_again(tmp_pa
     tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=1)
     spec = TrialSpec(step=1, kind="candidate", candidate_key="k", instructions={"evolve": "m"}, predictor="evolve",
                      samples=[0], label="c")
-    tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+    tracker.enqueue(spec)
     dead = TrialQueue(study, FAST)
     trial, _ = dead.pop()
     dead.release(trial)  # the process dies: no more beats, no tell
@@ -366,7 +367,7 @@ def test_a_candidate_stops_on_a_rival_told_by_another_process_and_only_a_policy_
         spec = TrialSpec(step=1, kind="candidate", candidate_key=f"k{position}", instructions={"evolve": method(quality)},
                          predictor="evolve", samples=[0], position=position, label=f"c{position}",
                          incumbent_failures=20)
-        tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+        tracker.enqueue(spec)
 
     enqueue(0, 0)  # fails nothing: evaluated in full by the first process
     with dspy.context(lm=world.lm):

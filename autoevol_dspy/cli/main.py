@@ -171,11 +171,13 @@ def _delete_own_study(storage: str, study_name: str, out: Path) -> None:
     """Delete this run's study from a shared storage; refuse to touch a study another run directory made."""
     import optuna
 
+    from autoevol_dspy.search.tracking import identity_of
+
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return
-    owner = (study.user_attrs.get("autoevol") or {}).get("run_dir")
+    owner = (identity_of(study) or {}).get("run_dir")
     if owner is not None and owner != out.name:
         raise RunConflictError(f"study {study_name!r} in the storage belongs to the run directory {owner!r}, not "
                                f"{out.name!r}: --restart leaves it alone; pass --study-name to name this run's study")

@@ -21,7 +21,6 @@ import optuna
 
 from autoevol_dspy.errors import AutoEvolError
 from autoevol_dspy.files import atomic_write_text
-from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.report.plot import (
     COLORS,
     PlotPoint,
@@ -29,12 +28,8 @@ from autoevol_dspy.report.plot import (
     format_rate,
     holdout_svg,
 )
-from autoevol_dspy.search.holdout import (
-    HoldoutComparison,
-    HoldoutMeasure,
-    compare_on_holdout,
-)
-from autoevol_dspy.search.records import RunResult, StepOutcome, StepPlan, TrialRecord
+from autoevol_dspy.search.holdout import HoldoutComparison
+from autoevol_dspy.search.records import RunResult, RunSummary, StepOutcome, StepPlan, TrialRecord
 from autoevol_dspy.search.tracking import RunTracker
 from autoevol_dspy.tasks.base import CaseResult
 
@@ -50,37 +45,36 @@ _SECRET_KEY = re.compile(r"key|secret|token|password|auth", re.IGNORECASE)
 
 @dataclass
 class RunView:
-    """Everything the report shows, read from a run's study (and ``result.json`` when it is current).
-
-    ``cli_record`` is the command line's ``run.json`` when there is one (its settings are shown)."""
+    """Everything the report shows: the run's summary read from its study, its settings, and ``result.json``
+    when it describes the same run. ``cli_record`` is the command line's ``run.json`` (its settings are shown)."""
 
     study_name: str
     config: dict[str, Any]
-    trials: list[TrialRecord]
-    plans: list[StepPlan]
-    outcomes: list[StepOutcome]
+    summary: RunSummary
     result: RunResult | None = None
     created: str | None = None
     cli_record: dict[str, Any] = field(default_factory=dict)
-    holdouts: list[HoldoutMeasure] = field(default_factory=list)
 
     @property
-    def holdout(self) -> HoldoutComparison | None:
-        """Initial vs best on the held-out cases, once both were measured."""
-        if self.finished and self.result.holdout is not None:
-            return self.result.holdout
-        measures = {m.candidate_key: m for m in self.holdouts}
-        baseline, best = self.baseline, self.best
-        if baseline is None or best is None or baseline.candidate_key not in measures:
-            return None
-        best_key = best.candidate_key if best.instructions != baseline.instructions else baseline.candidate_key
-        if best_key not in measures:
-            return None
-        return compare_on_holdout(measures[baseline.candidate_key], measures[best_key])
+    def trials(self) -> list[TrialRecord]:
+        return self.summary.trials
+
+    @property
+    def plans(self) -> list[StepPlan]:
+        return self.summary.plans
+
+    @property
+    def outcomes(self) -> list[StepOutcome]:
+        return self.summary.outcomes
 
     @property
     def baseline(self) -> TrialRecord | None:
-        return next((t for t in self.trials if t.kind == "baseline" and t.status == "complete"), None)
+        return self.summary.baseline
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The incumbent at the end of the last decided step (the run's answer so far)."""
+        return self.summary.best
 
     @property
     def finished(self) -> bool:
@@ -89,27 +83,9 @@ class RunView:
         return result is not None and len(result.trials) == len(self.trials) and len(result.steps) == len(self.outcomes)
 
     @property
-    def best(self) -> TrialRecord | None:
-        """The incumbent at the end of the last finished step (the run's answer so far)."""
-        if self.finished:
-            number = self.result.best_trial
-        else:
-            number = self.outcomes[-1].incumbent_after if self.outcomes else None
-        if number is None:
-            return self.baseline
-        return next((t for t in self.trials if t.number == number), self.baseline)
-
-    @property
     def dev_size(self) -> int | None:
         sizes = [t.dev_size for t in self.trials if t.dev_size]
         return sizes[0] if sizes else self.config.get("dev_size")
-
-    @property
-    def usage(self) -> UsageReport:
-        total = UsageReport()
-        for item in [*self.trials, *self.plans, *self.holdouts]:
-            total = total + item.usage
-        return total
 
     @property
     def status(self) -> str:
@@ -205,19 +181,15 @@ def load_run(
     run_dir = Path(run_dir)
     storage = storage if storage is not None else _default_storage(run_dir)
     study_name = study_name or _study_name_of(run_dir, storage)
-    study = _load_study(storage, study_name)
-    tracker = RunTracker(study)
-    identity = study.user_attrs.get("autoevol") or {}
+    tracker = RunTracker(_load_study(storage, study_name))
+    identity = tracker.identity()
     return RunView(
         study_name=study_name,
         config=dict(identity.get("settings") or {}),
-        trials=tracker.trials(),
-        plans=tracker.plans(),
-        outcomes=tracker.outcomes(),
+        summary=tracker.summary(),
         result=_read_result(run_dir, study_name),
         created=identity.get("created"),
         cli_record=_read_json(run_dir / "run.json") or {},
-        holdouts=tracker.holdouts(),
     )
 
 
@@ -300,7 +272,7 @@ def _holdout_tile(check: HoldoutComparison | None) -> str:
 
 
 def _header(view: RunView, nav: str) -> str:
-    baseline, best, usage = view.baseline, view.best, view.usage
+    baseline, best, usage = view.baseline, view.best, view.summary.usage
     change = ""
     if baseline is not None and best is not None and baseline.failure_rate and best.failure_rate is not None:
         drop = (baseline.failure_rate - best.failure_rate) / baseline.failure_rate
@@ -311,7 +283,7 @@ def _header(view: RunView, nav: str) -> str:
         _tile("Task", escape(_task_name(view.config))),
         _tile("Dev size", escape(str(view.dev_size if view.dev_size is not None else "?"))),
         _tile("Dev failure rate: initial → best", f"{_rate(baseline)} → {_rate(best)}", escape(change), wide=True),
-        _holdout_tile(view.holdout),
+        _holdout_tile(view.summary.holdout),
         _tile("Best", escape(best_value), escape(best_sub)),
         _tile("LM calls", f"{usage.calls:,}", f"{usage.tokens:,} tokens"),
         _tile("Trials", str(len(view.trials)), f"{len(view.outcomes)} step(s) finished"),
@@ -330,10 +302,7 @@ def _header(view: RunView, nav: str) -> str:
 
 
 def _incumbent_series(view: RunView) -> list[tuple[int, float]]:
-    baseline = view.baseline
-    if baseline is None or baseline.failure_rate is None:
-        return []
-    return [(0, baseline.failure_rate)] + [(o.step, o.incumbent_failure_rate) for o in view.outcomes]
+    return list(zip([0, *(o.step for o in view.outcomes)], view.summary.failure_rate_by_step))
 
 
 def _plot_point(trial: TrialRecord) -> PlotPoint:
@@ -542,7 +511,7 @@ def _diffs(view: RunView) -> str:
 
 def _holdout(view: RunView) -> str:
     """The held-out check: both rates with 95% intervals beside their dev rates, the test and its verdict."""
-    check = view.holdout
+    check = view.summary.holdout
     if check is None:
         size = view.result.holdout_size if view.result is not None else 0
         note = ("This run kept no held-out cases (holdout=0): its gain is not confirmed on unseen data."
@@ -601,7 +570,7 @@ def _evidence(view: RunView) -> str:
 
 
 def _usage(view: RunView) -> str:
-    usage = view.usage
+    usage = view.summary.usage
     roles = sorted(usage.by_role.items(), key=lambda item: -item[1].calls)
     rows = [[escape(role), f"{u.calls:,}", f"{u.input_tokens:,}", f"{u.output_tokens:,}"] for role, u in roles]
     inputs = sum(u.input_tokens for u in usage.by_role.values())

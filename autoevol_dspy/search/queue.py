@@ -32,20 +32,15 @@ try:  # POSIX advisory locks: SQLite needs them to pop a trial atomically (see _
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-from pydantic import BaseModel, Field
-
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError
 from autoevol_dspy.redact import redact_url
 from autoevol_dspy.text import short_error
-from autoevol_dspy.search.records import PLANNED_FIELDS
-from autoevol_dspy.search.tracking import QUEUED_KEY
+from autoevol_dspy.search.records import TrialSpec
+from autoevol_dspy.search.tracking import QUEUED_KEY, RECORD_KEY, WORKER_KEY
 
-__all__ = ["SharedStudy", "TrialQueue", "TrialSpec", "rdb_storage", "shared_storage", "worker_id"]
+__all__ = ["SharedStudy", "TrialQueue", "rdb_storage", "shared_storage", "worker_id"]
 
 logger = logging.getLogger(__name__)
-
-_RECORD_KEY = "record"
-_WORKER_KEY = "worker"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,30 +83,6 @@ class SharedStudy:
     @classmethod
     def from_description(cls, described: dict[str, Any], **overrides: Any) -> "SharedStudy":
         return cls(**{**{k: described[k] for k in ("heartbeat_s", "grace_s", "max_retry", "poll_s")}, **overrides})
-
-
-class TrialSpec(BaseModel):
-    """One queued evaluation: the trial record's known fields, plus what the early stop needs."""
-
-    step: int
-    kind: str
-    candidate_key: str
-    instructions: dict[str, str]
-    predictor: str | None = None
-    samples: list[int] = Field(default_factory=list)
-    parent_trial: int | None = None
-    feedback: str | None = None
-    label: str = ""
-    position: int = Field(0, description="place in the step's plan (ties go to the first)")
-    incumbent_failures: float | None = Field(None, description="what a candidate must beat to be accepted")
-
-    def record_fields(self) -> dict[str, Any]:
-        """The :class:`TrialRecord` fields known before the evaluation."""
-        return self.model_dump(include=PLANNED_FIELDS)
-
-    @property
-    def key(self) -> tuple[int, str]:
-        return self.step, self.candidate_key
 
 
 def worker_id() -> str:
@@ -253,7 +224,7 @@ class QueueView:
         for trial in self.of(key):
             if trial.state != TrialState.FAIL or trial.number < since:
                 continue
-            record = trial.user_attrs.get(_RECORD_KEY) or {}
+            record = trial.user_attrs.get(RECORD_KEY) or {}
             if record.get("status") == "failed":
                 errors.append(record.get("error") or "the evaluation failed")
             else:
@@ -305,7 +276,7 @@ class TrialQueue:
                 continue
             self._heartbeats.hold(trial_id)
             trial = optuna.Trial(self.study, trial_id)
-            trial.set_user_attr(_WORKER_KEY, self.worker)
+            trial.set_user_attr(WORKER_KEY, self.worker)
             logger.debug("took trial %d (%s)", frozen.number, payload.get("label"))
             return trial, TrialSpec.model_validate(payload)
         return None
@@ -336,7 +307,7 @@ class TrialQueue:
             return cached[1]
         found = []
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            spec, record = trial.user_attrs.get(QUEUED_KEY), trial.user_attrs.get(_RECORD_KEY)
+            spec, record = trial.user_attrs.get(QUEUED_KEY), trial.user_attrs.get(RECORD_KEY)
             if spec and record and spec["step"] == step and spec["kind"] == "candidate" \
                     and record.get("status") == "complete":
                 found.append((float(record["failures"]), int(spec.get("position", 0))))

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import dspy
@@ -21,19 +20,15 @@ import dspy
 from autoevol_dspy.errors import AutoEvolError
 from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, TrialFinished
-from autoevol_dspy.search.queue import QueueView, TrialQueue, TrialSpec
+from autoevol_dspy.search.queue import QueueView, TrialQueue
 from autoevol_dspy.search.queue_worker import QueueWorker
-from autoevol_dspy.search.records import TrialRecord
-from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.search.records import TrialRecord, TrialSpec
+from autoevol_dspy.search.tracking import QUEUED_KEY, RunTracker
 
-__all__ = ["DEVSET_ATTR", "DRIVER_ATTR", "QueueDriver", "decode_examples", "encode_examples"]
+__all__ = ["QueueDriver", "decode_examples", "encode_examples"]
 
 logger = logging.getLogger(__name__)
 
-#: Study attribute holding the dev set, for workers that are not given one.
-DEVSET_ATTR = "autoevol:devset"
-#: Study attribute with the driver's state: running, finished or stopped (workers leave once finished).
-DRIVER_ATTR = "autoevol:driver"
 _WAIT_LOG_S = 30.0
 
 
@@ -70,12 +65,11 @@ class QueueDriver:
               layout: dict[str, Any], events: EventBus, worker: QueueWorker | None) -> "QueueDriver":
         """Write what workers need into the run's identity (the dev set too, when it is JSON) and mark the run running."""
         rows = encode_examples(devset)
-        if rows is not None and tracker.study.user_attrs.get(DEVSET_ATTR) != rows:
-            tracker.study.set_user_attr(DEVSET_ATTR, rows)
+        kept_at = tracker.save_devset(rows) if rows is not None else None
         settings = queue.settings
         tracker.set_identity_part("workers", {
             "shared": settings.describe(), "layout": layout, "recipe": settings.recipe,
-            "devset": {"fingerprint": fingerprint, "size": len(devset), "attr": DEVSET_ATTR if rows is not None else None},
+            "devset": {"fingerprint": fingerprint, "size": len(devset), "attr": kept_at},
         })
         driver = cls(queue=queue, tracker=tracker, events=events, worker=worker)
         driver.mark("running")
@@ -83,8 +77,7 @@ class QueueDriver:
 
     def mark(self, state: str, reason: str | None = None) -> None:
         """Tell the workers how the run stands (they leave once it is ``finished``)."""
-        self.tracker.study.set_user_attr(DRIVER_ATTR, {"state": state, "reason": reason,
-                                                       "updated": datetime.now().isoformat(timespec="seconds")})
+        self.tracker.mark_driver(state, reason)
 
     def evaluate(self, specs: Sequence[TrialSpec]) -> list[TrialRecord]:
         """Each spec's finished trial, in order: enqueued where missing, evaluated here or by workers."""
@@ -121,7 +114,7 @@ class QueueDriver:
             if time.monotonic() - first_seen < self.queue.settings.grace_s:
                 return
         self._orphans.pop(spec.key, None)
-        self.tracker.enqueue(spec.record_fields(), spec.model_dump(mode="json"))
+        self.tracker.enqueue(spec)
         logger.debug("enqueued %s", spec.label)
 
     def _observe(self, view: QueueView) -> None:
@@ -142,5 +135,5 @@ class QueueDriver:
 def _label_of(view: QueueView, record: TrialRecord) -> str:
     for trial in view.trials:
         if trial.number == record.number:
-            return (trial.user_attrs.get("spec") or {}).get("label") or f"trial {record.number}"
+            return (trial.user_attrs.get(QUEUED_KEY) or {}).get("label") or f"trial {record.number}"
     return f"trial {record.number}"

@@ -25,8 +25,8 @@ from autoevol_dspy.search.evaluation import (
     trial_outcome,
 )
 from autoevol_dspy.search.events import EvaluationStarted, EventBus, TrialFinished
-from autoevol_dspy.search.queue import TrialQueue, TrialSpec
-from autoevol_dspy.search.records import TrialRecord
+from autoevol_dspy.search.queue import TrialQueue
+from autoevol_dspy.search.records import TrialRecord, TrialSpec
 from autoevol_dspy.search.strategies import AcceptanceCriterion, EvaluationPolicy
 from autoevol_dspy.search.tracking import LiveTrial, RunTracker
 from autoevol_dspy.tasks.base import OptimizationTask
@@ -94,7 +94,7 @@ class QueueWorker:
         return self.evaluated - before
 
     def _job(self, trial, spec: TrialSpec) -> EvaluationJob:
-        live = self.tracker.take(trial, spec.record_fields())
+        live = self.tracker.take(trial, spec)
         size = len(self.devset)
 
         def should_stop(evaluation: Evaluation) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -13,11 +14,8 @@ from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
 
-__all__ = ["PLANNED_FIELDS", "CandidatePlan", "RunResult", "StepOutcome", "StepPlan", "TrialRecord"]
-
-#: The :class:`TrialRecord` fields known before an evaluation runs (the rest are its outcome).
-PLANNED_FIELDS = frozenset({"step", "kind", "candidate_key", "instructions", "predictor", "samples", "parent_trial",
-                            "feedback"})
+__all__ = ["PLANNED_FIELDS", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "StepOutcome", "StepPlan", "TrialRecord",
+           "TrialSpec"]
 
 #: Version of the records and study layout; a study written with another version is refused on resume.
 SCHEMA_VERSION = 2
@@ -26,19 +24,44 @@ TrialKind = Literal["baseline", "candidate", "incumbent"]
 TrialStatus = Literal["complete", "pruned", "failed"]
 
 
-class TrialRecord(BaseModel):
-    """One evaluated set of instructions: the unit that Optuna stores as a trial."""
+class PlannedTrial(BaseModel):
+    """What a trial evaluates, known before its evaluation runs."""
 
-    number: int | None = None
     step: int
     kind: TrialKind
-    status: TrialStatus
     candidate_key: str
     instructions: dict[str, str]
     predictor: str | None = None
     samples: list[int] = Field(default_factory=list)
     parent_trial: int | None = None
     feedback: str | None = None
+
+
+#: The :class:`TrialRecord` fields known before an evaluation runs (the rest are its outcome).
+PLANNED_FIELDS = frozenset(PlannedTrial.model_fields)
+
+
+class TrialSpec(PlannedTrial):
+    """One evaluation put in a shared study's work queue: the planned trial, plus what the early stop needs."""
+
+    label: str = ""
+    position: int = Field(0, description="place in the step's plan (ties go to the first)")
+    incumbent_failures: float | None = Field(None, description="what a candidate must beat to be accepted")
+
+    def planned(self) -> dict[str, Any]:
+        """The :class:`TrialRecord` fields known before the evaluation."""
+        return self.model_dump(include=PLANNED_FIELDS)
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.step, self.candidate_key
+
+
+class TrialRecord(PlannedTrial):
+    """One evaluated set of instructions: the unit that Optuna stores as a trial."""
+
+    number: int | None = None
+    status: TrialStatus
     failure_rate: float | None = None
     failures: float = Field(0, description="failed cases (the sum of case losses for a scored metric)")
     evaluated: int = 0
@@ -91,6 +114,31 @@ class StepOutcome(BaseModel):
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """Where a run stands, read from its study (``RunTracker.summary``): the one account that the loop's
+    :class:`RunResult` and the report both show.
+
+    ``best`` is the incumbent after the last decided step (the baseline before any);
+    ``holdout`` compares the baseline and ``best`` once both were measured on the held-out cases.
+    """
+
+    trials: list[TrialRecord]
+    plans: list[StepPlan]
+    outcomes: list[StepOutcome]
+    baseline: TrialRecord | None
+    best: TrialRecord | None
+    usage: UsageReport
+    holdout: HoldoutComparison | None
+
+    @property
+    def failure_rate_by_step(self) -> list[float]:
+        """The incumbent's dev failure rate: the baseline's, then after each decided step."""
+        if self.baseline is None or self.baseline.failure_rate is None:
+            return []
+        return [self.baseline.failure_rate] + [o.incumbent_failure_rate for o in self.outcomes]
+
+
 class RunResult(BaseModel):
     """What ``AutoEvolInstruct.compile`` found, in a form that serializes to JSON."""
 
@@ -110,6 +158,20 @@ class RunResult(BaseModel):
     dev_size: int
     holdout_size: int = 0
     holdout: HoldoutComparison | None = Field(None, description="initial vs best on the held-out cases")
+
+    @classmethod
+    def of(cls, summary: RunSummary, *, study_name: str, stop_reason: str, train_size: int, dev_size: int,
+           holdout_size: int) -> "RunResult":
+        """The result of a run that ended, from its summary."""
+        if summary.baseline is None or summary.best is None:
+            raise ValueError("a run's result needs its baseline trial")
+        return cls(
+            study_name=study_name, best_instructions=summary.best.instructions, best_trial=summary.best.number,
+            initial_failure_rate=summary.baseline.failure_rate, best_failure_rate=summary.best.failure_rate,
+            failure_rate_by_step=summary.failure_rate_by_step, stop_reason=stop_reason, steps=summary.outcomes,
+            plans=summary.plans, trials=summary.trials, usage=summary.usage, train_size=train_size,
+            dev_size=dev_size, holdout_size=holdout_size, holdout=summary.holdout,
+        )
 
     @property
     def best_method(self) -> str:

@@ -9,8 +9,6 @@ outcome, saved last). A rerun replays saved plans and finished trials and contin
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
 import logging
 import sys
 import threading
@@ -21,7 +19,7 @@ from typing import Any
 import dspy
 
 from autoevol_dspy.errors import AutoEvolError
-from autoevol_dspy.lm.usage import UsageMeter, UsageReport
+from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search.evaluation import (
     Evaluation,
     EvaluationJob,
@@ -44,14 +42,12 @@ from autoevol_dspy.search.events import (
     TrialFinished,
 )
 from autoevol_dspy.search.holdout import (
-    HoldoutComparison,
     HoldoutMeasure,
     compare_on_holdout,
     measure,
 )
 from autoevol_dspy.search.memory import earlier_attempts
 from autoevol_dspy.search.proposer import NO_HISTORY, InstructionProposer
-from autoevol_dspy.search.queue import TrialSpec
 from autoevol_dspy.search.queue_driver import QueueDriver
 from autoevol_dspy.search.records import (
     CandidatePlan,
@@ -59,6 +55,7 @@ from autoevol_dspy.search.records import (
     StepOutcome,
     StepPlan,
     TrialRecord,
+    TrialSpec,
 )
 from autoevol_dspy.search.strategies import (
     AcceptanceCriterion,
@@ -68,18 +65,12 @@ from autoevol_dspy.search.strategies import (
     SearchState,
     Stopper,
 )
-from autoevol_dspy.search.tracking import LiveTrial, RunTracker
+from autoevol_dspy.search.tracking import LiveTrial, RunTracker, candidate_key
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 
-__all__ = ["SearchConfig", "SearchRun", "candidate_key"]
+__all__ = ["SearchConfig", "SearchRun"]
 
 logger = logging.getLogger("autoevol_dspy.search")
-
-
-def candidate_key(instructions: dict[str, str]) -> str:
-    """A short content hash of a candidate: equal instructions are one candidate."""
-    text = json.dumps(instructions, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -423,8 +414,9 @@ class SearchRun:
             self.events.emit(StepDecided(outcome=outcome, resumed=resumed))
             incumbent = self.tracker.trial(outcome.incumbent_after)
             self._steps_done, self._without = step, outcome.steps_without_improvement
-        comparison = self.check_holdout(incumbent) if self.holdout else None
-        result = self.summarize(incumbent, stop_reason, comparison)
+        if self.holdout:
+            self.check_holdout(incumbent)
+        result = self.summarize(stop_reason)
         self.events.emit(RunEnded(result=result))
         return result
 
@@ -448,41 +440,17 @@ class SearchRun:
         self.tracker.save_holdout(result)
         return result
 
-    def check_holdout(self, incumbent: TrialRecord) -> HoldoutComparison:
+    def check_holdout(self, incumbent: TrialRecord) -> None:
         initial = self.measure_holdout(self.initial, "held-out check: initial instructions")
         best = initial
         if incumbent.instructions != self.initial:
             best = self.measure_holdout(incumbent.instructions, "held-out check: best instructions")
-        comparison = compare_on_holdout(initial, best)
-        self.events.emit(HoldoutChecked(comparison=comparison))
-        return comparison
+        self.events.emit(HoldoutChecked(comparison=compare_on_holdout(initial, best)))
 
-    def summarize(self, incumbent: TrialRecord, stop_reason: str,
-                  comparison: HoldoutComparison | None) -> RunResult:
-        trials = self.tracker.trials()
-        plans = self.tracker.plans()
-        outcomes = [o for o in self.tracker.outcomes() if o.step <= self._steps_done]
-        baseline = next(t for t in trials if t.kind == "baseline" and t.finished)
-        usage = UsageReport()
-        for item in [*trials, *plans, *self.tracker.holdouts()]:
-            usage = usage + item.usage
-        return RunResult(
-            study_name=self.tracker.study.study_name,
-            best_instructions=incumbent.instructions,
-            best_trial=incumbent.number,
-            initial_failure_rate=baseline.failure_rate,
-            best_failure_rate=incumbent.failure_rate,
-            failure_rate_by_step=[baseline.failure_rate] + [o.incumbent_failure_rate for o in outcomes],
-            stop_reason=stop_reason,
-            steps=outcomes,
-            plans=plans,
-            trials=trials,
-            usage=usage,
-            train_size=len(self.trainset),
-            dev_size=len(self.devset),
-            holdout_size=len(self.holdout),
-            holdout=comparison,
-        )
+    def summarize(self, stop_reason: str) -> RunResult:
+        return RunResult.of(self.tracker.summary(through_step=self._steps_done),
+                            study_name=self.tracker.study.study_name, stop_reason=stop_reason,
+                            train_size=len(self.trainset), dev_size=len(self.devset), holdout_size=len(self.holdout))
 
 
 def _case_texts(results: list[CaseResult]) -> list[str]:

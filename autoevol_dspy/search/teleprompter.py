@@ -32,7 +32,7 @@ from autoevol_dspy.search.queue import SharedStudy, TrialQueue, shared_storage
 from autoevol_dspy.search.queue_driver import QueueDriver
 from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.records import RunResult
-from autoevol_dspy.search.run import SearchConfig, SearchRun, candidate_key
+from autoevol_dspy.search.run import SearchConfig, SearchRun
 from autoevol_dspy.search.strategies import (
     AcceptanceCriterion,
     AnyOf,
@@ -49,7 +49,7 @@ from autoevol_dspy.search.strategies import (
     StrictImprovement,
 )
 from autoevol_dspy.search.strategies.proposal_guard import ProposalGuard
-from autoevol_dspy.search.tracking import RunTracker
+from autoevol_dspy.search.tracking import RunTracker, candidate_key
 from autoevol_dspy.tasks.base import (
     OptimizationTask,
     apply_instructions,

@@ -10,6 +10,8 @@ study's user attributes. Any Optuna storage works: SQLite, PostgreSQL, MySQL, me
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -28,26 +30,59 @@ from optuna.trial import TrialState
 
 from autoevol_dspy.errors import RunConflictError
 from autoevol_dspy.killpoints import kill_point
-from autoevol_dspy.search.holdout import HoldoutMeasure
+from autoevol_dspy.lm.usage import UsageReport
+from autoevol_dspy.search.holdout import HoldoutComparison, HoldoutMeasure, compare_on_holdout
 from autoevol_dspy.search.records import (
     PLANNED_FIELDS,
     SCHEMA_VERSION,
+    RunSummary,
     StepOutcome,
     StepPlan,
     TrialRecord,
+    TrialSpec,
 )
 
-__all__ = ["ALL_PREDICTORS", "QUEUED_KEY", "LiveTrial", "RunTracker", "settings_differences"]
+__all__ = ["ALL_PREDICTORS", "QUEUED_KEY", "RECORD_KEY", "WORKER_KEY", "LiveTrial", "RunTracker", "candidate_key",
+           "identity_of", "settings_differences"]
 
 logger = logging.getLogger(__name__)
 
+# The study's layout: every key this package writes into a study is named here, and only here.
+#: Study attribute: the run's identity (schema version, settings, data fingerprints, what workers need).
 _RUN_KEY = "autoevol"
-_RECORD_KEY = "record"
-#: User attribute of trials put in the study's work queue (the spec a worker evaluates).
+#: Study attribute: the dev set as JSON rows, for workers that are not given one.
+_DEVSET_KEY = "autoevol:devset"
+#: Study attribute: the driver's state, running, finished or stopped (workers leave once finished).
+_DRIVER_KEY = "autoevol:driver"
+#: Trial attribute: the whole :class:`TrialRecord`.
+RECORD_KEY = "record"
+#: Trial attribute of trials put in the study's work queue: the :class:`TrialSpec` a worker evaluates.
 QUEUED_KEY = "spec"
+#: Trial attribute: the process that took a queued trial.
+WORKER_KEY = "worker"
 _STATE_OF = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
 #: The ``predictor`` param of trials that evaluate whole programs (the baseline, a re-measured incumbent).
 ALL_PREDICTORS = "(all)"
+
+
+def _step_key(step: int, part: str) -> str:
+    return f"step:{step:04d}:{part}"
+
+
+def _holdout_key(candidate: str) -> str:
+    return f"holdout:{candidate}"
+
+
+def candidate_key(instructions: dict[str, str]) -> str:
+    """A short content hash of a candidate: equal instructions are one candidate."""
+    text = json.dumps(instructions, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def identity_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The run identity a study holds, or ``None`` for a study no run has started."""
+    identity = study.user_attrs.get(_RUN_KEY)
+    return dict(identity) if identity is not None else None
 
 
 def settings_differences(stored: Any, current: Any, prefix: str = "") -> list[str]:
@@ -102,7 +137,7 @@ class RunTracker:
         found = []
         trials = self.study.get_trials(deepcopy=False) if snapshot is None else snapshot
         for frozen in trials:
-            payload = frozen.user_attrs.get(_RECORD_KEY)
+            payload = frozen.user_attrs.get(RECORD_KEY)
             if payload is None or frozen.number in self._records:
                 continue
             if _STATE_OF.get(payload.get("status")) != frozen.state:
@@ -193,13 +228,32 @@ class RunTracker:
 
     def identity(self) -> dict[str, Any]:
         """The run's identity: schema version, settings, data fingerprints (and what workers need)."""
-        return dict(self.study.user_attrs.get(_RUN_KEY) or {})
+        return identity_of(self.study) or {}
 
     def set_identity_part(self, key: str, value: Any) -> None:
         """Add one part to the identity (the driver's only later write to it), keeping the rest."""
         identity = self.identity()
         if identity.get(key) != value:
             self.study.set_user_attr(_RUN_KEY, {**identity, key: value})
+
+    def save_devset(self, rows: list[dict[str, Any]]) -> str:
+        """Keep the dev set (JSON rows) for workers that are not given one; returns where it is kept."""
+        if self.study.user_attrs.get(_DEVSET_KEY) != rows:
+            self.study.set_user_attr(_DEVSET_KEY, rows)
+        return _DEVSET_KEY
+
+    def devset_rows(self, where: str) -> list[dict[str, Any]]:
+        """The dev set rows :meth:`save_devset` kept at ``where``."""
+        return self.study.user_attrs.get(where) or []
+
+    def mark_driver(self, state: str, reason: str | None = None) -> None:
+        """Tell the workers how the run stands: running, finished or stopped (they leave once it is finished)."""
+        self.study.set_user_attr(_DRIVER_KEY, {"state": state, "reason": reason,
+                                               "updated": datetime.now().isoformat(timespec="seconds")})
+
+    def driver_state(self) -> dict[str, Any]:
+        """What :meth:`mark_driver` said last (empty before the driver started)."""
+        return dict(self.study.user_attrs.get(_DRIVER_KEY) or {})
 
     # Trials -------------------------------------------------------------------------------------
 
@@ -213,19 +267,19 @@ class RunTracker:
             trial = self.study.ask(self._distributions)
         return LiveTrial(trial=trial, fields=fields)
 
-    def enqueue(self, fields: dict[str, Any], spec: dict[str, Any]) -> None:
-        """Put one evaluation in the study's work queue: a WAITING trial whose ``spec`` says what to evaluate."""
-        params, attrs = _trial_layout(fields)
-        self.study.enqueue_trial(params, user_attrs={**attrs, QUEUED_KEY: spec})
+    def enqueue(self, spec: TrialSpec) -> None:
+        """Put one evaluation in the study's work queue: a WAITING trial whose spec says what to evaluate."""
+        params, attrs = _trial_layout(spec.planned())
+        self.study.enqueue_trial(params, user_attrs={**attrs, QUEUED_KEY: spec.model_dump(mode="json")})
 
-    def take(self, trial: optuna.Trial, fields: dict[str, Any]) -> LiveTrial:
+    def take(self, trial: optuna.Trial, spec: TrialSpec) -> LiveTrial:
         """A queued trial this process popped (now RUNNING), with its params set as ``start`` sets them."""
         for name, distribution in self._distributions.items():
             if isinstance(distribution, CategoricalDistribution):
                 trial.suggest_categorical(name, distribution.choices)
             else:
                 trial.suggest_int(name, distribution.low, distribution.high)
-        return LiveTrial(trial=trial, fields=fields)
+        return LiveTrial(trial=trial, fields=spec.planned())
 
     def report_progress(self, live: LiveTrial, *, failures: int, evaluated: int, dev_size: int) -> None:
         """The failure rate so far as an intermediate value (what a pruned trial stopped at)."""
@@ -237,7 +291,7 @@ class RunTracker:
         record = TrialRecord(number=live.number, **live.fields, **outcome)
         payload = record.model_dump(mode="json", exclude={"number"})
         attrs = {
-            _RECORD_KEY: payload,
+            RECORD_KEY: payload,
             "failures_by_category": record.failures_by_category,
             "lm_calls": record.usage.calls,
             "usage_by_role": payload["usage"]["by_role"],
@@ -287,20 +341,20 @@ class RunTracker:
     # Steps --------------------------------------------------------------------------------------
 
     def plan(self, step: int) -> StepPlan | None:
-        payload = self.study.user_attrs.get(f"step:{step:04d}:plan")
+        payload = self.study.user_attrs.get(_step_key(step, "plan"))
         return StepPlan.model_validate(payload) if payload else None
 
     def save_plan(self, plan: StepPlan) -> None:
-        self.study.set_user_attr(f"step:{plan.step:04d}:plan", plan.model_dump(mode="json"))
+        self.study.set_user_attr(_step_key(plan.step, "plan"), plan.model_dump(mode="json"))
         kill_point("plan-saved")
 
     def outcome(self, step: int) -> StepOutcome | None:
-        payload = self.study.user_attrs.get(f"step:{step:04d}:outcome")
+        payload = self.study.user_attrs.get(_step_key(step, "outcome"))
         return StepOutcome.model_validate(payload) if payload else None
 
     def save_outcome(self, outcome: StepOutcome) -> None:
         kill_point("outcome-unsaved")
-        self.study.set_user_attr(f"step:{outcome.step:04d}:outcome", outcome.model_dump(mode="json"))
+        self.study.set_user_attr(_step_key(outcome.step, "outcome"), outcome.model_dump(mode="json"))
 
     def plans(self) -> list[StepPlan]:
         attrs = self.study.user_attrs
@@ -312,20 +366,45 @@ class RunTracker:
 
     def holdout(self, candidate_key: str) -> HoldoutMeasure | None:
         """The held-out measure of these instructions, if this run made it already."""
-        payload = self.study.user_attrs.get(f"holdout:{candidate_key}")
+        payload = self.study.user_attrs.get(_holdout_key(candidate_key))
         return HoldoutMeasure.model_validate(payload) if payload else None
 
     def save_holdout(self, result: HoldoutMeasure) -> None:
-        self.study.set_user_attr(f"holdout:{result.candidate_key}", result.model_dump(mode="json"))
+        self.study.set_user_attr(_holdout_key(result.candidate_key), result.model_dump(mode="json"))
 
     def holdouts(self) -> list[HoldoutMeasure]:
         attrs = self.study.user_attrs
-        return [HoldoutMeasure.model_validate(attrs[k]) for k in sorted(attrs) if k.startswith("holdout:")]
+        return [HoldoutMeasure.model_validate(attrs[k]) for k in sorted(attrs) if k.startswith(_holdout_key(""))]
+
+    def summary(self, *, through_step: int | None = None) -> RunSummary:
+        """Where the run stands: its trials, plans and decided steps (up to ``through_step``), the baseline,
+        the incumbent, the LM usage of all of it, and the held-out check once both sides were measured."""
+        trials, plans, holdouts = self.trials(), self.plans(), self.holdouts()
+        outcomes = [o for o in self.outcomes() if through_step is None or o.step <= through_step]
+        baseline = next((t for t in trials if t.kind == "baseline" and t.finished), None)
+        best = baseline
+        if outcomes:
+            best = next((t for t in trials if t.number == outcomes[-1].incumbent_after), baseline)
+        usage = UsageReport()
+        for item in [*trials, *plans, *holdouts]:
+            usage = usage + item.usage
+        return RunSummary(trials=trials, plans=plans, outcomes=outcomes, baseline=baseline, best=best, usage=usage,
+                          holdout=_holdout_check(holdouts, baseline, best))
 
     def recorded_calls(self) -> int:
         """LM calls already spent by this run in earlier processes (trials, step plans, held-out checks)."""
-        return (sum(t.usage.calls for t in self.trials()) + sum(p.usage.calls for p in self.plans())
-                + sum(h.usage.calls for h in self.holdouts()))
+        return self.summary().usage.calls
+
+
+def _holdout_check(measures: list[HoldoutMeasure], baseline: TrialRecord | None,
+                   best: TrialRecord | None) -> HoldoutComparison | None:
+    """Initial vs best on the held-out cases, once both were measured (one measure when they are the same)."""
+    if baseline is None or best is None:
+        return None
+    found = {m.candidate_key: m for m in measures}
+    initial = found.get(candidate_key(baseline.instructions))
+    final = initial if best.instructions == baseline.instructions else found.get(candidate_key(best.instructions))
+    return compare_on_holdout(initial, final) if initial is not None and final is not None else None
 
 
 def _trial_layout(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

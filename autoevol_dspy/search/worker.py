@@ -26,10 +26,10 @@ from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
 from autoevol_dspy.search.progress import LogEvents, ProgressBars
 from autoevol_dspy.search.queue import SharedStudy, TrialQueue, is_database_url, rdb_storage, shared_storage
-from autoevol_dspy.search.queue_driver import DRIVER_ATTR, decode_examples
+from autoevol_dspy.search.queue_driver import decode_examples
 from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.records import SCHEMA_VERSION
-from autoevol_dspy.search.tracking import RunTracker, settings_differences
+from autoevol_dspy.search.tracking import RunTracker, identity_of, settings_differences
 from autoevol_dspy.tasks.base import OptimizationTask, get_instructions, lm_name
 from autoevol_dspy.tasks.evolution import EvolutionTask
 from autoevol_dspy.tasks.program import ProgramTask
@@ -58,7 +58,7 @@ def read_identity(storage: str, study_name: str, *, wait_s: float | None, poll_s
     said = False
     while True:
         try:
-            identity = optuna.load_study(study_name=study_name, storage=plain).user_attrs.get("autoevol")
+            identity = identity_of(optuna.load_study(study_name=study_name, storage=plain))
             exists = True
         except KeyError:
             identity, exists = None, False
@@ -110,10 +110,10 @@ def run_worker(
     workers = identity["workers"]
     settings = SharedStudy.from_description(workers["shared"])
     study = optuna.load_study(study_name=study_name, storage=shared_storage(storage, settings))
-    examples = _check_run(study, identity, task=task, student=student, lm=lm, devset=devset)
     layout = workers["layout"]
     tracker = RunTracker(study, predictors=layout["predictors"], step_limit=layout["step_limit"],
                          samples=layout["samples"])
+    examples = _check_run(tracker, identity, task=task, student=student, lm=lm, devset=devset)
     run_settings = identity["settings"]
     meter = UsageMeter(parent=dspy.settings.usage_tracker)
     worker = QueueWorker(
@@ -127,7 +127,7 @@ def run_worker(
     logger.info("worker %s on study %r: %d dev cases, %d LM calls at a time", worker.queue.worker, study_name,
                 len(examples), num_threads)
     with dspy.context(usage_tracker=meter, **({"lm": lm} if lm is not None else {})):
-        reason = _serve(worker, study, settings, idle_timeout_s)
+        reason = _serve(worker, tracker, settings, idle_timeout_s)
     summary = WorkerSummary(trials=worker.evaluated, lm_calls=meter.calls,
                             seconds=round(time.perf_counter() - started, 3), reason=reason)
     logger.info("worker leaves (%s): %d trial(s), %d LM calls in %.1fs", reason, summary.trials, summary.lm_calls,
@@ -135,7 +135,7 @@ def run_worker(
     return summary
 
 
-def _serve(worker: QueueWorker, study: optuna.Study, settings: SharedStudy, idle_timeout_s: float | None) -> str:
+def _serve(worker: QueueWorker, tracker: RunTracker, settings: SharedStudy, idle_timeout_s: float | None) -> str:
     """Drain the queue again and again; leave when the run is finished (or after ``idle_timeout_s`` idle)."""
     idle_since = time.monotonic()
     last_state_check = 0.0
@@ -152,7 +152,7 @@ def _serve(worker: QueueWorker, study: optuna.Study, settings: SharedStudy, idle
             continue
         if now - last_state_check >= _STATE_CHECK_S:
             last_state_check = now
-            state = study.user_attrs.get(DRIVER_ATTR) or {}
+            state = tracker.driver_state()
             if state.get("state") == "finished":
                 return "the run finished"
             if state.get("state") == "stopped" and not said_stopped:
@@ -174,10 +174,10 @@ def _task_of(task_or_metric: OptimizationTask | Callable | None) -> Optimization
     raise ConfigurationError(f"task_or_metric must be a task, a metric or None, got {type(task_or_metric).__name__}")
 
 
-def _check_run(study: optuna.Study, identity: dict[str, Any], *, task: OptimizationTask, student: dspy.Module,
+def _check_run(tracker: RunTracker, identity: dict[str, Any], *, task: OptimizationTask, student: dspy.Module,
                lm: dspy.LM | None, devset: Sequence[Any] | None) -> list[dspy.Example]:
     """The run's dev set, after checking that this worker would evaluate exactly what the driver would."""
-    name = study.study_name
+    name = tracker.study.study_name
     if identity.get("schema_version") != SCHEMA_VERSION:
         raise RunConflictError(f"study {name!r} was written with schema {identity.get('schema_version')}; this "
                                f"worker reads schema {SCHEMA_VERSION}: install the driver's autoevol-dspy version")
@@ -196,7 +196,7 @@ def _check_run(study: optuna.Study, identity: dict[str, Any], *, task: Optimizat
     if devset is not None:
         examples = task.examples(devset, name="devset")
     elif workers["devset"].get("attr"):
-        examples = decode_examples(study.user_attrs.get(workers["devset"]["attr"]) or [])
+        examples = decode_examples(tracker.devset_rows(workers["devset"]["attr"]))
     else:
         raise RunConflictError(f"study {name!r} does not hold its dev set (it is not JSON): pass the run's "
                                "valset as devset= to run_worker")
