@@ -17,6 +17,8 @@ from autoevol_dspy.errors import (
     ConfigurationError,
     DataError,
     LMSpecError,
+    LMUnavailableError,
+    NothingUsableError,
     RunConflictError,
 )
 from autoevol_dspy.lazy import lazy_exports
@@ -55,4 +57,5 @@ _EXPORTS = {name: module for module, names in {
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = sorted(["AutoEvolError", "ConfigurationError", "DataError", "LMSpecError", "RunConflictError", *_EXPORTS])
+__all__ = sorted(["AutoEvolError", "ConfigurationError", "DataError", "LMSpecError", "LMUnavailableError",
+                  "NothingUsableError", "RunConflictError", *_EXPORTS])

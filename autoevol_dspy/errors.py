@@ -12,6 +12,8 @@ __all__ = [
     "DataError",
     "IncompleteRunError",
     "LMSpecError",
+    "LMUnavailableError",
+    "NothingUsableError",
     "RunConflictError",
 ]
 
@@ -36,5 +38,15 @@ class RunConflictError(AutoEvolError):
     """A run directory or study already holds a run made with different settings."""
 
 
-class IncompleteRunError(AutoEvolError):
+class LMUnavailableError(AutoEvolError):
+    """An LM call failed for a reason outside the run (a server down or timing out, a key refused, rate limits
+    past the retries); every finished result is saved and a rerun continues. Not the user's input: exit code 3."""
+
+
+class IncompleteRunError(LMUnavailableError):
     """A run ended with work left undone (LM errors); its finished part is saved and a rerun continues it."""
+
+
+class NothingUsableError(AutoEvolError):
+    """A run finished but made nothing usable (every evolution failed, a training export without a row):
+    exit code 4, so a pipeline does not go on with an empty file."""

@@ -92,9 +92,10 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("autoevol: error:")]
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit 2, exactly one ``autoevol: error:`` line holding every needle, and no traceback."""
-    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+def assert_one_line_error(done: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """Exit ``code`` (2: bad input, 3: an LM failed), exactly one ``autoevol: error:`` line holding every needle,
+    and no traceback."""
+    assert done.returncode == code, (done.returncode, done.stderr[-3000:])
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     lines = error_lines(done.stderr)
     assert len(lines) == 1, done.stderr[-3000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from autoevol_dspy.cli.errors import EXIT_LM
 from autoevol_dspy.testing import FAULT_KINDS, Fault, StubServer
 from faulty_world import (
     SEEDS,
@@ -69,7 +70,7 @@ def test_without_retries_a_fault_stops_the_run_cleanly_and_the_rerun_matches(kin
             # JSON, and a reply that still does not parse is that case's failure. The run finishes.
             assert faulted.returncode == 0, faulted.stderr[-3000:]
         else:
-            assert_one_line_error(faulted, "an LM call failed", "rerun")
+            assert_one_line_error(faulted, "an LM call failed", "rerun", code=EXIT_LM)
             assert not (out / "method.txt").exists() and not (out / "result.json").exists()
         assert_no_outage_saved_as_a_result(out)
 
@@ -133,7 +134,7 @@ def test_an_evolution_that_ends_incomplete_says_so_and_the_rerun_completes_it(ki
         if kind == "garbage":
             assert faulted.returncode == 0, faulted.stderr[-3000:]
         else:
-            line = assert_one_line_error(faulted, "rerun")
+            line = assert_one_line_error(faulted, "rerun", code=EXIT_LM)
             assert "incomplete" in line or "LM errors" in line
             done = {(row[0], row[1]) for row in _rows(out)}
             assert done < {(row[0], row[1]) for row in evolved_without_faults}, "no row was missing"
@@ -175,7 +176,7 @@ def test_an_outage_during_the_held_out_check_is_not_a_result(tmp_path):
     with StubServer(respond, faults=[down_for_the_check]) as stub:
         faulted = _prompt_run(stub.base_url, tmp_path, out, "--retries", "0")
         assert stub.stats()["faults"]["server_error"] >= 1
-        assert_one_line_error(faulted, "an LM call failed", "rerun")
+        assert_one_line_error(faulted, "an LM call failed", "rerun", code=EXIT_LM)
         assert "1.000 -> 1.000" not in faulted.stdout and "held-out failure rate" not in faulted.stdout
         assert not (out / "prompt_result.json").exists() and not (out / "prompt.txt").exists()
 
@@ -193,14 +194,14 @@ def test_an_outage_during_the_held_out_check_is_not_a_result(tmp_path):
 @pytest.mark.parametrize("calls", [("analysis", "rewrite"), ("evolution",)], ids=["optimizer", "evolution"])
 def test_when_every_call_of_one_role_fails_no_step_is_saved_from_it(calls, never_faulted, tmp_path):
     """The optimizer LM (or the evol LM) is down from the first step on: no empty plan, no outcome, no
-    failed trial counted as a result; exit 2 in one line; the rerun on a healthy server ends as if nothing failed."""
+    failed trial counted as a result; exit 3 in one line; the rerun on a healthy server ends as if nothing failed."""
     out, env = tmp_path / "run", {"DSPY_CACHEDIR": str(tmp_path / "cache")}
     args = optimize_args("BASE", out, initial_method_file(tmp_path), "--retries", "0")
     after = 5 if calls == ("evolution",) else 0  # the evol LM fails half-way through the baseline's 10 cases
     with StubServer(respond, faults=[Fault("server_error", rate=1.0, after=after, only=calls)]) as stub:
         args[args.index("BASE")] = stub.base_url
         faulted = run_cli(*args, env=env)
-        assert_one_line_error(faulted, "an LM call failed", "rerun")
+        assert_one_line_error(faulted, "an LM call failed", "rerun", code=EXIT_LM)
         assert_no_outage_saved_as_a_result(out)
         tracker = study_records(out)
         assert tracker.plans() == [] and tracker.outcomes() == []

@@ -102,6 +102,7 @@ def write_training_output(store: Path, out: Path, *, format: str, hygiene: Any) 
 
     if hygiene is None:
         path, count = export_evolved(store, out, format=format)
+        _refuse_empty(path, count, format=format, store=store)
         return f"output:   {path} ({count} {format} rows; every row with its lineage in {store})"
     if format == "lineage":  # failed rows stay in the lineage as they are, unchecked
         summary = clean_file(store, out=out, options=hygiene, column="evolved_instruction",
@@ -113,5 +114,16 @@ def write_training_output(store: Path, out: Path, *, format: str, hygiene: Any) 
             summary = clean_file(exported, out=out, options=hygiene, source_label=str(store))
         finally:
             exported.unlink(missing_ok=True)
+    _refuse_empty(out, summary.counts.rows_out, format=format, store=store)
     return (f"output:   {out} ({summary.counts.rows_out} {format} rows; every row with its lineage in {store})\n"
             f"hygiene:  {summary.counts.describe()}; removed rows: {summary.removed_path}")
+
+
+def _refuse_empty(path: Path, count: int, *, format: str, store: Path) -> None:
+    """A training output without a row ends the command with exit code 4, not with an empty file and 0."""
+    if count or format == "lineage":
+        return
+    from autoevol_dspy.errors import NothingUsableError
+
+    raise NothingUsableError(f"{path} holds no {format} example: no row passed with a response (every row with "
+                             f"its failure is in {store})")

@@ -2,18 +2,32 @@
 
 Errors the package raises on purpose carry their own message; the others a user can cause
 (a file that is not UTF-8 or not JSON, a damaged study database, a directory that cannot
-be written, an LM server that keeps failing) are named here. Exit code 2 for all of them;
-1 for anything else, which is a bug: ``--debug`` shows its traceback.
+be written, an LM server that keeps failing) are named here. The exit code says whose move
+it is (:data:`EXIT_CODES`): 2 the input, 3 the LM, 4 the method (nothing usable came out);
+1 is anything else, which is a bug: ``--debug`` shows its traceback.
 """
 
 from __future__ import annotations
 
 import json
 
-from autoevol_dspy.errors import AutoEvolError
+from autoevol_dspy.errors import AutoEvolError, LMUnavailableError, NothingUsableError
 from autoevol_dspy.text import short_error
 
-__all__ = ["describe_error"]
+__all__ = ["EXIT_CODES", "EXIT_LM", "EXIT_NOTHING_USABLE", "EXIT_USER", "describe_error"]
+
+#: The command asked for something that cannot run as given: an option, a file, a conflicting run, a storage.
+EXIT_USER = 2
+#: An LM call failed (server down, timeout, key refused, rate limits past the retries); the finished work is saved.
+EXIT_LM = 3
+#: The command ran but made nothing usable: every evolution failed, a training export has no row.
+EXIT_NOTHING_USABLE = 4
+#: Every exit code of ``autoevol``, for ``--help`` and the README.
+EXIT_CODES = {0: "done", 1: "a bug (rerun with --debug for the traceback; `shards` without --merge: not all done)",
+              EXIT_USER: "bad input: an option, a file, a run directory or storage that cannot be used as given",
+              EXIT_LM: "an LM call failed (server, key, rate limit); finished work is saved: rerun to continue",
+              EXIT_NOTHING_USABLE: "nothing usable came out (every evolution failed, or no training row)",
+              130: "interrupted; rerun to continue"}
 
 _LIMIT = 800
 
@@ -45,8 +59,12 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     """The one-line message (without the ``autoevol: error:`` prefix) and the exit code for ``exc``."""
     from autoevol_dspy.lm.errors import is_lm_error  # DSPy's errors: loaded once a command has failed
 
+    if isinstance(exc, LMUnavailableError):
+        return _one_line(str(exc)), EXIT_LM
+    if isinstance(exc, NothingUsableError):
+        return _one_line(str(exc)), EXIT_NOTHING_USABLE
     if isinstance(exc, AutoEvolError):
-        return _one_line(str(exc)), 2
+        return _one_line(str(exc)), EXIT_USER
     if isinstance(exc, UnicodeDecodeError):
         return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8", 2
     if isinstance(exc, json.JSONDecodeError):
@@ -62,6 +80,6 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ImportError):  # an optional dependency (a database driver, an extra) is not installed
         return _one_line(f"{_first_line(exc)} (a package this needs is not installed)"), 2
     if is_lm_error(exc):
-        return _one_line(f"an LM call failed: {short_error(exc)}; fix the LM and rerun to continue"), 2
+        return _one_line(f"an LM call failed: {short_error(exc)}; fix the LM and rerun to continue"), EXIT_LM
     return _one_line(f"unexpected {type(exc).__name__}: {_first_line(exc)} (rerun with --debug for the "
                      "traceback)"), 1

@@ -1,7 +1,8 @@
 """The ``autoevol`` command: optimize an evolving method, evolve a dataset, report, optimize a prompt.
 
-Every error a user can cause ends the command with one line on stderr (exit code 2, see
-:mod:`.errors`); ``--debug`` adds the traceback. Nothing printed or logged holds a key or a
+Every error ends the command with one line on stderr and an exit code that says whose move it
+is (2 the input, 3 the LM, 4 nothing usable came out; see :mod:`.errors`); ``--debug`` adds the
+traceback. Nothing printed or logged holds a key or a
 URL's password. Rerunning an interrupted command continues where it stopped.
 """
 
@@ -34,6 +35,7 @@ from autoevol_dspy.errors import (
     ConfigurationError,
     DataError,
     IncompleteRunError,
+    NothingUsableError,
     RunConflictError,
 )
 from autoevol_dspy.files import atomic_write_text, read_json_object, read_text
@@ -299,6 +301,9 @@ def run_evolve(args: argparse.Namespace) -> int:
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
     config = merge_config(EvolveConfig, file_values, options)
+    if config.no_response and args.format != "lineage":
+        raise ConfigurationError(f"--format {args.format} needs a response for each row (the assistant turn): drop "
+                                 "--no-response, or write --format lineage")
     hygiene = hygiene_options(args)
     out, store = training_output_paths(args.out, format=args.format, hygiene=hygiene)
     if hygiene is not None:
@@ -328,6 +333,11 @@ def run_evolve(args: argparse.Namespace) -> int:
     if not summary.complete:
         raise IncompleteRunError(f"incomplete: {summary.errors} seed(s) stopped on LM errors and have no rows yet; "
                                  "the finished rows are saved: rerun the same command to retry them")
+    if summary.rows and summary.failures == summary.rows:
+        categories = ", ".join(f"{name} {count}" for name, count in sorted(summary.failures_by_category.items()))
+        raise NothingUsableError(f"every one of the {summary.rows} evolutions failed ({categories}); the rows and "
+                                 f"their failures are in {summary.dropped_path or summary.out_path}: try another "
+                                 "method (autoevol optimize) or a stronger --lm")
     if out != store:
         print(write_training_output(store, out, format=args.format, hygiene=hygiene))
     return 0
@@ -385,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autoevol",
         description="Auto Evol-Instruct for DSPy: let an LLM optimize instructions from their failures.",
+        epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
     from autoevol_dspy import __version__
 

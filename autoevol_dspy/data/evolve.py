@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from autoevol_dspy.data.io import RowStore
 from autoevol_dspy.data.seed_file import SeedFile, scan_instructions
 from autoevol_dspy.data.seeds import LoadedInstructions, Seed, load_instructions
-from autoevol_dspy.errors import AutoEvolError, ConfigurationError, DataError
+from autoevol_dspy.errors import ConfigurationError, DataError, LMUnavailableError
 from autoevol_dspy.evolution.detectors import (
     FailureDetector,
     default_detectors,
@@ -487,7 +487,7 @@ def _report(summary: EvolutionSummary, max_errors: int | None) -> None:
         summary.failures_by_category or "", summary.usage.calls, summary.seconds,
     )
     if max_errors is not None and summary.errors > max_errors:
-        raise AutoEvolError(
+        raise LMUnavailableError(
             f"stopped after {summary.errors} seeds hit LM errors (see the log); the {summary.rows} finished rows "
             f"are saved in {summary.out_path}: fix the LM and rerun to continue"
         )

@@ -51,6 +51,15 @@ def training_dataset(evolved: datasets.Dataset, *, format: ExportFormat = "sft")
     return datasets.Dataset.from_list(rows)
 
 
+def _why_empty(evolved: datasets.Dataset) -> str:
+    """Why no row made a training example: none passed, or the ones that passed have no response."""
+    passed = sum(1 for failure in evolved["failure"] if failure is None)
+    if not passed:
+        return f"none of its {len(evolved)} rows passed the detectors"
+    return (f"{passed} row(s) passed but none has a response (the evolution ran without answers: "
+            "--no-response / with_response=False)")
+
+
 def export_evolved(lineage: str | Path, out: str | Path, *, format: ExportFormat = "sft") -> tuple[Path, int]:
     """Write the rows of an evolution (its JSONL row store) to ``out`` (.jsonl or .parquet) in ``format``.
 
@@ -62,7 +71,7 @@ def export_evolved(lineage: str | Path, out: str | Path, *, format: ExportFormat
     evolved = load_evolved(lineage)
     dataset = evolved if format == "lineage" else training_dataset(evolved, format=format)
     if format != "lineage" and len(dataset) == 0:
-        logger.warning("%s holds no passing row: the %s export is empty", lineage, format)
+        logger.warning("%s: the %s export is empty: %s", lineage, format, _why_empty(evolved))
     out = Path(out)
     if out.resolve() == Path(lineage).resolve():
         raise DataError(f"the export would overwrite the row store {out}; choose another output name")

@@ -20,7 +20,7 @@ import optuna
 from dspy.teleprompt import Teleprompter
 
 from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
-from autoevol_dspy.errors import AutoEvolError, ConfigurationError
+from autoevol_dspy.errors import ConfigurationError, LMUnavailableError
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search.compile_arguments import refuse_compile_arguments
 from autoevol_dspy.search.dspy_callbacks import DSPyEvaluateCallbacks
@@ -233,7 +233,7 @@ class AutoEvolInstruct(Teleprompter):
             except LMOutageError as exc:
                 if queue is not None:
                     queue.mark("stopped", f"an LM call failed: {exc}")
-                raise AutoEvolError(f"an LM call failed: {exc}; every finished trial is saved in study "
+                raise LMUnavailableError(f"an LM call failed: {exc}; every finished trial is saved in study "
                                     f"{self.study_name!r}: fix the LM and rerun to continue") from None
             except BaseException as exc:
                 if queue is not None:

@@ -19,7 +19,7 @@ import dspy
 import optuna
 
 from autoevol_dspy.data.splits import fingerprint
-from autoevol_dspy.errors import AutoEvolError, ConfigurationError, RunConflictError
+from autoevol_dspy.errors import ConfigurationError, LMUnavailableError, RunConflictError
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search import strategies
 from autoevol_dspy.search.evaluation import LMOutageError
@@ -144,7 +144,7 @@ def _serve(worker: QueueWorker, tracker: RunTracker, settings: SharedStudy, idle
         try:
             done = worker.drain()
         except LMOutageError as exc:
-            raise AutoEvolError(f"an LM call failed: {exc}; the trial is saved as failed and the driver stops "
+            raise LMUnavailableError(f"an LM call failed: {exc}; the trial is saved as failed and the driver stops "
                                 "the run: fix this worker's LM and start it again") from None
         now = time.monotonic()
         if done:
