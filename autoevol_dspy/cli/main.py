@@ -25,7 +25,7 @@ from autoevol_dspy.cli.clean import (
     training_output_paths,
     write_training_output,
 )
-from autoevol_dspy.cli.errors import describe_error
+from autoevol_dspy.cli.errors import EXIT_CODES, describe_error
 from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.cli.prompt import add_prompt_command
