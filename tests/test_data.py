@@ -436,7 +436,7 @@ def test_an_alpaca_input_goes_with_its_instruction_and_other_columns_are_carried
     assert [s.context for s in loaded] == [ALPACA[0]["input"], ALPACA[1]["input"], None]
     evolve(world, loaded, tmp_path / "out.jsonl", rounds=1)
     rows = {row["seed_id"]: row for row in rows_of(tmp_path / "out.jsonl")}
-    assert rows["alp-1"]["context"] == ALPACA[0]["input"] and rows["alp-3"]["context"] is None
+    assert rows["alp-1"]["context"] == ALPACA[0]["input"] and rows["alp-3"]["context"] == ""
     assert rows["alp-1"]["seed_output"] == "Cats sleep by day." and rows["alp-3"]["seed_domain"] == "math"
     evolutions = [c for c in world.engine.calls if c.kind == "evolution"]
     assert any(ALPACA[1]["input"] in c.inputs["instruction"] for c in evolutions)  # the LM saw the text

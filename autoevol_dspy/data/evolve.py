@@ -117,7 +117,7 @@ class _RoundEvolver:
             "seed_id": seed.seed_id,
             "round": round_,
             "seed_instruction": seed.instruction,
-            "context": seed.context,
+            "context": seed.context or "",  # "" as Alpaca writes "no input": every reader types it as text
             "parent_instruction": parent,
             "evolved_instruction": result.evolved,
             "response": result.response,
@@ -199,7 +199,7 @@ def evolve_dataset(
 
     Round i evolves round i-1's output; each row carries ``seed_id``, ``round``,
     ``seed_instruction``, ``context`` (the seed's input, e.g. Alpaca's, shown to the LMs with the
-    instruction), ``parent_instruction``, ``evolved_instruction``, ``response`` (the response LM's
+    instruction; ``""`` when it has none, as Alpaca writes it), ``parent_instruction``, ``evolved_instruction``, ``response`` (the response LM's
     answer, null when ``with_response=False`` or the evolution failed before it),
     ``failure`` and ``failure_reason`` (null when it passed every detector) and
     ``method_id``, and the seed's other source columns as ``seed_<name>``. A failed row ends

@@ -4,7 +4,8 @@
 input, assistant: the response), TRL's conversational format; ``prompt-completion`` gives
 ``prompt`` and ``completion`` strings, its prompt-completion format. Every round of every seed
 that passed the detectors is one example, so a three-round evolution mixes rounds 1, 2 and 3 as
-the paper did. ``seed_id`` and ``round`` stay, for lineage.
+the paper did. ``seed_id`` and ``round`` stay, for lineage, and so do the seed's other columns
+(``seed_<name>``, e.g. Alpaca's ``seed_output``) and any column added to the rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 import datasets
 
-from autoevol_dspy.data.io import load_evolved, save_evolved
+from autoevol_dspy.data.io import EVOLVED_FEATURES, load_evolved, save_evolved
 from autoevol_dspy.errors import ConfigurationError, DataError
 
 __all__ = ["EXPORT_FORMATS", "export_evolved", "training_dataset"]
@@ -28,9 +29,25 @@ EXPORT_FORMATS: tuple[str, ...] = ("lineage", "sft", "prompt-completion")
 
 
 def _prompt(row: dict[str, Any]) -> str:
-    """The user's turn: the evolved instruction, followed by the input it refers to."""
-    context = row.get("context")
-    return f"{row['evolved_instruction']}\n\n{context}" if context else row["evolved_instruction"]
+    """The user's turn: the evolved instruction, followed by the input it refers to unless the evolved
+    instruction already quotes that input (a rewrite often does: it would then appear twice)."""
+    instruction, context = row["evolved_instruction"], row.get("context")
+    if not context or _words(context) in _words(instruction):
+        return instruction
+    return f"{instruction}\n\n{context}"
+
+
+def _words(text: str) -> str:
+    """``text`` with its whitespace runs made one space and its case folded, to find a quote in a rewrite."""
+    return " ".join(text.split()).casefold()
+
+
+def _carried(row: dict[str, Any], taken: tuple[str, ...]) -> dict[str, Any]:
+    """The row's columns a training example keeps besides its own: the lineage keys and every extra column."""
+    kept = {"seed_id": row["seed_id"], "round": row["round"]}
+    kept.update({name: value for name, value in row.items()
+                 if name not in EVOLVED_FEATURES and name not in taken and name not in kept})
+    return kept
 
 
 def training_dataset(evolved: datasets.Dataset, *, format: ExportFormat = "sft") -> datasets.Dataset:
@@ -38,16 +55,16 @@ def training_dataset(evolved: datasets.Dataset, *, format: ExportFormat = "sft")
     if format not in ("sft", "prompt-completion"):
         raise ConfigurationError(f"format must be 'sft' or 'prompt-completion', got {format!r}")
     passed = [row for row in evolved if row["failure"] is None and row["evolved_instruction"] and row["response"]]
+    taken = ("messages",) if format == "sft" else ("prompt", "completion")
     if format == "sft":
         rows = [{"messages": [{"role": "user", "content": _prompt(row)},
-                              {"role": "assistant", "content": row["response"]}],
-                 "seed_id": row["seed_id"], "round": row["round"]} for row in passed]
+                              {"role": "assistant", "content": row["response"]}], **_carried(row, taken)}
+                for row in passed]
     else:
-        rows = [{"prompt": _prompt(row), "completion": row["response"], "seed_id": row["seed_id"],
-                 "round": row["round"]} for row in passed]
+        rows = [{"prompt": _prompt(row), "completion": row["response"], **_carried(row, taken)} for row in passed]
     if not rows:
-        columns = ["messages"] if format == "sft" else ["prompt", "completion"]
-        return datasets.Dataset.from_dict({name: [] for name in [*columns, "seed_id", "round"]})
+        extra = [name for name in evolved.column_names if name not in EVOLVED_FEATURES and name not in taken]
+        return datasets.Dataset.from_dict({name: [] for name in [*taken, "seed_id", "round", *extra]})
     return datasets.Dataset.from_list(rows)
 
 

@@ -414,7 +414,7 @@ def _load_evolved(path: Path, *, include_failures: bool) -> datasets.Dataset:
     if path.name.lower().endswith(_PARQUET_SUFFIXES):
         dataset = _with_evolved_types(_read_parquet_dataset(path), path)
     elif path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows = list(iter_jsonl(path))
+        rows = [{**row, "context": row.get("context") or ""} for row in iter_jsonl(path)]  # older rows: null
         dataset = _with_evolved_types(datasets.Dataset.from_list(rows), path) if rows else _empty_evolved()
     else:
         raise DataError(f"{path}: unsupported file type for evolved data; give a .jsonl or .parquet file")
