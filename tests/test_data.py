@@ -472,3 +472,62 @@ def test_the_sft_prompt_carries_the_input_the_instruction_refers_to(tmp_path):
     path, _ = export_evolved(tmp_path / "out.jsonl", tmp_path / "pc.jsonl", format="prompt-completion")
     prompts = {row["seed_id"]: row["prompt"] for row in rows_of(path)}
     assert prompts["alp-1"].endswith(ALPACA[0]["input"]) and "Summarize the text." in prompts["alp-1"]
+
+
+# Bounds on what one row of a seed file may be ------------------------------------------------------------------
+
+
+class _Endless:
+    """A stream of one line that never ends (what a gzip bomb unzips to), counting the bytes handed out."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def readline(self, size: int = -1) -> bytes:
+        if size < 0:
+            raise AssertionError("a whole line was asked for: it never ends")
+        self.served += size
+        return b"a" * size
+
+
+def test_a_line_without_end_is_refused_after_reading_one_limit_of_it(tmp_path):
+    from autoevol_dspy.data.io import bounded_lines
+
+    stream = _Endless()
+    with pytest.raises(DataError, match=r"x\.jsonl line 1 is longer than 1000 bytes, the most one row may be"):
+        list(bounded_lines(stream, tmp_path / "x.jsonl", limit=1000))
+    assert stream.served == 1001
+
+
+def test_a_file_read_whole_is_bounded_once_unzipped(tmp_path, monkeypatch):
+    import autoevol_dspy.data.io as io_module
+
+    path = tmp_path / "seeds.json.gz"
+    path.write_bytes(gzip.compress(json.dumps([{"instruction": "x" * 100}] * 100).encode()))
+    monkeypatch.setattr(io_module, "MAX_WHOLE_FILE_BYTES", 4096)
+    with pytest.raises(DataError, match=r"seeds\.json\.gz holds more than 4096 bytes \(unzipped\), the most a JSON "
+                                        r"file read whole may hold; give the rows as JSONL"):
+        load_instructions(path)
+    monkeypatch.setattr(io_module, "MAX_WHOLE_FILE_BYTES", 2**20)
+    assert len(load_instructions(path)) == 1  # one distinct instruction, under the bound
+
+
+@pytest.mark.parametrize("depth, refused", [(32, False), (33, True)])
+def test_a_json_row_nests_at_most_32_levels(tmp_path, depth, refused):
+    nested = "[" * (depth - 1) + "]" * (depth - 1)  # the row's object is the first level
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(f'{{"instruction": "a", "x": {nested}}}\n', encoding="utf-8")
+    if refused:
+        with pytest.raises(DataError, match="line 1 nests JSON more than 32 levels deep"):
+            load_instructions(path)
+    else:
+        assert load_instructions(path).seeds[0].extra["x"] is not None
+
+
+def test_a_number_as_context_is_still_text_but_not_as_instruction(tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"instruction": "Add ten to it.", "input": 5}\n', encoding="utf-8")
+    assert load_instructions(path).seeds[0].context == "5"
+    path.write_text('{"instruction": 5, "input": "x"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"column 'instruction' holds a number \(5\) in row 0, not text"):
+        load_instructions(path)

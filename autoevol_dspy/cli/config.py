@@ -2,7 +2,9 @@
 
 A config file holds the same settings as the options of ``autoevol optimize`` and
 ``autoevol evolve`` (dashes or underscores both work); an option given on the command
-line wins over the file.
+line wins over the file. The whole file is validated even where an option overrides it, so
+a wrong value in it never waits for the day the option is left out; a server URL with a user
+name or password is refused in a file as on the command line.
 """
 
 from __future__ import annotations
@@ -12,19 +14,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.files import read_text
 from autoevol_dspy.lm.spec import DEFAULT_TIMEOUT_S
-from autoevol_dspy.redact import redact_url
+from autoevol_dspy.redact import has_credentials, redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["EvolveConfig", "LMSettings", "OptimizeConfig", "load_config_file", "merge_config", "redact_url"]
+__all__ = ["EvolveConfig", "LMSettings", "OptimizeConfig", "PromptFileSettings", "load_config_file", "merge_config",
+           "redact_url"]
+
+
+def _refuse_credentials(value: str | None) -> str | None:
+    """A server URL must not carry ``user:password@`` (it would end up in logs and run files)."""
+    if has_credentials(value):
+        raise ValueError("the URL holds a user name or password; give the server's URL without them and its key in "
+                         "OPENAI_API_KEY")
+    return value
 
 
 class LMSettings(BaseModel):
@@ -44,6 +55,8 @@ class LMSettings(BaseModel):
     threads: int = Field(2, ge=1, description="LM calls in flight at once")
     timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="seconds one request to an LM server may wait")
     retries: int = Field(3, ge=0, le=20, description="retries of a request that timed out or failed transiently")
+
+    _no_credentials = field_validator("api_base")(_refuse_credentials)
 
 
 class OptimizeConfig(LMSettings):
@@ -87,6 +100,35 @@ class EvolveConfig(LMSettings):
         None, description="the method's style (default: the run directory's, else rewrite)")
 
 
+class PromptFileSettings(BaseModel):
+    """What a config file of ``autoevol prompt`` may set, checked whole (an option that overrides a value
+    does not spare it the check); the command's own defaults apply to what it leaves out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lm: str | None = None
+    optimizer_lm: str | None = None
+    api_base: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    optimizer_max_tokens: int | None = Field(None, ge=1)
+    local_threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0, le=20)
+    steps: int | None = Field(None, ge=0)
+    candidates: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    dev_size: int | None = Field(None, ge=1)
+    holdout: int | None = Field(None, ge=0)
+    seed: int | None = None
+    max_lm_calls: int | None = Field(None, ge=1)
+    input: str | list[str] | None = None
+    output: str | None = None
+    metric: str | None = None
+
+    _no_credentials = field_validator("api_base")(_refuse_credentials)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML or YAML file into a flat dict with underscore keys."""
     file = Path(path)
@@ -104,13 +146,24 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return {str(key).replace("-", "_"): value for key, value in data.items()}
 
 
-def merge_config(model: type[BaseModel], file_values: dict[str, Any], options: dict[str, Any]) -> Any:
-    """Validate file settings overridden by the options that were given (``None`` = not given)."""
+def merge_config(model: type[BaseModel], file_values: dict[str, Any], options: dict[str, Any], *,
+                 source: str | Path | None = None) -> Any:
+    """Validate file settings overridden by the options that were given (``None`` = not given).
+
+    The file's values are validated on their own first (``source`` names the file in the error),
+    so one that an option overrides is still checked."""
+    if file_values:
+        _validate(model, file_values, where=f" in {source}" if source else " in the config file")
     merged = {**file_values, **{key: value for key, value in options.items() if value is not None}}
+    return _validate(model, merged, where="")
+
+
+def _validate(model: type[BaseModel], values: dict[str, Any], *, where: str) -> Any:
     try:
-        return model.model_validate(merged)
+        return model.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
         )
-        raise ConfigurationError(f"invalid settings: {problems}") from None
+        raise ConfigurationError(f"invalid settings{where}: {problems}") from None

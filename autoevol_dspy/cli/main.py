@@ -226,7 +226,7 @@ def run_optimize(args: argparse.Namespace) -> int:
                               "seed", "max_lm_calls", "storage", "study_name", "initial_method", "timeout",
                               "retries"])
     options["judge"] = _flag(args, "judge")
-    config = merge_config(OptimizeConfig, file_values, options)
+    config = merge_config(OptimizeConfig, file_values, options, source=args.config)
     out = Path(args.out)
     lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
     loaded = load_instructions(args.seeds, column=config.column)
@@ -295,12 +295,15 @@ def run_evolve(args: argparse.Namespace) -> int:
     from autoevol_dspy.data.seed_file import scan_instructions
 
     file_values = _evolve_settings(load_config_file(args.config), args.config) if args.config else {}
+    if file_values:
+        merge_config(EvolveConfig, file_values, {}, source=args.config)  # the file's own values, checked alone
     file_values = {**_run_settings(args.method), **file_values}
     options = _options(args, ["column", "lm", "optimizer_lm", "response_lm", "api_base", "max_tokens",
                               "response_max_tokens", "threads", "rounds", "style", "timeout", "retries"])
     options["drop_failures"] = _flag(args, "drop_failures")
     options["no_response"] = _flag(args, "no_response")
-    config = merge_config(EvolveConfig, file_values, options)
+    config = merge_config(EvolveConfig, file_values, options,
+                          source=args.config or Path(args.method) / "run.json")
     if config.no_response and args.format != "lineage":
         raise ConfigurationError(f"--format {args.format} needs a response for each row (the assistant turn): drop "
                                  "--no-response, or write --format lineage")
@@ -346,10 +349,11 @@ def run_evolve(args: argparse.Namespace) -> int:
 def _evolve_settings(values: dict[str, Any], path: str) -> dict[str, Any]:
     """The settings of a config file that ``evolve`` uses; an ``optimize`` file's search-only keys are noted and
     ignored, so one file serves both commands."""
-    from autoevol_dspy.cli.config import EvolveConfig, OptimizeConfig
+    from autoevol_dspy.cli.config import EvolveConfig, OptimizeConfig, merge_config
 
     search_only = sorted(set(values) - set(EvolveConfig.model_fields) & set(OptimizeConfig.model_fields))
     if search_only:
+        merge_config(OptimizeConfig, {key: values[key] for key in search_only}, {}, source=path)  # still valid ones
         logger.warning("%s: ignoring settings that only optimize uses: %s", path, ", ".join(search_only))
     return {key: value for key, value in values.items() if key not in search_only}
 

@@ -156,12 +156,15 @@ OUTPUT_COLUMNS = ("answer", "label", "output", "target")
 
 def apply_config(args: argparse.Namespace) -> None:
     """Fill the options not given on the command line from ``--config``, then from the defaults."""
-    from autoevol_dspy.cli.config import load_config_file
+    from autoevol_dspy.cli.config import PromptFileSettings, load_config_file, merge_config
 
     values = load_config_file(args.config) if args.config else {}
     unknown = sorted(set(values) - set(_DEFAULTS) - {"timeout", "retries"})
     if unknown:
         raise ConfigurationError(f"{args.config}: unknown setting(s) for prompt: {', '.join(unknown)}")
+    if values:  # every value of the file is checked, also those an option overrides
+        checked = merge_config(PromptFileSettings, values, {}, source=args.config)
+        values = checked.model_dump(include=set(values))
     for name, default in _DEFAULTS.items():
         if getattr(args, name, None) is None:
             value = values.get(name, default)

@@ -2,7 +2,11 @@
 
 Seed files (JSONL, JSON, CSV, each optionally gzipped, and Parquet) are read without any
 hub access and decoded strictly as UTF-8, so a bad byte is reported with its file and
-line instead of turning into mojibake in the evolved data.
+line instead of turning into mojibake in the evolved data. What one row may be is bounded,
+so a hostile file (a gzip bomb, JSON nested thousands deep) ends in a one-line error naming
+the row: a line (a JSONL row, a CSV line) holds at most :data:`MAX_LINE_BYTES`, a file
+read whole (JSON, CSV) at most :data:`MAX_WHOLE_FILE_BYTES` once unzipped, and a JSON row
+nests at most :data:`MAX_NESTING` levels.
 
 The output of :func:`autoevol_dspy.data.evolve_dataset` is a :class:`RowStore`: one JSONL
 file of rows appended and flushed one at a time, plus two small sidecars next to it:
@@ -24,7 +28,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import datasets
 
@@ -38,16 +42,23 @@ except ImportError:  # pragma: no cover - Windows: no cross-process guard
 
 __all__ = [
     "EVOLVED_FEATURES",
+    "MAX_LINE_BYTES",
+    "MAX_NESTING",
+    "MAX_WHOLE_FILE_BYTES",
     "RowStore",
+    "bounded_lines",
     "evolve_output_paths",
     "is_missing",
     "iter_jsonl",
+    "iter_jsonl_values",
     "load_evolved",
+    "nesting_exceeds",
     "quiet_datasets",
     "read_records",
     "row_store_beside",
     "save_evolved",
     "seed_file_format",
+    "unreadable_file_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +79,14 @@ EVOLVED_FEATURES = datasets.Features(
     }
 )
 
+#: The longest line of a seed file (a JSONL row, a CSV line), in bytes once unzipped: 16 MiB.
+MAX_LINE_BYTES = 16 * 2**20
+#: The most a seed file read whole (a JSON document, a CSV file for ``read_records``) may hold once unzipped: 1 GiB.
+MAX_WHOLE_FILE_BYTES = 2**30
+#: How deeply one JSON row may nest objects and lists (a row of plain fields is 1 deep).
+MAX_NESTING = 32
+
+_BOM = b"\xef\xbb\xbf"
 _TEXT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _SUPPORTED = ".jsonl, .json, .csv (each optionally .gz) or .parquet"
@@ -81,9 +100,9 @@ def read_records(path: Path) -> list[Any]:
     kind = seed_file_format(path)
     if kind == "parquet":
         return _read_parquet(path)
-    text = _decode(path)
     if kind == "jsonl":
-        return _parse_jsonl(text, path)
+        return list(iter_jsonl_values(path))
+    text = _decode(path)
     if kind == "json":
         return _parse_json(text, path)
     return _parse_csv(text, path)
@@ -111,14 +130,29 @@ def _format_of(path: Path) -> str:
     raise DataError(f"{path}: unsupported file type; give a {_SUPPORTED} file")
 
 
-def _decode(path: Path) -> str:
-    """The file's text, strictly UTF-8 (a BOM is allowed); a bad byte is reported by line."""
-    raw = path.read_bytes()
+def _open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, unzipped as they are read for a ``.gz`` name."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def unreadable_file_error(path: Path, exc: BaseException) -> DataError:
+    """A read that failed below the format: a damaged gzip stream, or the file system."""
     if path.name.lower().endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable gzip file ({exc})") from None
+        return DataError(f"{path} is not a readable gzip file ({exc})")
+    return DataError(f"{path} could not be read ({exc})")
+
+
+def _decode(path: Path) -> str:
+    """The file's text, strictly UTF-8 (a BOM is allowed); a bad byte is reported by line; at most
+    :data:`MAX_WHOLE_FILE_BYTES` once unzipped (a gzip bomb stops there)."""
+    try:
+        with _open_binary(path) as handle:
+            raw = handle.read(MAX_WHOLE_FILE_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise unreadable_file_error(path, exc) from None
+    if len(raw) > MAX_WHOLE_FILE_BYTES:
+        raise DataError(f"{path} holds more than {_size(MAX_WHOLE_FILE_BYTES)} (unzipped), the most a "
+                        f"{_format_of(path).upper()} file read whole may hold; give the rows as JSONL, one per line")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -129,17 +163,94 @@ def _decode(path: Path) -> str:
         ) from None
 
 
+def _size(count: int) -> str:
+    """A byte limit for a message: ``16 MiB``, ``1 GiB``."""
+    if count >= 2**30:
+        return f"{count / 2**30:g} GiB"
+    return f"{count / 2**20:g} MiB" if count >= 2**20 else f"{count} bytes"
+
+
+def bounded_lines(handle: IO[Any], path: Path, *, limit: int | None = None) -> Iterator[tuple[int, Any]]:
+    """(number, line) of a binary or text handle, each line read with at most ``limit`` bytes (characters;
+    default :data:`MAX_LINE_BYTES`) held, so a line without end (a gzip bomb) is refused by number
+    instead of filling memory."""
+    limit = MAX_LINE_BYTES if limit is None else limit
+    number = 0
+    while True:
+        line = handle.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise DataError(f"{path} line {number} is longer than {_size(limit)}, the most one row may be; "
+                            "split the row or shorten its text")
+        yield number, line
+
+
+def iter_jsonl_values(path: Path) -> Iterator[Any]:
+    """One JSON value per non-blank line, decoded strictly as UTF-8 (a BOM is allowed), streamed: at most one
+    line of :data:`MAX_LINE_BYTES` is held. The rows of :func:`read_records` and of the streamed reader."""
+    offset = 0
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in bounded_lines(handle, path):
+                line = raw[len(_BOM):] if number == 1 and raw.startswith(_BOM) else raw
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    position = offset + (len(raw) - len(line)) + exc.start
+                    byte = line[exc.start : exc.start + 1].hex()
+                    raise DataError(f"{path} is not UTF-8 text: byte 0x{byte} on line {number} (offset {position}); "
+                                    "re-save the file as UTF-8") from None
+                offset += len(raw)
+                if text.strip():
+                    yield _json_row(text, path, number)
+    except (OSError, EOFError) as exc:
+        raise unreadable_file_error(path, exc) from None
+
+
+def _json_row(text: str, path: Path, number: int) -> Any:
+    """One JSONL line's value, nested at most :data:`MAX_NESTING` deep."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
+    except RecursionError:
+        raise _too_deep(f"{path} line {number}") from None
+    except ValueError as exc:  # a number of more digits than Python converts
+        raise DataError(f"{path} line {number} is not valid JSON ({_first_clause(exc)})") from None
+    if nesting_exceeds(value, MAX_NESTING):
+        raise _too_deep(f"{path} line {number}")
+    return value
+
+
+def _first_clause(exc: BaseException) -> str:
+    """The start of an error's message, up to its first colon or semicolon."""
+    return str(exc).split(":")[0].split(";")[0].strip() or type(exc).__name__
+
+
+def _too_deep(where: str) -> DataError:
+    return DataError(f"{where} nests JSON more than {MAX_NESTING} levels deep, the most one row may; "
+                     "flatten the row")
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and lists more than ``limit`` levels deep (walked without recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def _parse_jsonl(text: str, path: Path) -> list[Any]:
-    """One JSON value per non-blank line."""
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
-    return rows
+    """One JSON value per non-blank line (a .json file that is really JSONL)."""
+    return [_json_row(line, path, number) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
 
 
 def _parse_json(text: str, path: Path) -> list[Any]:
@@ -150,6 +261,10 @@ def _parse_json(text: str, path: Path) -> list[Any]:
         if exc.msg == "Extra data":
             return _parse_jsonl(text, path)
         raise DataError(f"{path} is not valid JSON ({exc.msg} on line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise _too_deep(str(path)) from None
+    except ValueError as exc:  # a number of more digits than Python converts
+        raise DataError(f"{path} is not valid JSON ({_first_clause(exc)})") from None
     if isinstance(value, dict):
         lists = [item for item in value.values() if isinstance(item, list)]
         if len(lists) != 1:
@@ -157,6 +272,9 @@ def _parse_json(text: str, path: Path) -> list[Any]:
         value = lists[0]
     if not isinstance(value, list):
         raise DataError(f"{path} holds a JSON {type(value).__name__}; expected a list of rows")
+    for index, row in enumerate(value):
+        if nesting_exceeds(row, MAX_NESTING):
+            raise _too_deep(f"{path} row {index}")
     return value
 
 

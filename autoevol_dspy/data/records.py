@@ -1,26 +1,31 @@
 """Seed files row by row: JSONL, CSV (each optionally gzipped) and Parquet streamed, never read whole.
 
 Whole-dataset evolution reads its seeds this way, so a file of millions of instructions
-costs the memory of one row (a Parquet batch) at a time. The rows and every error are
-those of :func:`autoevol_dspy.data.io.read_records`, which reads a file at once; a JSON
-file is one document and is read whole here too.
+costs the memory of one row (a Parquet batch) at a time, and one line at most
+:data:`~autoevol_dspy.data.io.MAX_LINE_BYTES` (a gzip bomb is refused by line number). The
+rows and every error are those of :func:`autoevol_dspy.data.io.read_records`, which reads a
+file at once; a JSON file is one document and is read whole here too.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from autoevol_dspy.data.io import read_records, seed_file_format
+from autoevol_dspy.data.io import (
+    bounded_lines,
+    iter_jsonl_values,
+    read_records,
+    seed_file_format,
+    unreadable_file_error,
+)
 from autoevol_dspy.errors import DataError
 
 __all__ = ["iter_records"]
 
-_BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH = 1024
 
 
@@ -30,39 +35,10 @@ def iter_records(path: Path) -> Iterator[Any]:
     if kind == "parquet":
         return _parquet_rows(path)
     if kind == "jsonl":
-        return _jsonl_rows(path)
+        return iter_jsonl_values(path)
     if kind == "csv":
         return _csv_rows(path)
     return iter(read_records(path))
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
-
-
-def _jsonl_rows(path: Path) -> Iterator[Any]:
-    """One JSON value per non-blank line, decoded strictly as UTF-8 (a BOM is allowed)."""
-    offset = 0
-    try:
-        with _open_binary(path) as handle:
-            for number, raw in enumerate(handle, start=1):
-                line = raw[len(_BOM):] if number == 1 and raw.startswith(_BOM) else raw
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    position = offset + (len(raw) - len(line)) + exc.start
-                    byte = line[exc.start : exc.start + 1].hex()
-                    raise DataError(f"{path} is not UTF-8 text: byte 0x{byte} on line {number} (offset {position}); "
-                                    "re-save the file as UTF-8") from None
-                offset += len(raw)
-                if not text.strip():
-                    continue
-                try:
-                    yield json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path} line {number} is not valid JSON ({exc.msg}, column {exc.colno})") from None
-    except (OSError, EOFError) as exc:
-        raise _unreadable(path, exc) from None
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
@@ -71,7 +47,7 @@ def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     reader = None
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(line for _, line in bounded_lines(handle, path))
             for row in reader:
                 yield {key: value for key, value in row.items() if key is not None}
     except UnicodeDecodeError:
@@ -80,14 +56,7 @@ def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     except csv.Error as exc:
         raise DataError(f"{path} is not valid CSV near line {reader.line_num if reader else 0} ({exc})") from None
     except (OSError, EOFError) as exc:
-        raise _unreadable(path, exc) from None
-
-
-def _unreadable(path: Path, exc: BaseException) -> DataError:
-    """A read that failed below the format: a damaged gzip stream, or the file system."""
-    if path.name.lower().endswith(".gz"):
-        return DataError(f"{path} is not a readable gzip file ({exc})")
-    return DataError(f"{path} could not be read ({exc})")
+        raise unreadable_file_error(path, exc) from None
 
 
 def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Seed instructions for evolution: from a file, a list or a ``datasets.Dataset``, with stable ids.
 
-Empty rows are skipped and duplicates dropped (both counted); every problem with the
-input is a one-line :class:`~autoevol_dspy.errors.DataError`.
+Empty rows are skipped and duplicates dropped (both counted); an instruction that is not text
+(a number, a boolean, a list) is refused; every problem with the input is a one-line
+:class:`~autoevol_dspy.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -207,8 +208,8 @@ class SeedAdmission:
         if not text:
             self.skipped += 1
             return None
-        context = _as_text(fields.get(context_column), label=label, column=context_column, index=index) \
-            if context_column else ""
+        context = _as_text(fields.get(context_column), label=label, column=context_column, index=index,
+                           numbers=True) if context_column else ""
         key = _digest(" ".join(f"{text}\0{context}".split()))
         if key in self._texts:
             self.duplicates += 1
@@ -233,16 +234,23 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
-def _as_text(value: Any, *, label: str, column: str, index: int) -> str:
-    """An instruction cell as stripped text ('' when empty); lists and objects are refused."""
+def _as_text(value: Any, *, label: str, column: str, index: int, numbers: bool = False) -> str:
+    """A cell as stripped text ('' when empty). An instruction must be text: a number or a boolean
+    (``1``, ``true`` in JSON) is refused, as lists and objects are; ``numbers`` lets a context be a number."""
     if is_missing(value):
         return ""
     if isinstance(value, str):
         return value.strip()
-    if isinstance(value, (int, float)):
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    kind = type(value).__name__
-    raise DataError(f"{label}: column {column!r} holds a {kind} in row {index}; choose a column of text")
+    kind = _KINDS.get(type(value), f"a {type(value).__name__}")
+    shown = f" ({value!r})" if isinstance(value, (bool, int, float)) else ""
+    raise DataError(f"{label}: column {column!r} holds {kind}{shown} in row {index}, not text; "
+                    "choose a column of text")
+
+
+#: How a refused cell's type is named in the error.
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 
 def _as_id(value: Any, *, label: str, index: int) -> str:
