@@ -125,3 +125,58 @@ def test_shards_merge_cleans_the_merged_dataset(tmp_path, bench, capsys):
     summary = json.loads((tmp_path / "merged.hygiene.json").read_text())
     assert summary["source"] == str(tmp_path / "merged.rows.jsonl")
     assert summary["counts"]["rows_out"] + len(removed) == summary["counts"]["rows_in"]
+
+
+def test_evolving_with_a_run_directory_shows_the_dataset_in_its_report(server, bench, tmp_path):
+    from autoevol_dspy.search.tracking import RunTracker
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    RunTracker.open(storage=f"sqlite:///{(run_dir / 'study.db').as_posix()}", study_name="run",
+                    settings={"task": {"type": "EvolutionTask"}, "dev_size": 10}, fingerprints={},
+                    predictors=["evolve"], step_limit=1, samples=1)
+    (run_dir / "method.txt").write_text(method(30))
+    out = tmp_path / "train.jsonl"
+    done = autoevol("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format", "prompt-completion",
+                    "--rounds", "2", "--lm", "openai/stub", "--api-base", server.base_url, "--no-progress", "-q",
+                    "--dedup", "--decontaminate", str(bench))
+    assert done.returncode == 0, done.stderr
+    assert f"report:   {run_dir / 'report.html'}" in done.stdout
+    recorded = json.loads((run_dir / "evolved.json").read_text())["datasets"]
+    assert [entry["out_path"] for entry in recorded] == [str(out)]
+    entry = recorded[0]
+    store = rows_of(tmp_path / "train.rows.jsonl")
+    assert entry["rows"] == len(store) and sum(entry["rows_by_round"].values()) == len(store)
+    assert entry["rows_by_round"].keys() == {"1", "2"}
+    assert sum(entry["failures_by_category"].values()) == sum(row["failure"] is not None for row in store)
+    counts = entry["hygiene"]["counts"]
+    assert counts["rows_out"] == len(rows_of(out)) and counts["contaminated"] == {str(bench): 2}
+    page = (run_dir / "report.html").read_text()
+    section = page[page.index('<section id="evolved">'):]
+    section = section[:section.index("</section>")]
+    assert str(out) in section and "near duplicate" in section and "benchmark leak" in section
+    assert f"leaks of {bench}" in section and "train.removed.jsonl" in section
+
+    again = autoevol("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format",
+                     "prompt-completion", "--rounds", "2", "--lm", "openai/stub", "--api-base", server.base_url,
+                     "--no-progress", "-q")  # the same output again, not cleaned: one entry, replaced
+    assert again.returncode == 0, again.stderr
+    recorded = json.loads((run_dir / "evolved.json").read_text())["datasets"]
+    assert len(recorded) == 1 and recorded[0]["hygiene"] is None
+    assert "Not cleaned" in (run_dir / "report.html").read_text()
+
+
+def test_the_evolved_section_escapes_what_the_data_holds():
+    from autoevol_dspy.data import CleanSummary, HygieneCounts
+    from autoevol_dspy.data.evolutions import EvolvedDataset
+    from autoevol_dspy.report.evolved import evolved_section
+
+    hygiene = CleanSummary(source="<b>s</b>", out_path="o", removed_path="r", columns="c", settings={},
+                           counts=HygieneCounts(rows_in=2, exact_duplicates=1, rows_out=1), seconds=0.0,
+                           examples=[{"index": 1, "reason": "exact_duplicate", "duplicate_of": 0,
+                                      "prompt": "<script>alert(1)</script>"}])
+    html = evolved_section([EvolvedDataset(out_path="<i>out</i>", store="s", format="sft", rows=2,
+                                           rows_by_round={"1": 2}, passed_by_round={"1": 2},
+                                           failures_by_category={}, hygiene=hygiene)])
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;i&gt;out" in html
+    assert evolved_section([]) == ""

@@ -8,8 +8,8 @@ from typing import Any
 
 from autoevol_dspy.cli.options import add_output_options
 
-__all__ = ["add_clean_command", "add_hygiene_options", "hygiene_options", "run_clean", "training_output_paths",
-           "write_training_output"]
+__all__ = ["add_clean_command", "add_hygiene_options", "hygiene_options", "record_in_run", "run_clean",
+           "training_output_paths", "write_training_output"]
 
 
 def add_hygiene_options(parser: argparse.ArgumentParser) -> None:
@@ -94,16 +94,16 @@ def training_output_paths(out: str, *, format: str, hygiene: Any, option: str = 
     return path, row_store_beside(path)
 
 
-def write_training_output(store: Path, out: Path, *, format: str, hygiene: Any) -> str:
+def write_training_output(store: Path, out: Path, *, format: str, hygiene: Any) -> tuple[str, Any]:
     """Write ``out`` from an evolution's row store (exported to ``format``, then cleaned when ``hygiene``
-    asks); returns the lines that say what was written."""
+    asks); returns the lines that say what was written, and the clean's summary (None when not cleaned)."""
     from autoevol_dspy.data.clean import clean_file
     from autoevol_dspy.data.export import export_evolved
 
     if hygiene is None:
         path, count = export_evolved(store, out, format=format)
         _refuse_empty(path, count, format=format, store=store)
-        return f"output:   {path} ({count} {format} rows; every row with its lineage in {store})"
+        return f"output:   {path} ({count} {format} rows; every row with its lineage in {store})", None
     if format == "lineage":  # failed rows stay in the lineage as they are, unchecked
         summary = clean_file(store, out=out, options=hygiene, column="evolved_instruction",
                              passes=lambda row: isinstance(row, dict) and row.get("failure") is not None)
@@ -116,7 +116,20 @@ def write_training_output(store: Path, out: Path, *, format: str, hygiene: Any) 
             exported.unlink(missing_ok=True)
     _refuse_empty(out, summary.counts.rows_out, format=format, store=store)
     return (f"output:   {out} ({summary.counts.rows_out} {format} rows; every row with its lineage in {store})\n"
-            f"hygiene:  {summary.counts.describe()}; removed rows: {summary.removed_path}")
+            f"hygiene:  {summary.counts.describe()}; removed rows: {summary.removed_path}"), summary
+
+
+def record_in_run(run_dir: Path, *, store: Path, out: Path, format: str, summary: Any) -> str:
+    """Note the evolution in the run directory its method came from and rewrite that run's report; returns a line."""
+    from autoevol_dspy.data.evolutions import describe_store, record_evolution
+    from autoevol_dspy.errors import AutoEvolError
+    from autoevol_dspy.report.html import write_report
+
+    record_evolution(run_dir, describe_store(store, out=out, format=format, hygiene=summary))
+    try:
+        return f"report:   {write_report(run_dir)} (its evolved-datasets section)"
+    except AutoEvolError as exc:  # e.g. a run on a shared storage: `autoevol report RUN_DIR --storage URL`
+        return f"report:   not rewritten ({exc}); run `autoevol report {run_dir}` to show this dataset"
 
 
 def _refuse_empty(path: Path, count: int, *, format: str, store: Path) -> None:

@@ -22,6 +22,7 @@ from autoevol_dspy.cli.clean import (
     add_clean_command,
     add_hygiene_options,
     hygiene_options,
+    record_in_run,
     training_output_paths,
     write_training_output,
 )
@@ -341,8 +342,12 @@ def run_evolve(args: argparse.Namespace) -> int:
         raise NothingUsableError(f"every one of the {summary.rows} evolutions failed ({categories}); the rows and "
                                  f"their failures are in {summary.dropped_path or summary.out_path}: try another "
                                  "method (autoevol optimize) or a stronger --lm")
+    cleaned = None
     if out != store:
-        print(write_training_output(store, out, format=args.format, hygiene=hygiene))
+        line, cleaned = write_training_output(store, out, format=args.format, hygiene=hygiene)
+        print(line)
+    if Path(args.method).is_dir():  # the run's report shows what its method made
+        print(record_in_run(Path(args.method), store=store, out=out, format=args.format, summary=cleaned))
     return 0
 
 

@@ -51,7 +51,7 @@ def run_shards(args: argparse.Namespace) -> int:
         hygiene.check()
     report = merge_shards(args.seeds, stores, out_path=store, rounds=args.rounds, column=args.column)
     print(report.describe())
-    print(write_training_output(store, out, format=args.format, hygiene=hygiene) if out != store
+    print(write_training_output(store, out, format=args.format, hygiene=hygiene)[0] if out != store
           else f"output:   {store}")
     return 0
 

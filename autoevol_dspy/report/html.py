@@ -19,8 +19,10 @@ from typing import Any
 
 import optuna
 
+from autoevol_dspy.data.evolutions import EvolvedDataset, read_evolutions
 from autoevol_dspy.errors import AutoEvolError
 from autoevol_dspy.files import atomic_write_text
+from autoevol_dspy.report.evolved import evolved_section
 from autoevol_dspy.report.plot import (
     COLORS,
     PlotPoint,
@@ -54,6 +56,7 @@ class RunView:
     result: RunResult | None = None
     created: str | None = None
     cli_record: dict[str, Any] = field(default_factory=dict)
+    evolved: list[EvolvedDataset] = field(default_factory=list)
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -190,6 +193,7 @@ def load_run(
         result=_read_result(run_dir, study_name),
         created=identity.get("created"),
         cli_record=_read_json(run_dir / "run.json") or {},
+        evolved=read_evolutions(run_dir),
     )
 
 
@@ -676,9 +680,11 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 def render_report(view: RunView) -> str:
     """The whole report as one HTML document (inline CSS and SVG, no scripts, nothing loaded)."""
-    nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in _NAV) + "</nav>"
+    links = _NAV + ([("evolved", "Data")] if view.evolved else [])
+    nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
     sections = [_header(view, nav), _chart(view), _holdout(view), _evidence(view), _trials(view),
-                _categories(view), _analyses(view), _diffs(view), _usage(view), _settings(view)]
+                _categories(view), _analyses(view), _diffs(view), _usage(view), evolved_section(view.evolved),
+                _settings(view)]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
