@@ -13,7 +13,7 @@ import sys
 import time
 from collections import Counter
 
-from autoevol_dspy.runlock import LOCK_NAME, RunDirLock
+from autoevol_dspy.runlock import PID_NAME, RunDirLock
 from autoevol_dspy.testing import StubServer
 from faulty_world import (
     assert_one_line_error,
@@ -78,7 +78,7 @@ def test_a_second_optimize_started_while_the_first_runs_is_refused(tmp_path):
         first = subprocess.Popen([sys.executable, "-m", "autoevol_dspy.cli", *args], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 60
-        while not (out / LOCK_NAME).is_file() or not (out / LOCK_NAME).read_text().strip():
+        while not (out / PID_NAME).is_file() or not (out / PID_NAME).read_text().strip():
             assert time.monotonic() < deadline and first.poll() is None, "the first process never took the lock"
             time.sleep(0.05)
         second = run_cli(*args, env={"DSPY_CACHEDIR": str(tmp_path / "cache")})

@@ -11,7 +11,8 @@ nests at most :data:`MAX_NESTING` levels.
 The output of :func:`autoevol_dspy.data.evolve_dataset` is a :class:`RowStore`: one JSONL
 file of rows appended and flushed one at a time, plus two small sidecars next to it:
 ``<stem>.meta.json`` (the settings the rows were made with, checked on resume) and
-``<stem>.dropped.jsonl`` (failed rows when failures are dropped, see ``evolve_dataset``).
+``<stem>.dropped.jsonl`` (failed rows when failures are dropped, see ``evolve_dataset``), and,
+while a process writes, ``<stem>.lock`` (two processes never append to one output).
 """
 
 from __future__ import annotations
@@ -34,11 +35,7 @@ import datasets
 
 from autoevol_dspy.errors import ConfigurationError, DataError, RunConflictError
 from autoevol_dspy.files import atomic_path, atomic_write_text, read_json_object
-
-try:  # POSIX advisory locks keep two processes from appending to the same output.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no cross-process guard
-    fcntl = None  # type: ignore[assignment]
+from autoevol_dspy.locks import ProcessLock
 
 __all__ = [
     "EVOLVED_FEATURES",
@@ -385,6 +382,8 @@ class RowStore:
         stem = self.out_path.name[: -len(self.out_path.suffix)]
         self.dropped_path = self.out_path.with_name(f"{stem}.dropped.jsonl")
         self.meta_path = self.out_path.with_name(f"{stem}.meta.json")
+        self.lock_path = self.out_path.with_name(f"{stem}.lock")
+        self._process_lock: ProcessLock | None = None
         self._lock = threading.Lock()
         self._out: io.TextIOWrapper | None = None
         self._dropped: io.TextIOWrapper | None = None
@@ -392,8 +391,8 @@ class RowStore:
     def open(self, *, overwrite: bool) -> "RowStore":
         """Take the output for this process, clear it if asked, and repair a tail a kill cut short."""
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = self.out_path.open("a", encoding="utf-8")
         self._lock_output()
+        self._out = self.out_path.open("a", encoding="utf-8")
         if overwrite:
             self._out.truncate(0)
             self.dropped_path.unlink(missing_ok=True)
@@ -403,16 +402,13 @@ class RowStore:
         return self
 
     def _lock_output(self) -> None:
-        """Refuse to share the output with another process appending to it."""
-        if fcntl is None or self._out is None:
-            return
-        try:
-            fcntl.flock(self._out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.close()
+        """Refuse to share the output with another process appending to it (on every platform)."""
+        lock = ProcessLock(self.lock_path)
+        if not lock.try_acquire():
             raise RunConflictError(
                 f"{self.out_path} is being written by another process; wait for it or pick another out_path"
-            ) from None
+            )
+        self._process_lock = lock
 
     def check_meta(self, meta: dict[str, Any]) -> None:
         """Record the run's settings, or refuse if the rows here were made with other settings."""
@@ -464,12 +460,16 @@ class RowStore:
         return self._dropped
 
     def close(self) -> None:
-        """Close the files (which also releases the lock)."""
+        """Close the files and release the output (its lock file goes too: nothing is left beside the data)."""
         with self._lock:
             for handle in (self._dropped, self._out):
                 if handle is not None:
                     handle.close()
             self._out = self._dropped = None
+            if self._process_lock is not None:
+                self.lock_path.unlink(missing_ok=True)  # while held: a process trying it now is still refused
+                self._process_lock.release()
+                self._process_lock = None
 
     def __enter__(self) -> "RowStore":
         return self

@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-from dspy._vendor.lm15.transports import StdlibTransport
 from dspy.clients.engines.lm15_engine import AsyncLM15Engine, LM15Engine, timeouts_for
 from dspy.lm15 import (
     ProviderError,
@@ -37,10 +36,10 @@ from dspy.lm15 import (
     Response,
     RouterConfig,
     ServerError,
-    registered_providers,
 )
 
 from autoevol_dspy.lm.backpressure import RateLimitGate, gate_for
+from autoevol_dspy.lm.dspy_internals import StdlibTransport, declared_providers
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "PLACEHOLDER_KEY", "AsyncServerEngine", "ServerEngine"]
 
@@ -91,7 +90,7 @@ class _Settings:
                                   {"timeouts": timeouts_for(self.timeout), "max_connections": self.max_connections})
         return RouterConfig(api_keys={provider: key} if key else None,
                             base_urls={provider: self.api_base} if self.api_base else None,
-                            providers=_declared(), **sizing)
+                            providers=declared_providers(), **sizing)
 
     def transport(self) -> StdlibTransport:
         """A connection pool of ``max_connections`` with the timeouts, its proxy resolved now for ``api_base``."""
@@ -127,14 +126,8 @@ def _proxy_settings(api_base: str | None) -> dict[str, Any]:
     return {"proxy": proxy, "trust_env": False} if proxy and not bypass else {"trust_env": False}
 
 
-def _declared() -> tuple:
-    from dspy.lm15 import _definitions
-
-    return _definitions(registered_providers())
-
-
 def _provider(model: str) -> str:
-    return LM15Engine(RouterConfig(env={}, providers=_declared())).resolve(model).provider
+    return LM15Engine(RouterConfig(env={}, providers=declared_providers())).resolve(model).provider
 
 
 class _Shared:

@@ -28,11 +28,8 @@ import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-try:  # POSIX advisory locks: SQLite needs them to pop a trial atomically (see _QueueLock)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 from autoevol_dspy.errors import AutoEvolError, ConfigurationError
+from autoevol_dspy.locks import ProcessLock
 from autoevol_dspy.redact import redact_url
 from autoevol_dspy.text import short_error
 from autoevol_dspy.search.records import TrialSpec
@@ -150,20 +147,15 @@ class _QueueLock:
 
     def __init__(self, url: str) -> None:
         path = url.split(":///", 1)[1] if url.startswith("sqlite:///") else ""
-        self._path = f"{path}.queue-lock" if path and path != ":memory:" and fcntl is not None else None
-        self._thread_lock = threading.Lock()
+        self._lock = ProcessLock(f"{path}.queue-lock") if path and path != ":memory:" else None
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
-        if self._path is None:
+        if self._lock is None:
             yield
             return
-        with self._thread_lock, open(self._path, "a") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        with self._lock:
+            yield
 
 
 class _Heartbeats:
