@@ -222,8 +222,8 @@ def test_the_analysis_sees_the_trajectory_and_the_rewrite_sees_the_feedback():
 def test_samples_use_distinct_rollout_ids_above_zero_temperature():
     from autoevol_dspy.search.proposer import InstructionProposer
 
-    proposer = InstructionProposer(task=EvolutionTask(), lm=None, temperature=0.6, seed=0)
-    configs = [proposer._config(1, sample) for sample in range(5)]
+    proposer = InstructionProposer(task=EvolutionTask(), lm=None, temperature=0.6, seed=0, style="rewrite")
+    configs = [proposer.sources[0]._config(1, sample) for sample in range(5)]
     assert len({c["rollout_id"] for c in configs}) == 5
     assert all(c["temperature"] == 0.6 for c in configs)
 

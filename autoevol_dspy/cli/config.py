@@ -78,8 +78,10 @@ class OptimizeConfig(LMSettings):
     judge: bool = False
     style: Literal["rewrite", "extend"] = Field(
         "rewrite", description="rewrite: the LM writes the evolved instruction; extend: it writes an addition")
-    proposal_style: Literal["rewrite", "amend"] = Field(
-        "rewrite", description="rewrite: the optimizer LM rewrites the method; amend: it appends one rule")
+    proposal_style: Literal["rewrite", "amend", "mixed"] | None = Field(
+        None, description="rewrite: the optimizer LM rewrites the method; amend: it appends one rule; mixed: rules "
+                          "from the failures, general edits and one LM rule (default: mixed for the embedded model, "
+                          "rewrite otherwise)")
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change a run's results; a resumed run directory must match them."""

@@ -425,9 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--holdout", type=float, help="seeds kept out of the search for the held-out check: "
                           "a share below 1 or a count (default 0.2; 0 for none)")
     optimize.add_argument("--rounds", type=int, help="evolution rounds in a trajectory, l (default 1)")
-    optimize.add_argument("--proposal-style", choices=["rewrite", "amend"], help="rewrite: the optimizer LM "
-                          "rewrites the whole method (the paper); amend: it writes one rule to append, which small "
-                          "optimizer LMs manage (default rewrite)")
+    optimize.add_argument("--proposal-style", choices=["rewrite", "amend", "mixed"], help="rewrite: the optimizer "
+                          "LM rewrites the whole method (the paper); amend: it writes one rule to append; mixed: rules "
+                          "from the failures, general edits and one rule the LM writes from worked examples, which "
+                          "small optimizer LMs can drive (default: mixed for the embedded model, rewrite otherwise)")
     optimize.add_argument("--style", choices=["rewrite", "extend"], help="rewrite: the LM writes the whole evolved "
                           "instruction (the paper); extend: it writes only an addition, which small models manage "
                           "far more often (default rewrite)")

@@ -1,27 +1,26 @@
-"""The optimizer LM's two moves: analyse a trajectory, then rewrite the instructions.
+"""A step's m candidates: each sample drafted by one of the run's proposal sources, then checked.
 
-Each of the m samples gets its own ``rollout_id`` at a temperature above zero, so the
-samples really differ (the official script sampled at temperature 0 and got m copies)
-and a resumed run replays the same samples from DSPy's cache.
+Samples are dealt to the sources in turn (:mod:`.strategies.proposal_source`); a source
+with nothing new hands its sample to the next. A rule to append is checked on its own, then
+the whole text goes through the proposal guard and the task's own check. When the guard
+refuses every sample of a step, the step asks again, telling the LM sources why.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
-import dspy
-
-from autoevol_dspy.lm.context import adapter_context, use_lm
-from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
-from autoevol_dspy.lm.usage import lm_role
-from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.errors import ConfigurationError
-from autoevol_dspy.search.signatures import AmendInstructions, AnalyseTrajectory, RewriteInstructions
+from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
+from autoevol_dspy.parallel import run_parallel
+from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings
+from autoevol_dspy.search.signatures import AmendInstructions
+from autoevol_dspy.search.strategies.edit_library import EditLibrary
+from autoevol_dspy.search.strategies.feedback_rules import FeedbackRules
 from autoevol_dspy.search.strategies.proposal_guard import (
     CopiesTrajectory,
     NotAnInstruction,
@@ -31,14 +30,16 @@ from autoevol_dspy.search.strategies.proposal_guard import (
     RepeatsItself,
     retry_feedback,
 )
+from autoevol_dspy.search.strategies.proposal_source import Draft, ProposalRequest, ProposalSource
 from autoevol_dspy.tasks.base import OptimizationTask
 from autoevol_dspy.text import clip, short_error
 
-__all__ = ["NO_HISTORY", "InstructionProposer", "Proposal", "ProposalStyle"]
+__all__ = ["NO_HISTORY", "InstructionProposer", "Proposal", "ProposalStyle", "default_sources", "paper_sources",
+           "small_model_sources"]
 
-#: How the optimizer LM proposes: rewrite the whole instructions (the paper), or append one rule
-#: (``amend``: what a small optimizer LM can manage; the instructions grow a rule per accepted step).
-ProposalStyle = Literal["rewrite", "amend"]
+#: How candidates are proposed: the optimizer LM rewrites the whole instructions (the paper), appends one
+#: rule (``amend``), or ``mixed``: :func:`small_model_sources`, what a small optimizer LM can drive.
+ProposalStyle = Literal["rewrite", "amend", "mixed"]
 
 #: What the rewrite sees in its first step.
 NO_HISTORY = "none yet: this is the first rewrite of these instructions"
@@ -48,9 +49,35 @@ logger = logging.getLogger(__name__)
 _FENCE = re.compile(r"^```[a-zA-Z]*\n(.*?)\n```$", re.DOTALL)
 
 
+def paper_sources() -> list[ProposalSource]:
+    """The paper's move alone: the optimizer LM analyses the trajectory and rewrites the instructions."""
+    return [LMRewrite()]
+
+
+def small_model_sources() -> list[ProposalSource]:
+    """For a small optimizer LM (the embedded 135M, laptop models): rules from the metric's feedback, general
+    edits from the signature, and one rule written by the LM from grouped failures with worked examples."""
+    return [FeedbackRules(), EditLibrary(), LMAmend(analyse=False, demos=True), EditLibrary()]
+
+
+def default_sources(optimizer_lm: object | None, style: ProposalStyle | None = None) -> list[ProposalSource]:
+    """The sources for ``style`` when given; else by the optimizer LM: an in-process model (``local/...``,
+    a small CPU model) gets :func:`small_model_sources`, any other LM the paper's rewrite."""
+    if style == "rewrite":
+        return paper_sources()
+    if style == "amend":
+        return [LMAmend()]
+    if style == "mixed":
+        return small_model_sources()
+    if style is not None:
+        raise ConfigurationError(f"proposal style must be 'rewrite', 'amend' or 'mixed', got {style!r}")
+    model = str(getattr(optimizer_lm, "model", "") or "")
+    return small_model_sources() if model.startswith("local/") else paper_sources()
+
+
 @dataclass(frozen=True)
 class Proposal:
-    """One analyse-then-rewrite sample: new instructions, or why there are none."""
+    """One sample: new instructions and the source that drafted them, or why there are none."""
 
     sample: int
     feedback: str
@@ -58,11 +85,7 @@ class Proposal:
     rejected: str | None = None
     text: str | None = None
     rejection: Rejection | None = None
-
-
-def _rollout_id(seed: int, step: int, sample: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{step}:{sample}".encode()).hexdigest()
-    return int(digest[:8], 16)
+    source: str = ""
 
 
 def clean_proposal(text: str | None) -> str:
@@ -77,101 +100,109 @@ def clean_proposal(text: str | None) -> str:
 
 
 class InstructionProposer:
-    """Produces m candidate instruction texts for one predictor from one trajectory."""
+    """Produces m candidate instruction texts for one predictor from one trajectory, through its sources."""
 
     def __init__(
-        self, *, task: OptimizationTask, lm: dspy.LM | None, temperature: float | None, seed: int,
-        guard: ProposalGuard | None = None, style: ProposalStyle = "rewrite",
+        self, *, task: OptimizationTask, lm: object | None, temperature: float | None, seed: int,
+        guard: ProposalGuard | None = None, sources: Sequence[ProposalSource] | None = None,
+        style: ProposalStyle | None = None, default_for: object | None = None,
     ) -> None:
-        if style not in ("rewrite", "amend"):
-            raise ConfigurationError(f"proposal style must be 'rewrite' or 'amend', got {style!r}")
-        self.style = style
+        """``default_for``: the LM that will really run as optimizer (``lm`` may be ``None``: the configured
+        one), which picks the default sources when neither ``sources`` nor ``style`` is given."""
+        if sources is not None and style is not None:
+            raise ConfigurationError("pass either proposal sources or a proposal style, not both")
+        self.sources = list(sources) if sources is not None else default_sources(default_for or lm, style)
+        if not self.sources:
+            raise ConfigurationError("proposal sources: give at least one")
+        for source in self.sources:
+            if not isinstance(source, ProposalSource):
+                raise ConfigurationError(f"{source!r} is not a ProposalSource (needs name, uses_lm, draft(), "
+                                         "describe())")
+        settings = OptimizerSettings(lm=lm, temperature=temperature, seed=seed,
+                                     analysis_guidance=task.analysis_guidance, rewrite_guidance=task.rewrite_guidance)
+        for source in self.sources:
+            bind = getattr(source, "bind", None)
+            if callable(bind):
+                bind(settings)
         self.task = task
         self.guard = guard if guard is not None else ProposalGuard()
-        self.lm = lm
-        self.temperature = temperature
-        self.seed = seed
-        self.analyse = dspy.Predict(
-            AnalyseTrajectory.with_instructions(f"{AnalyseTrajectory.instructions}\n\n{task.analysis_guidance}")
-        )
-        self.rewrite = dspy.Predict(
-            RewriteInstructions.with_instructions(f"{RewriteInstructions.instructions}\n\n{task.rewrite_guidance}")
-        )
-        self.amend = dspy.Predict(AmendInstructions)
 
-    def _config(self, step: int, sample: int) -> dict:
-        config: dict = {"rollout_id": _rollout_id(self.seed, step, sample)}
-        if self.temperature is not None:
-            config["temperature"] = self.temperature
-        return config
+    def describe(self) -> list[dict]:
+        """The sources, in the order samples are dealt to them (part of the run's identity)."""
+        return [source.describe() for source in self.sources]
 
-    def _sample(self, step: int, predictor: str, current: str, trajectory: str, sample: int,
-                history: str, seen: _Seen) -> Proposal:
-        config = self._config(step, sample)
-        feedback = ""
+    def _draft(self, request: ProposalRequest, sample: int, note: str) -> tuple[ProposalSource, Draft | None]:
+        """The draft of the sample's source, or of the next source that has one."""
+        count = len(self.sources)
+        for offset in range(count):
+            source = self.sources[(sample + offset) % count]
+            draft = source.draft(request, sample=sample, note=note)
+            if draft is not None:
+                return source, draft
+        return self.sources[sample % count], None
+
+    def _sample(self, request: ProposalRequest, sample: int, note: str, seen: _Seen) -> Proposal:
+        current, source_name, feedback = request.current, self.sources[sample % len(self.sources)].name, ""
         try:
-            with use_lm(self.lm), adapter_context(None):
-                with lm_role("analysis"):
-                    feedback = self.analyse(current_instructions=current, trajectory=trajectory, config=config).feedback
-                with lm_role("rewrite"):
-                    raw = self._propose_text(current, feedback, history, config)
+            source, draft = self._draft(request, sample, note)
+            source_name = source.name
         except Exception as exc:  # noqa: BLE001 - one unusable sample must not sink the step
             if is_lm_error(exc):  # an outage: the step is retried by the next run, never saved without its samples
                 raise LMOutageError(short_error(exc)) from exc
-            return Proposal(sample=sample, feedback=feedback or "", instructions=None, rejected=short_error(exc))
-        text = clean_proposal(raw)
+            return Proposal(sample=sample, feedback="", instructions=None, rejected=short_error(exc),
+                            source=source_name)
+        if draft is None:
+            return Proposal(sample=sample, feedback="", instructions=None, source=source_name,
+                            rejected="no source had a new candidate")
+        feedback = draft.feedback
+        text = clean_proposal(draft.text)
         if not text:
-            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite was empty")
-        if self.style == "amend":
-            rejection = _RULE_GUARD.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
+            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite was empty",
+                            source=source_name)
+        if draft.rule:
+            rejection = _RULE_GUARD.check(ProposalContext(text=text, incumbent=current, trajectory=request.trajectory,
                                                           cases=seen.cases, feedback=feedback)) or _echo(text)
             if rejection is not None:
                 return Proposal(sample=sample, feedback=feedback, instructions=None, text=text, rejection=rejection,
-                                rejected=f"{rejection.category}: {rejection.reason}")
-            text = f"{current.rstrip()}\n{text}"
+                                rejected=f"{rejection.category}: {rejection.reason}", source=source_name)
+            text = request.appended(text)
         if text.strip() == current.strip():
-            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite changed nothing")
+            return Proposal(sample=sample, feedback=feedback, instructions=None, rejected="the rewrite changed nothing",
+                            source=source_name)
         try:
-            rejection = self.guard.check(ProposalContext(text=text, incumbent=current, trajectory=trajectory,
+            rejection = self.guard.check(ProposalContext(text=text, incumbent=current, trajectory=request.trajectory,
                                                          cases=seen.cases, feedback=feedback,
-                                                         output_fields=seen.output_fields))
+                                                         output_fields=seen.output_fields,
+                                                         output_terms=seen.output_terms))
         except Exception as exc:
             if is_lm_error(exc):  # a judge check's LM failed
                 raise LMOutageError(short_error(exc)) from exc
             raise
-        problem = self.task.validate_candidate(predictor, text) if rejection is None else None
+        problem = self.task.validate_candidate(request.predictor, text) if rejection is None else None
         if problem:
             rejection = Rejection(category="unusable_for_task", reason=problem, check=type(self.task).__name__)
         if rejection is not None:
             return Proposal(sample=sample, feedback=feedback, instructions=None, text=text, rejection=rejection,
-                            rejected=f"{rejection.category}: {rejection.reason}")
-        return Proposal(sample=sample, feedback=feedback, instructions=text)
-
-    def _propose_text(self, current: str, feedback: str, history: str, config: dict) -> str:
-        """The optimizer LM's proposal: the whole rewritten instructions, or one rule to append (amend)."""
-        if self.style == "amend":
-            return self.amend(current_instructions=current, feedback=feedback, earlier_attempts=history,
-                              config=config).new_rule
-        return self.rewrite(current_instructions=current, feedback=feedback, earlier_attempts=history,
-                            config=config).improved_instructions
+                            rejected=f"{rejection.category}: {rejection.reason}", source=source_name)
+        return Proposal(sample=sample, feedback=feedback, instructions=text, source=source_name)
 
     def propose(
-        self, *, step: int, predictor: str, current: str, trajectory: str, num_candidates: int, num_threads: int,
-        history: str = NO_HISTORY, cases: Sequence[str] = (), output_fields: Sequence[str] = (),
+        self, *, request: ProposalRequest, num_candidates: int, num_threads: int, cases: Sequence[str] = (),
+        output_fields: Sequence[str] = (), output_terms: Mapping[str, tuple[str, ...]] | None = None,
     ) -> list[Proposal]:
         """m independent samples, in sample order; rejected ones say why.
 
         When the guard refuses every sample, the step asks again (``guard.retries`` more
-        rounds, new samples), telling the optimizer LM why the last ones were refused.
+        rounds, new samples), telling the LM sources why the last ones were refused.
         """
-        seen = _Seen(cases=tuple(cases), output_fields=tuple(output_fields))
+        seen = _Seen(cases=tuple(cases), output_fields=tuple(output_fields), output_terms=dict(output_terms or {}))
         proposals: list[Proposal] = []
         note = ""
         for attempt in range(self.guard.retries + 1):
             first = attempt * num_candidates
 
             def one(sample: int, note: str = note) -> Proposal:
-                return self._sample(step, predictor, current, trajectory, sample, history + note, seen)
+                return self._sample(request, sample, note, seen)
 
             results = dict(run_parallel(one, range(first, first + num_candidates), num_threads=num_threads))
             batch = [results[i] for i in range(num_candidates)]  # run_parallel yields positions
@@ -182,16 +213,17 @@ class InstructionProposer:
             if not refused:
                 break  # nothing the guard refused: asking again would not help
             if attempt == self.guard.retries:
-                logger.info("step %d: every sample was refused, after %d retr%s; the step has no candidate", step,
-                            attempt, "y" if attempt == 1 else "ies")
+                logger.info("step %d: every sample was refused, after %d retr%s; the step has no candidate",
+                            request.step, attempt, "y" if attempt == 1 else "ies")
                 break
             note = "\n\nRewrites of this step that were refused; do not repeat their mistakes:\n" + "\n".join(
                 f"- {clip(p.text or '', 200)} -> {retry_feedback(p.rejection)}" for p in refused)
-            logger.info("step %d: every sample was refused; asking again (%d of %d)", step, attempt + 1,
+            logger.info("step %d: every sample was refused; asking again (%d of %d)", request.step, attempt + 1,
                         self.guard.retries)
         for proposal in proposals:
             if proposal.rejected:
-                logger.debug("step %d: candidate sample %d discarded: %s", step, proposal.sample, proposal.rejected)
+                logger.debug("step %d: candidate sample %d (%s) discarded: %s", request.step, proposal.sample,
+                             proposal.source, proposal.rejected)
         return proposals
 
 
@@ -219,7 +251,9 @@ def _echo(rule: str, span: int = 8, retry_span: int = 5) -> Rejection | None:
 
 @dataclass(frozen=True)
 class _Seen:
-    """What the optimizer saw besides the trajectory text: the cases' texts and the predictor's output fields."""
+    """What the optimizer saw besides the trajectory text: the cases' texts and the predictor's output fields
+    (with the other words that name them)."""
 
     cases: tuple[str, ...]
     output_fields: tuple[str, ...]
+    output_terms: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
 
-__all__ = ["PLANNED_FIELDS", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "StepOutcome", "StepPlan", "TrialRecord",
+__all__ = ["PLANNED_FIELDS", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "SourceSummary", "StepOutcome", "StepPlan", "TrialRecord",
            "TrialSpec"]
 
 #: Version of the records and study layout; a study written with another version is refused on resume.
@@ -35,6 +35,7 @@ class PlannedTrial(BaseModel):
     samples: list[int] = Field(default_factory=list)
     parent_trial: int | None = None
     feedback: str | None = None
+    source: str | None = Field(None, description="the proposal source that drafted a candidate (see proposal_source)")
 
 
 #: The :class:`TrialRecord` fields known before an evaluation runs (the rest are its outcome).
@@ -85,6 +86,7 @@ class CandidatePlan(BaseModel):
     instructions: dict[str, str]
     feedback: str
     samples: list[int]
+    source: str = ""
 
 
 class StepPlan(BaseModel):
@@ -98,6 +100,8 @@ class StepPlan(BaseModel):
     trajectory_size: int
     candidates: list[CandidatePlan]
     discarded: list[str] = Field(default_factory=list)
+    drafted_by_source: dict[str, int] = Field(default_factory=dict, description="samples drafted, by source")
+    refused_by_source: dict[str, int] = Field(default_factory=dict, description="samples refused, by source")
     usage: UsageReport = Field(default_factory=UsageReport)
 
 
@@ -137,6 +141,18 @@ class RunSummary:
         if self.baseline is None or self.baseline.failure_rate is None:
             return []
         return [self.baseline.failure_rate] + [o.incumbent_failure_rate for o in self.outcomes]
+
+
+class SourceSummary(BaseModel):
+    """What one proposal source did in a run: drafts, refusals, candidates, acceptances, mean dev gain."""
+
+    source: str
+    drafted: int = 0
+    refused: int = 0
+    candidates: int = 0
+    accepted: int = 0
+    mean_dev_gain: float | None = Field(None, description="mean (parent's minus candidate's) dev failure rate "
+                                                          "over its completed candidates")
 
 
 class RunResult(BaseModel):
@@ -180,8 +196,36 @@ class RunResult(BaseModel):
             raise ValueError("best_method is defined for single-predictor programs; use best_instructions")
         return next(iter(self.best_instructions.values()))
 
+    def by_source(self) -> list[SourceSummary]:
+        """Per proposal source: how many samples it drafted, how many the guard refused, how many candidates
+        it made and the steps accepted, and their mean dev gain over their parents."""
+        rows: dict[str, SourceSummary] = {}
+
+        def row(name: str) -> SourceSummary:
+            return rows.setdefault(name, SourceSummary(source=name))
+
+        for plan in self.plans:
+            for name, count in plan.drafted_by_source.items():
+                row(name).drafted += count
+            for name, count in plan.refused_by_source.items():
+                row(name).refused += count
+        by_number = {t.number: t for t in self.trials}
+        accepted = {o.incumbent_after for o in self.steps if o.accepted}
+        gains: dict[str, list[float]] = {}
+        for trial in self.trials:
+            if trial.kind != "candidate" or not trial.source:
+                continue
+            row(trial.source).candidates += 1
+            row(trial.source).accepted += trial.number in accepted
+            parent = by_number.get(trial.parent_trial)
+            if trial.status == "complete" and parent is not None and parent.failure_rate is not None:
+                gains.setdefault(trial.source, []).append(parent.failure_rate - trial.failure_rate)
+        for name, values in gains.items():
+            rows[name].mean_dev_gain = round(sum(values) / len(values), 4)
+        return sorted(rows.values(), key=lambda r: r.source)
+
     def describe(self, *, examples: int = 3) -> str:
-        """A few lines for a person: dev rates, the held-out check, and some evolutions of the best method."""
+        """A few lines for a person: dev rates, the held-out check, the winner's source, some evolutions."""
         lines = [
             f"dev failure rate:      {self.initial_failure_rate:.3f} -> {self.best_failure_rate:.3f}  "
             f"({self.dev_size} cases; best trial {self.best_trial}, stopped: {self.stop_reason}, "
@@ -190,6 +234,12 @@ class RunResult(BaseModel):
              else "held-out check: none (holdout=0); the dev rate alone flatters the winner"),
         ]
         best = next((t for t in self.trials if t.number == self.best_trial), None)
+        if best is not None and best.kind == "candidate":
+            lines.append(f"best instructions: step {best.step}, drafted by {best.source or 'the optimizer LM'}")
+        sources = self.by_source()
+        if sources:
+            lines.append("proposals by source: " + "; ".join(
+                f"{r.source} {r.drafted} drafted, {r.refused} refused, {r.accepted} accepted" for r in sources))
         shown = [c for c in (best.examples if best else []) if len(c.outputs.get("stages") or []) > 1][:examples]
         for case in shown:
             stages = case.outputs["stages"]

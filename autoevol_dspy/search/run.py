@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,8 @@ from autoevol_dspy.search.strategies import (
     SearchState,
     Stopper,
 )
+from autoevol_dspy.search.strategies.proposal_guard import signature_terms
+from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, fields_of, normalized
 from autoevol_dspy.search.tracking import LiveTrial, RunTracker, candidate_key
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 
@@ -125,6 +128,9 @@ class SearchRun:
         self.initial = initial
         self.predictors = list(initial)
         self.output_fields = {name: tuple(p.signature.output_fields) for name, p in student.named_predictors()}
+        self.output_terms = {name: signature_terms(p.signature) for name, p in student.named_predictors()}
+        self.fields = {name: fields_of(p.signature) for name, p in student.named_predictors()}
+        self.refused_texts: set[str] = set()  # drafts the guard refused in this process, never drafted again
         self.trainset = trainset
         self.devset = devset
         self.holdout = list(holdout)
@@ -245,17 +251,27 @@ class SearchRun:
         program = self.task.program_for(self.student, current)
         results = run_cases(self.task, program, [(i, self.trainset[i]) for i in batch_indices],
                             num_threads=self.config.num_threads)
+        inputs, outputs = self.fields.get(predictor, ((), ()))
+        request = ProposalRequest(
+            step=step, predictor=predictor, current=current[predictor], trajectory=self.task.format_trajectory(results),
+            failures=tuple((r.failure.category, r.feedback or r.failure.reason) for r in results if r.failure),
+            inputs=inputs, outputs=outputs, history=history, tried=self._tried(predictor),
+            edit_hints=dict(getattr(self.task, "edit_hints", {}) or {}), accepted_rules=self._accepted_rules(predictor),
+        )
         proposals = self.proposer.propose(
-            step=step, predictor=predictor, current=current[predictor],
-            trajectory=self.task.format_trajectory(results), num_candidates=self.config.num_candidates,
-            num_threads=self.config.num_threads, history=history,
+            request=request, num_candidates=self.config.num_candidates, num_threads=self.config.num_threads,
             cases=_case_texts(results), output_fields=self.output_fields.get(predictor, ()),
+            output_terms=self.output_terms.get(predictor, {}),
         )
         candidates: dict[str, CandidatePlan] = {}
         discarded = []
+        drafted: Counter[str] = Counter(p.source for p in proposals if p.text or p.instructions)
+        refused: Counter[str] = Counter(p.source for p in proposals if p.rejection is not None)
         for proposal in proposals:
+            if proposal.rejection is not None and proposal.text:
+                self.refused_texts.add(normalized(proposal.text))
             if proposal.instructions is None:
-                discarded.append(f"sample {proposal.sample}: {proposal.rejected}")
+                discarded.append(f"sample {proposal.sample} ({proposal.source}): {proposal.rejected}")
                 continue
             instructions = {**current, predictor: proposal.instructions}
             key = candidate_key(instructions)
@@ -265,12 +281,31 @@ class SearchRun:
                 candidates[key].samples.append(proposal.sample)
             else:
                 candidates[key] = CandidatePlan(key=key, instructions=instructions, feedback=proposal.feedback,
-                                                samples=[proposal.sample])
+                                                samples=[proposal.sample], source=proposal.source)
         return StepPlan(
             step=step, predictor=predictor, incumbent_trial=incumbent_trial, batch_indices=batch_indices,
             trajectory_failures=sum(1 for r in results if r.failure is not None), trajectory_size=len(results),
-            candidates=list(candidates.values()), discarded=discarded, usage=self.meter.report() - before,
+            candidates=list(candidates.values()), discarded=discarded, drafted_by_source=dict(drafted),
+            refused_by_source=dict(refused), usage=self.meter.report() - before,
         )
+
+    def _tried(self, predictor: str) -> frozenset[str]:
+        """Texts of ``predictor`` this run evaluated or refused: a source never drafts them again."""
+        evaluated = {normalized(t.instructions.get(predictor, "")) for t in self.tracker.trials()}
+        return frozenset(evaluated | self.refused_texts)
+
+    def _accepted_rules(self, predictor: str) -> tuple[tuple[str, str, str], ...]:
+        """(before, feedback, rule) for each accepted step that appended a rule to ``predictor``."""
+        by_number = {t.number: t for t in self.tracker.trials()}
+        rules = []
+        for outcome in self.tracker.outcomes():
+            after, before = by_number.get(outcome.incumbent_after), by_number.get(outcome.incumbent_before)
+            if not outcome.accepted or after is None or before is None:
+                continue
+            old, new = before.instructions.get(predictor, ""), after.instructions.get(predictor, "")
+            if new.startswith(old.rstrip()) and new.strip() != old.strip():
+                rules.append((old, after.feedback or "", new[len(old.rstrip()):].strip()))
+        return tuple(rules)
 
     def remeasure(self, step: int, incumbent: TrialRecord) -> TrialRecord:
         """Paper protocol: evaluate the incumbent again on the whole dev set (its own trial)."""
@@ -325,7 +360,7 @@ class SearchRun:
             label = f"step {step} candidate {position + 1}/{len(plan.candidates)}"
             fields = dict(step=step, kind="candidate", candidate_key=candidate.key, instructions=candidate.instructions,
                           predictor=plan.predictor, samples=candidate.samples, parent_trial=incumbent.number,
-                          feedback=candidate.feedback)
+                          feedback=candidate.feedback, source=candidate.source or None)
             jobs.append(self._candidate_job(label, position, fields, trials, incumbent, lock))
             positions.append(position)
         if not jobs:
@@ -356,7 +391,8 @@ class SearchRun:
             raise _Interrupted(reason)
         specs = [TrialSpec(step=step, kind="candidate", candidate_key=c.key, instructions=c.instructions,
                            predictor=plan.predictor, samples=c.samples, parent_trial=incumbent.number,
-                           feedback=c.feedback, label=f"step {step} candidate {i + 1}/{len(plan.candidates)}",
+                           feedback=c.feedback, source=c.source or None,
+                           label=f"step {step} candidate {i + 1}/{len(plan.candidates)}",
                            position=i, incumbent_failures=incumbent.failures)
                  for i, c in enumerate(plan.candidates)]
         return list(self.queue.evaluate(specs))

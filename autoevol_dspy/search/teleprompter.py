@@ -28,6 +28,7 @@ from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
 from autoevol_dspy.search.progress import LogEvents, ProgressBars
 from autoevol_dspy.search.proposer import InstructionProposer, ProposalStyle
+from autoevol_dspy.search.strategies.proposal_source import ProposalSource
 from autoevol_dspy.search.queue import SharedStudy, TrialQueue, shared_storage
 from autoevol_dspy.search.queue_driver import QueueDriver
 from autoevol_dspy.search.queue_worker import QueueWorker
@@ -97,9 +98,13 @@ class AutoEvolInstruct(Teleprompter):
     :class:`RandomBatches` of that size), ``evaluation`` (early stop, or the paper's protocol), ``acceptance``,
     ``stopper`` (combined with ``max_steps``), ``predictor_choice`` and ``proposal_guard`` (which
     keeps answers, questions, placeholders and copied cases out of the instructions, and asks
-    again when a step's every proposal was refused). ``proposal_style="amend"`` has the optimizer LM
-    write one rule to append instead of rewriting the whole instructions: what a small optimizer
-    LM can manage. ``callbacks``
+    again when a step's every proposal was refused). Candidates come from ``proposal_sources``
+    (:mod:`.strategies.proposal_source`; the m samples are dealt to them in turn), or from a
+    ``proposal_style``: ``"rewrite"`` (the paper: the optimizer LM rewrites the instructions),
+    ``"amend"`` (it appends one rule), ``"mixed"`` (rules from the metric's feedback, general
+    edits from the signature, and one rule the LM writes from worked examples: what a small
+    optimizer LM can drive). By default an in-process optimizer LM (``make_lm("local")``) gets
+    ``"mixed"`` and any other the paper's rewrite. ``callbacks``
     receive the run's typed events. ``workers`` (a :class:`SharedStudy`, or ``True`` for its
     defaults) evaluates through the study, so ``run_worker`` processes on any machine share
     the work; the storage must then be a database URL.
@@ -122,7 +127,8 @@ class AutoEvolInstruct(Teleprompter):
         stopper: Stopper | None = None,
         predictor_choice: PredictorChoice | None = None,
         proposal_guard: ProposalGuard | None = None,
-        proposal_style: ProposalStyle = "rewrite",
+        proposal_style: ProposalStyle | None = None,
+        proposal_sources: Sequence[ProposalSource] | None = None,
         optimizer_temperature: float | None = 0.6,
         num_threads: int | None = None,
         seed: int = 0,
@@ -152,9 +158,12 @@ class AutoEvolInstruct(Teleprompter):
         self.stopper = AnyOf(MaxSteps(self.max_steps), stopper or NoImprovement(patience=1))
         self.predictor_choice = predictor_choice or RoundRobin()
         self.proposal_guard = proposal_guard if proposal_guard is not None else ProposalGuard()
-        if proposal_style not in ("rewrite", "amend"):
-            raise ConfigurationError(f"proposal_style must be 'rewrite' or 'amend', got {proposal_style!r}")
+        if proposal_style not in (None, "rewrite", "amend", "mixed"):
+            raise ConfigurationError(f"proposal_style must be 'rewrite', 'amend' or 'mixed', got {proposal_style!r}")
+        if proposal_style is not None and proposal_sources is not None:
+            raise ConfigurationError("pass either proposal_style= or proposal_sources=, not both")
         self.proposal_style = proposal_style
+        self.proposal_sources = list(proposal_sources) if proposal_sources is not None else None
         self.optimizer_temperature = optimizer_temperature
         self.num_threads = None if num_threads is None else _positive("num_threads", num_threads)
         self.seed = seed
@@ -205,9 +214,14 @@ class AutoEvolInstruct(Teleprompter):
         if self.workers is not None:
             storage = shared_storage(storage, self.workers)
         samples = self.num_candidates * (self.proposal_guard.retries + 1)
+        proposer = InstructionProposer(
+            task=self.task, lm=self.optimizer_lm, temperature=self.optimizer_temperature, seed=self.seed,
+            guard=self.proposal_guard, sources=self.proposal_sources,
+            style=self.proposal_style if self.proposal_sources is None else None,
+            default_for=self.optimizer_lm or default_lm)
         tracker = RunTracker.open(
             storage=storage, study_name=self.study_name,
-            settings=self.describe(initial, lm=default_lm, predictor_lms=_predictor_lms(student)),
+            settings=self.describe(initial, lm=default_lm, predictor_lms=_predictor_lms(student), proposer=proposer),
             fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
                           "holdout": fingerprint(holdout)},
             predictors=list(initial), step_limit=self.max_steps, samples=samples, shared=self.workers is not None,
@@ -223,8 +237,7 @@ class AutoEvolInstruct(Teleprompter):
                                                "samples": samples})
         run = SearchRun(
             config=config, task=self.task, tracker=tracker, events=events, meter=meter,
-            proposer=InstructionProposer(task=self.task, lm=self.optimizer_lm, temperature=self.optimizer_temperature,
-                                         seed=self.seed, guard=self.proposal_guard, style=self.proposal_style),
+            proposer=proposer,
             student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout, queue=queue,
         )
         with dspy.context(usage_tracker=meter, **({"lm": self.lm} if self.lm is not None else {})):
@@ -269,7 +282,8 @@ class AutoEvolInstruct(Teleprompter):
             logger.warning("could not write the report in %s: %s", self.run_dir, exc)
 
     def describe(self, initial: dict[str, str], *, lm: dspy.LM | None = None,
-                 predictor_lms: dict[str, Any] | None = None) -> dict[str, Any]:
+                 predictor_lms: dict[str, Any] | None = None,
+                 proposer: InstructionProposer | None = None) -> dict[str, Any]:
         """The settings that decide a run's results (no secrets): a resumed study must match them.
 
         ``lm``: the LM that really runs the student (``lm=``, else the one ``dspy.configure`` set at
@@ -290,7 +304,7 @@ class AutoEvolInstruct(Teleprompter):
             "acceptance": self.acceptance.describe(),
             "predictor_choice": self.predictor_choice.describe(),
             "proposal_guard": self.proposal_guard.describe(),
-            "proposal_style": self.proposal_style,
+            "proposal_sources": proposer.describe() if proposer is not None else self.proposal_style,
             "lm": lm_name(lm),
             "optimizer_lm": lm_name(optimizer_lm),
             "lm_sampling": lm_sampling(lm),

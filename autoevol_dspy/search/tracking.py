@@ -299,6 +299,8 @@ class RunTracker:
         }
         if record.feedback:
             attrs["feedback"] = record.feedback
+        if record.source:
+            attrs["source"] = record.source
         if record.error:
             attrs["error"] = record.error
         for key, value in attrs.items():

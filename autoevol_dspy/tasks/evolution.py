@@ -32,6 +32,26 @@ ones. Keep its step-by-step structure and its rule that the rewriter outputs onl
 final rewritten instruction."""
 
 
+_EDIT_HINTS = {
+    "answered_instead": "Never answer, solve or explain the instruction: output only the new instruction, which "
+                        "still asks for the same thing.",
+    "lost_key_content": "Keep every number, name and quoted text of the original instruction in the new one.",
+    "near_copy": "Make a real change: add one new requirement or constraint that makes the instruction harder.",
+    "unchanged": "Make a real change: add one new requirement or constraint that makes the instruction harder.",
+    "no_information_gain": "Make a real change: add one new requirement or constraint that makes the instruction "
+                           "harder.",
+    "copied_template": "Output only the new instruction itself, with no headings, markers or template words.",
+    "unparseable_evolution": "Output the whole new instruction and nothing before or after it.",
+    "loss_of_key_information": "Keep the new instruction complete and self-contained: everything needed to answer it "
+                               "must be in it.",
+    "insufficient_qualification": "Keep the new instruction complete and self-contained: everything needed to answer "
+                                  "it must be in it.",
+    "stagnant_complexity": "Make sure the new instruction asks for something concrete to do.",
+    "short_apology": "Keep the new instruction realistic and answerable.",
+    "empty_response": "Keep the new instruction realistic and answerable.",
+}
+
+
 class EvolutionTask:
     """Evolve each seed with the method for ``rounds`` rounds, answering and judging every round.
 
@@ -41,6 +61,8 @@ class EvolutionTask:
 
     analysis_guidance = _ANALYSIS_GUIDANCE
     rewrite_guidance = _REWRITE_GUIDANCE
+    #: One general edit of the method per failure category, for the edit library (proposal sources).
+    edit_hints = _EDIT_HINTS
 
     def __init__(
         self,

@@ -1,0 +1,78 @@
+"""General edits of instructions, made from the predictor's signature and the failures of the trajectory.
+
+In the spirit of MIPROv2's proposal tips and PromptBreeder's mutation prompts, but written
+out: say the output's form (from its type: a number, one of the allowed labels, true or
+false), ask for the output alone, keep it short, define it from its description, read the
+inputs carefully, and the task's own edit for each failure category it names (an
+evolution that answers instead of rewriting gets "never answer the instruction"). Each
+edit is one sentence appended to the current instructions; the dev set decides which helps.
+Nothing here comes from a benchmark: every sentence is built from the user's own field
+names, types and descriptions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from autoevol_dspy.search.strategies.proposal_source import Draft, FieldView, ProposalRequest, first_unclaimed
+
+__all__ = ["EditLibrary", "signature_edits"]
+
+
+def _listed(values: tuple[str, ...]) -> str:
+    quoted = [f'"{value}"' for value in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _form(output: FieldView) -> str | None:
+    """How the output must be written, from its type alone."""
+    if output.type_name == "number":
+        return f"Give the {output.words} as a bare number: digits only, with no words, units or symbols."
+    if output.type_name == "choice" and output.choices:
+        return f"Give the {output.words} as exactly one of {_listed(output.choices)}, and nothing else."
+    if output.type_name == "bool":
+        return f"Give the {output.words} as true or false, and nothing else."
+    if output.type_name == "list":
+        return f"Give the {output.words} as a list of short items, with nothing around it."
+    return None
+
+
+def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...]) -> list[str]:
+    """The general edits for a predictor with these fields, most often useful first."""
+    if not outputs:
+        return []
+    main = outputs[-1]  # the last output is the answer; earlier ones (reasoning) lead up to it
+    sources = " and ".join(field.words for field in inputs) or "input"
+    edits = [
+        _form(main),
+        f"Reply with the {main.words} only: no explanation, no working, no extra words.",
+        f"Write the {main.words} in as few words as it needs, on one line.",
+        f"The {main.words} is {main.desc.rstrip('.')}." if main.desc else None,
+        f"Read the {sources} carefully and make sure the {main.words} gives exactly what is asked for.",
+        f"Work out the {main.words} step by step in your head, then write only the final {main.words}.",
+    ]
+    return [edit for edit in edits if edit]
+
+
+class EditLibrary:
+    """Appends one general edit per sample: the task's edits for the trajectory's commonest failure
+    categories first, then the edits made from the signature, each only once per run."""
+
+    name = "edit_library"
+    uses_lm = False
+
+    def draft(self, request: ProposalRequest, *, sample: int, note: str = "") -> Draft | None:
+        by_category = Counter(category for category, _ in request.failures)
+        hints = [request.edit_hints[category] for category, _ in by_category.most_common()
+                 if category in request.edit_hints]
+        edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, request.outputs)])
+                 if edit.lower() not in request.current.lower()]
+        chosen = first_unclaimed(request, [request.appended(edit) for edit in edits])
+        if chosen is None:
+            return None
+        shown = ", ".join(f"{name} {count}" for name, count in by_category.most_common(3)) or "none"
+        return Draft(text=chosen, feedback=f"A general edit of the instructions (trajectory failures: {shown}).")
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "EditLibrary"}

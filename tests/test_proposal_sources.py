@@ -1,0 +1,206 @@
+"""Proposal sources: rules from the metric's feedback, general edits from the signature, the LM's rule with
+worked examples, the mix of a step, and the source recorded with every candidate.
+
+The scripted number world: a ``question -> answer`` program answers "The answer is N." unless
+its instructions tell it to give the number alone; the metric accepts a bare number only and
+says so in its feedback. Its optimizer LM writes only garbage (a question), which the guard
+refuses, so any gain must come from the sources that do not need a capable LM.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import dspy
+import pytest
+
+from autoevol_dspy import AutoEvolInstruct, ConfigurationError
+from autoevol_dspy.search.demos import SHIPPED_AMEND_DEMOS, amend_demos
+from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings, grouped_failures
+from autoevol_dspy.search.proposer import default_sources, small_model_sources
+from autoevol_dspy.search.strategies.edit_library import EditLibrary, signature_edits
+from autoevol_dspy.search.strategies.feedback_rules import FeedbackRules, rules_from_feedback
+from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, ProposalSource, fields_of
+from autoevol_dspy.tasks import EvolutionTask
+from autoevol_dspy.testing import Call, scripted_lm
+
+_NUMBER = re.compile(r"#(\d+)")
+
+
+class Ask(dspy.Signature):
+    """Answer the question."""
+
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+
+
+class Classify(dspy.Signature):
+    """Classify the review."""
+
+    review: str = dspy.InputField()
+    sentiment: Literal["positive", "negative", "mixed"] = dspy.OutputField()
+    stars: int = dspy.OutputField(desc="the stars the reviewer would give, 1 to 5")
+
+
+def bare_number(example: dspy.Example, prediction: dspy.Prediction) -> dspy.Prediction:
+    answer = str(prediction.answer).strip()
+    if answer.isdigit():
+        return dspy.Prediction(score=1.0, feedback="Right.")
+    return dspy.Prediction(score=0.0, feedback=f"Wrong: the answer {answer!r} is not a bare number; the answer "
+                                               "must be the number alone, without words, units or symbols.")
+
+
+def respond(call: Call) -> dict[str, str]:
+    if call.kind == "analysis":
+        return {"feedback": "Some cases failed."}
+    if call.kind == "rewrite":
+        key = "new_rule" if "new_rule" in call.outputs else "improved_instructions"
+        return {key: "What is the number of apples?"}  # garbage a 135M optimizer LM writes: the guard refuses it
+    number = _NUMBER.search(call.inputs["question"]).group(1)
+    alone = re.search(r"number alone|bare number|answer only", call.instructions, re.IGNORECASE)
+    return {"answer": number if alone else f"The answer is {number}."}
+
+
+def questions(indices) -> list[dspy.Example]:
+    return [dspy.Example(question=f"How many apples are in basket #{i}?", answer=str(i)).with_inputs("question")
+            for i in indices]
+
+
+def request(**overrides) -> ProposalRequest:
+    inputs, outputs = fields_of(Ask)
+    settings = dict(step=1, predictor="self", current="Answer the question.", trajectory="",
+                    failures=(("metric_rejected", "Wrong: the answer 'The answer is 7.' is not a bare number; the "
+                               "answer must be the number alone, without words, units or symbols."),),
+                    inputs=inputs, outputs=outputs)
+    settings.update(overrides)
+    return ProposalRequest(**settings)
+
+
+# Rules from the metric's feedback -----------------------------------------------------------------
+
+
+def test_feedback_rules_keep_the_norm_and_drop_what_belongs_to_one_case():
+    feedback = [
+        "Wrong: the answer 'The answer is 7.' is not a bare number; the answer must be the number alone, "
+        "without words, units or symbols.",
+        "Wrong: the answer '12 apples' is not a bare number; the answer must be the number alone, without words, "
+        "units or symbols.",
+        "Expected 'positive' but got 'Positive!'. The label should be one lowercase word.",
+        "the metric scored 0",
+        "Case 3 needs 14 more items.",  # a number: about one case, no general rule
+    ]
+    assert rules_from_feedback(feedback) == [
+        "The answer must be the number alone, without words, units or symbols.",
+        "The label should be one lowercase word.",
+    ]
+    assert rules_from_feedback(["the metric scored 0", "Right."]) == []
+
+
+@pytest.mark.parametrize("feedback", [
+    "Incorrect. Only the final number is expected, with no explanation.",
+    "The reply has to be a single number; do not add any words.",
+    "You must reply with digits only: no sentence around them.",
+])
+def test_feedback_rules_read_norms_in_other_wordings(feedback):
+    assert rules_from_feedback([feedback])
+
+
+def test_feedback_rules_draft_appends_the_commonest_rule_once_per_run():
+    source = FeedbackRules()
+    first = request()
+    draft = source.draft(first, sample=0)
+    assert draft.text == ("Answer the question.\nThe answer must be the number alone, without words, units or "
+                          "symbols.")
+    assert source.draft(first, sample=1) is None  # the only rule is claimed by this step already
+    later = request(tried=frozenset({" ".join(draft.text.split())}))
+    assert source.draft(later, sample=0) is None  # and tried by the run
+    assert source.draft(request(failures=(("metric_rejected", "the metric scored 0"),)), sample=0) is None
+
+
+# General edits ---------------------------------------------------------------------------------------
+
+
+def test_edits_are_made_from_the_signature_types_and_descriptions():
+    inputs, outputs = fields_of(Classify)
+    edits = signature_edits(inputs, outputs)
+    assert edits[0] == "Give the stars as a bare number: digits only, with no words, units or symbols."
+    assert "The stars is the stars the reviewer would give, 1 to 5." in edits
+    assert any("review" in edit for edit in edits)
+    _, sentiment_only = fields_of(Classify.delete("stars"))
+    assert signature_edits(inputs, sentiment_only)[0] == \
+        'Give the sentiment as exactly one of "positive", "negative" or "mixed", and nothing else.'
+
+
+def test_edit_library_puts_the_tasks_edit_for_the_commonest_failure_first_and_never_repeats():
+    task = EvolutionTask()
+    failures = (("answered_instead", "it works out an equation"), ("answered_instead", "it explains"),
+                ("near_copy", "90% of its words"))
+    step = request(current="Rewrite the instruction into a harder one.", failures=failures,
+                   edit_hints=task.edit_hints, outputs=(), inputs=())
+    library = EditLibrary()
+    drafts = [library.draft(step, sample=i) for i in range(3)]
+    assert drafts[0].text.endswith(task.edit_hints["answered_instead"])
+    assert drafts[1].text.endswith(task.edit_hints["near_copy"])
+    assert drafts[2] is None  # nothing else is known about a signature without fields
+
+
+# LM sources -------------------------------------------------------------------------------------------
+
+
+def test_the_rule_writer_sees_worked_examples_and_the_runs_accepted_rules():
+    lm, engine = scripted_lm(lambda call: {"new_rule": "Write the number alone."})
+    source = LMAmend(analyse=False, demos=True)
+    source.bind(OptimizerSettings(lm=lm, temperature=0.6, seed=0))
+    accepted = (("Answer the question.", "- 3 case(s): too long", "Keep the answer short."),)
+    draft = source.draft(request(accepted_rules=accepted), sample=0)
+    assert draft.rule and draft.text == "Write the number alone."
+    assert engine.count("analysis") == 0  # analyse=False: the grouped failures are the feedback
+    messages = " ".join(str(m.get("content")) for m in lm.history[-1]["messages"])
+    assert SHIPPED_AMEND_DEMOS[0][2] in messages and "Keep the answer short." in messages
+    assert "1 case(s): metric_rejected: Wrong" in grouped_failures(request())
+    assert len(amend_demos(accepted * 5)) == len(SHIPPED_AMEND_DEMOS) + 2
+
+
+def test_default_sources_by_optimizer_lm_and_style():
+    local = dspy.LM("local/SmolLM2-135M-Instruct")
+    remote = dspy.LM("openai/gpt-4o-mini")
+    assert [s.name for s in default_sources(local)] == [s.name for s in small_model_sources()]
+    assert [type(s) for s in default_sources(remote)] == [LMRewrite]
+    assert [type(s) for s in default_sources(local, "rewrite")] == [LMRewrite]
+    assert all(isinstance(s, ProposalSource) for s in small_model_sources())
+    with pytest.raises(ConfigurationError):
+        AutoEvolInstruct(bare_number, proposal_style="mixed", proposal_sources=[EditLibrary()])
+
+
+# A whole run -------------------------------------------------------------------------------------------
+
+
+def test_a_run_with_a_garbage_optimizer_lm_finds_the_rule_in_the_metrics_feedback():
+    lm, engine = scripted_lm(respond)
+    optimizer = AutoEvolInstruct(bare_number, lm=lm, optimizer_lm=lm, proposal_style="mixed", num_candidates=4,
+                                 batch_sampler=4, dev_size=8, max_steps=2, num_threads=1, holdout=0, progress=False)
+    program = optimizer.compile(dspy.Predict(Ask), trainset=questions(range(20)), valset=questions(range(50, 58)))
+    result = optimizer.result
+    assert result.best_failure_rate == 0.0 and result.initial_failure_rate == 1.0
+    best = next(t for t in result.trials if t.number == result.best_trial)
+    assert best.source in ("feedback_rules", "edit_library")
+    assert "number alone" in program.signature.instructions or "only" in program.signature.instructions
+    plan = result.plans[0]
+    assert plan.drafted_by_source.get("lm_amend", 0) >= 1 and plan.refused_by_source.get("lm_amend", 0) >= 1
+    assert any("(lm_amend)" in line for line in plan.discarded)
+    assert {c.source for c in plan.candidates} <= {"feedback_rules", "edit_library"}
+
+
+def test_the_result_counts_proposals_by_source_and_names_the_winners():
+    lm, _ = scripted_lm(respond)
+    optimizer = AutoEvolInstruct(bare_number, lm=lm, optimizer_lm=lm, proposal_style="mixed", num_candidates=4,
+                                 batch_sampler=4, dev_size=8, max_steps=1, num_threads=1, holdout=0, progress=False)
+    optimizer.compile(dspy.Predict(Ask), trainset=questions(range(20)), valset=questions(range(50, 58)))
+    rows = {row.source: row for row in optimizer.result.by_source()}
+    assert rows["lm_amend"].refused >= 1 and rows["lm_amend"].accepted == 0
+    winners = [row for row in rows.values() if row.accepted]
+    assert len(winners) == 1 and winners[0].mean_dev_gain > 0
+    assert sum(row.candidates for row in rows.values()) == sum(len(p.candidates) for p in optimizer.result.plans)
+    text = optimizer.result.describe()
+    assert f"drafted by {winners[0].source}" in text and "proposals by source:" in text
