@@ -181,3 +181,23 @@ def test_the_retry_log_counts_to_the_number_of_retries_and_no_further(caplog):
     assert lines == ["step 1: every sample was refused; asking again (1 of 2)",
                      "step 1: every sample was refused; asking again (2 of 2)",
                      "step 1: every sample was refused, after 2 retries; the step has no candidate"]
+
+
+# Calls sent vs answered from DSPy's cache -----------------------------------------------------------
+
+
+def test_a_rerun_answered_from_dspys_cache_says_so_instead_of_zero_calls(monkeypatch):
+    from dspy.clients.cache import Cache
+
+    monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None))
+    world = TriageWorld()
+    lm, engine = scripted_lm(world.respond, cache=True)
+    runs = []
+    for _ in range(2):
+        opt = optimizer(world, lm=lm, optimizer_lm=lm, max_steps=1)
+        opt.compile(Triage(), trainset=TRAIN, valset=DEV)
+        runs.append(opt.result)
+    first, rerun = runs
+    assert first.usage.calls == len(engine.calls) > 0
+    assert rerun.usage.calls == 0 and rerun.cached_calls == first.usage.calls + first.cached_calls
+    assert f"0 LM calls sent, {rerun.cached_calls} answered from DSPy's cache" in rerun.describe()

@@ -68,6 +68,7 @@ class OptimizeConfig(LMSettings):
     batch_size: int = Field(10, ge=1)
     dev_size: int = Field(50, ge=1)
     holdout: float = Field(0.2, ge=0, description="seeds kept out for the held-out check: a share < 1 or a count")
+    dev_file: str | None = Field(None, description="the dev set as a file of its own (default: drawn from the seeds)")
     rounds: int = Field(1, ge=1)
     patience: int = Field(1, ge=1)
     seed: int = 0
@@ -83,9 +84,17 @@ class OptimizeConfig(LMSettings):
                           "from the failures, general edits and one LM rule (default: mixed for the embedded model, "
                           "rewrite otherwise)")
 
+    @field_validator("holdout")
+    @classmethod
+    def _share_or_count(cls, value: float) -> float:
+        """A share below 1 or a whole count: 1.5 is neither (it would silently become 1)."""
+        if value >= 1 and value != int(value):
+            raise ValueError(f"must be a share below 1 (0.2) or a whole count of seeds (20), got {value:g}")
+        return value
+
     def result_settings(self) -> dict[str, Any]:
         """The settings that change a run's results; a resumed run directory must match them."""
-        keep = ("column", "candidates", "batch_size", "dev_size", "holdout", "rounds", "seed", "style",
+        keep = ("column", "candidates", "batch_size", "dev_size", "dev_file", "holdout", "rounds", "seed", "style",
                 "proposal_style", "lm", "optimizer_lm", "response_lm", "max_tokens", "optimizer_max_tokens",
                 "response_max_tokens", "optimizer_temperature", "judge")
         return {key: getattr(self, key) for key in keep}

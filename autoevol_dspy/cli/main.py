@@ -27,6 +27,7 @@ from autoevol_dspy.cli.clean import (
     write_training_output,
 )
 from autoevol_dspy.cli.errors import EXIT_CODES, describe_error
+from autoevol_dspy.cli.split import fit_split
 from autoevol_dspy.cli.lms import add_request_options, command_lm
 from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.cli.prompt import add_prompt_command
@@ -208,6 +209,7 @@ def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, study_name: s
             "holdout": result.holdout.model_dump(mode="json", exclude={"initial": {"losses"}, "best": {"losses"}})
             if result.holdout is not None else None,
             "lm_calls": result.usage.calls,
+            "lm_calls_cached": result.cached_calls,
             "tokens": result.usage.tokens,
         },
         "updated": datetime.now().isoformat(timespec="seconds"),
@@ -225,19 +227,22 @@ def run_optimize(args: argparse.Namespace) -> int:
                               "optimizer_max_tokens", "response_max_tokens", "threads", "steps", "candidates",
                               "batch_size", "dev_size", "holdout", "rounds", "style", "proposal_style", "patience",
                               "seed", "max_lm_calls", "storage", "study_name", "initial_method", "timeout",
-                              "retries"])
+                              "retries", "dev_file"])
     options["judge"] = _flag(args, "judge")
     config = merge_config(OptimizeConfig, file_values, options, source=args.config)
     out = Path(args.out)
     lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
     loaded = load_instructions(args.seeds, column=config.column)
+    dev = load_instructions(config.dev_file, column=config.column) if config.dev_file else None
+    explicit = {key for key, value in options.items() if value is not None} | set(file_values)
+    config = fit_split(config, seeds=len(loaded), dev_file=dev is not None, explicit=explicit)
     initial = _read_method(config.initial_method) if config.initial_method else None
     with RunDirLock(out):  # one process per run directory
-        return _optimize_in(out, args, config, lms, loaded, initial)
+        return _optimize_in(out, args, config, lms, loaded, initial, dev)
 
 
 def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lms: dict[str, Any], loaded: Any,
-                 initial: str | None) -> int:
+                 initial: str | None, dev: Any = None) -> int:
     """The locked part of ``optimize``: the run directory is this process's."""
     from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import EvolInstruct
@@ -269,7 +274,8 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         workers=driver_workers(args, config, lms),
     )
     # run.json is written after the run; the report is then written again, with the command's settings.
-    compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples())
+    compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples(),
+                                 valset=dev.examples() if dev is not None else None)
     result = optimizer.result
     atomic_write_text(out / "method.txt", compiled.method + "\n")
     _write_run_json(out, config, args.seeds, result.study_name, result)
@@ -405,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autoevol",
         description="Auto Evol-Instruct for DSPy: let an LLM optimize instructions from their failures.",
         epilog="exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
+        allow_abbrev=False,
     )
     from autoevol_dspy import __version__
 
@@ -421,7 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument("--steps", type=int, help="most optimization steps (default 10)")
     optimize.add_argument("--candidates", type=int, help="rewrites of the method per step, m (default 5)")
     optimize.add_argument("--batch-size", type=int, help="seed instructions in each step's trajectory (default 10)")
-    optimize.add_argument("--dev-size", type=int, help="instructions in the fixed dev set (default 50)")
+    optimize.add_argument("--dev-size", type=int, help="instructions in the fixed dev set, drawn from SEEDS (default "
+                          "50, or what the seeds leave after the held-out share and one mini-batch)")
+    optimize.add_argument("--dev-file", "--valset", dest="dev_file", metavar="FILE", help="the dev set as a file of "
+                          "its own (as SEEDS: JSONL, JSON, CSV or Parquet); SEEDS then only train and hold out")
     optimize.add_argument("--holdout", type=float, help="seeds kept out of the search for the held-out check: "
                           "a share below 1 or a count (default 0.2; 0 for none)")
     optimize.add_argument("--rounds", type=int, help="evolution rounds in a trajectory, l (default 1)")
@@ -488,6 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_command(commands)
     add_shards_command(commands)
     add_clean_command(commands)
+    for command in commands.choices.values():  # --step is not --steps: an option is spelled out or refused
+        command.allow_abbrev = False
     return parser
 
 

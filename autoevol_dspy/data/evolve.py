@@ -77,6 +77,7 @@ class EvolutionSummary(BaseModel):
     errors: int = Field(description="seeds whose chain stopped on an LM error in this run; a rerun retries them")
     complete: bool = Field(description="every seed's chain has all its rounds or ended with a failure")
     usage: UsageReport
+    cached_calls: int = Field(0, description="LM calls DSPy's cache answered (not sent, not in usage)")
     seconds: float
 
     @property
@@ -92,7 +93,9 @@ class EvolutionSummary(BaseModel):
             f"rows: {self.rows} ({self.new_rows} new, {self.resumed_rows} resumed); "
             f"kept {self.kept}, dropped {self.dropped}",
             f"failures: {self.failures} ({self.failure_rate:.1%})" + (f": {categories}" if categories else ""),
-            f"LM calls: {self.usage.calls}, tokens: {self.usage.tokens}, time: {self.seconds:.1f}s",
+            f"LM calls: {self.usage.calls} sent" + (f", {self.cached_calls} answered from DSPy's cache"
+                                                     if self.cached_calls else "")
+            + f", tokens: {self.usage.tokens}, time: {self.seconds:.1f}s",
         ]
         if self.dropped_path:
             lines.append(f"dropped rows: {self.dropped_path}")
@@ -261,7 +264,8 @@ def evolve_dataset(
         # DSPy's call history and trace would hold the last 10,000 prompts, replies and predictions (the
         # history three times over: globally, per LM, per predictor): memory that grows with the dataset up
         # to hundreds of MiB, none of it needed once a row is stored.
-        with dspy.context(usage_tracker=meter, disable_history=True, trace=None):
+        callbacks = [*(dspy.settings.get("callbacks") or []), meter.counter]  # tells cache hits from calls sent
+        with dspy.context(usage_tracker=meter, callbacks=callbacks, disable_history=True, trace=None):
             errors = _run_jobs(jobs, evolver, store, tally, rounds=rounds, drop_failures=drop_failures,
                                num_threads=num_threads, max_errors=max_errors, progress=progress, total=size,
                                done=finished)
@@ -281,6 +285,7 @@ def evolve_dataset(
         errors=errors,
         complete=errors == 0,
         usage=meter.report(),
+        cached_calls=meter.cached,
         seconds=round(time.perf_counter() - started, 3),
     )
     _report(summary, max_errors)
@@ -482,9 +487,10 @@ def _run_chain(job: _Job, evolver: _RoundEvolver, store: RowStore, *, rounds: in
 def _report(summary: EvolutionSummary, max_errors: int | None) -> None:
     """Log the outcome; too many LM errors become one error the command line can show."""
     logger.info(
-        "%s: %d rows (%d new, %d kept, %d dropped), %d failures %s, %d LM calls in %.1fs",
-        summary.out_path, summary.rows, summary.new_rows, summary.kept, summary.dropped, summary.failures,
-        summary.failures_by_category or "", summary.usage.calls, summary.seconds,
+        "%s: %d rows (%d new, %d kept, %d dropped), %d failures %s, %d LM calls sent (%d answered from DSPy's "
+        "cache) in %.1fs", summary.out_path, summary.rows, summary.new_rows, summary.kept, summary.dropped,
+        summary.failures, summary.failures_by_category or "", summary.usage.calls, summary.cached_calls,
+        summary.seconds,
     )
     if max_errors is not None and summary.errors > max_errors:
         raise LMUnavailableError(

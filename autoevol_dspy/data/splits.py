@@ -17,7 +17,7 @@ import dspy
 
 from autoevol_dspy.errors import ConfigurationError, DataError
 
-__all__ = ["as_examples", "fingerprint", "split_holdout", "split_train_dev"]
+__all__ = ["as_examples", "fingerprint", "holdout_count", "split_holdout", "split_train_dev"]
 
 
 def as_examples(items: Sequence[Any], *, input_field: str | None, name: str) -> list[dspy.Example]:
@@ -70,7 +70,8 @@ def split_train_dev(
     return train, dev
 
 
-def _holdout_count(holdout: int | float, total: int) -> int:
+def holdout_count(holdout: int | float, total: int) -> int:
+    """How many of ``total`` examples a ``holdout`` (a count, or a share in (0, 1)) keeps out."""
     if isinstance(holdout, bool) or not isinstance(holdout, (int, float)):
         raise ConfigurationError(f"holdout must be a count (int) or a share (float in (0, 1)), got {holdout!r}")
     if holdout == 0:
@@ -91,7 +92,7 @@ def split_holdout(
 
     ``holdout`` is a count or a share in (0, 1); 0 keeps nothing out.
     """
-    count = _holdout_count(holdout, len(examples))
+    count = holdout_count(holdout, len(examples))
     if count >= len(examples):
         raise DataError(f"holdout={count} leaves none of the {len(examples)} examples to optimize on")
     order = list(range(len(examples)))

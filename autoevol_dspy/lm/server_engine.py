@@ -41,7 +41,7 @@ from dspy.lm15 import (
 from autoevol_dspy.lm.backpressure import RateLimitGate, gate_for
 from autoevol_dspy.lm.dspy_internals import StdlibTransport, declared_providers
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "PLACEHOLDER_KEY", "AsyncServerEngine", "ServerEngine"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "PLACEHOLDER_KEY", "AsyncServerEngine", "ServerEngine", "routes_natively"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,17 @@ def _proxy_settings(api_base: str | None) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a platform lookup quirk bypasses nothing, as in urllib
         bypass = False
     return {"proxy": proxy, "trust_env": False} if proxy and not bypass else {"trust_env": False}
+
+
+def routes_natively(model: str) -> bool:
+    """Whether DSPy's own router (lm15) has a door for ``model``'s provider (others go through LiteLLM)."""
+    from dspy.lm15 import UnknownModelError
+
+    try:
+        _provider(model)
+    except UnknownModelError:
+        return False
+    return True
 
 
 def _provider(model: str) -> str:

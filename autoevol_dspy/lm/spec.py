@@ -8,6 +8,7 @@ API keys stay out of saved state, pickles and log lines (see :mod:`.server_engin
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
@@ -28,6 +29,7 @@ from autoevol_dspy.lm.server_engine import (
     PLACEHOLDER_KEY,
     AsyncServerEngine,
     ServerEngine,
+    routes_natively,
 )
 from autoevol_dspy.redact import has_credentials, redact_url
 
@@ -97,6 +99,23 @@ def _check_api_base(api_base: str) -> None:
                           "without them and its key in OPENAI_API_KEY (or api_key=)")
 
 
+def _check_provider(provider: str, spec: str) -> None:
+    """Refuse a provider neither DSPy's native router nor LiteLLM knows (a typo such as ``opneai/``), naming the
+    closest known one, before any LM call or study; LiteLLM is loaded only for providers the router lacks."""
+    if provider == "openai" or routes_natively(spec):
+        return
+    try:
+        import litellm
+    except ImportError:  # pragma: no cover - DSPy brings LiteLLM; without it the first call says what is wrong
+        return
+    known = {str(getattr(item, "value", item)) for item in getattr(litellm, "provider_list", ())}
+    if not known or provider in known:
+        return
+    close = difflib.get_close_matches(provider, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}/...'?" if close else ""
+    raise LMSpecError(f"unknown LM provider {provider!r} in {spec!r}{hint} ({ACCEPTED_SPECS})")
+
+
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise LMSpecError(f"timeout must be a positive number of seconds (or None), got {timeout!r}")
@@ -136,6 +155,7 @@ def make_lm(spec: str, *, api_base: str | None = None, api_key: str | None = Non
     provider, slash, model = spec.partition("/")
     if not slash or not provider or not model.strip():
         raise LMSpecError(f"unknown LM spec {spec!r}; {ACCEPTED_SPECS}")
+    _check_provider(provider, spec)
     if api_base is not None:
         _check_api_base(api_base)
     _check_timeout(timeout)

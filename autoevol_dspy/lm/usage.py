@@ -3,7 +3,10 @@
 DSPy reports every non-cached LM response to ``settings.usage_tracker``; a
 :class:`UsageMeter` installed there attributes each call to the role active in the
 calling context (see :func:`lm_role`), so calls are counted even when they run in
-worker threads, and cache hits (replays after a resume) cost nothing.
+worker threads, and cache hits (replays after a resume) cost nothing. Its
+:attr:`UsageMeter.counter`, installed as a DSPy callback, sees every LM call that
+returned, so :attr:`UsageMeter.cached` tells the calls DSPy's cache answered from the
+ones sent: a rerun that sent nothing says so instead of "0 LM calls".
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from dspy.utils.callback import BaseCallback
 from pydantic import BaseModel, Field
 
 __all__ = ["ROLES", "RoleUsage", "UsageMeter", "UsageReport", "lm_role"]
@@ -100,7 +104,21 @@ class UsageMeter:
     def __init__(self, *, parent: Any = None) -> None:
         self._lock = threading.Lock()
         self._by_role: dict[str, RoleUsage] = {}
+        self._answered = 0
         self.parent = parent
+        self.counter = _AnsweredCalls(self)
+
+    @property
+    def cached(self) -> int:
+        """LM calls that returned without being sent (DSPy's cache answered them), once no call is in flight.
+
+        Needs :attr:`counter` among ``dspy.settings.callbacks`` while the calls run."""
+        with self._lock:
+            return max(0, self._answered - sum(usage.calls for usage in self._by_role.values()))
+
+    def _answer(self) -> None:
+        with self._lock:
+            self._answered += 1
 
     def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:  # DSPy's tracker interface
         role = _current_role.get()
@@ -126,4 +144,19 @@ class UsageMeter:
 
     def __deepcopy__(self, memo: dict) -> "UsageMeter":
         # DSPy's ParallelExecutor deep-copies the tracker per thread; sharing keeps the counts.
+        return self
+
+
+class _AnsweredCalls(BaseCallback):
+    """A DSPy callback that counts every LM call that returned (sent or answered from the cache)."""
+
+    def __init__(self, meter: UsageMeter) -> None:
+        super().__init__()
+        self.meter = meter
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        if exception is None:
+            self.meter._answer()
+
+    def __deepcopy__(self, memo: dict) -> "_AnsweredCalls":
         return self

@@ -86,5 +86,5 @@ class LogEvents:
             logger.info("%s", event.comparison.describe())
         elif isinstance(event, RunEnded):
             result = event.result
-            logger.info("stopped (%s): dev failure rate %.3f -> %.3f, %d LM calls", result.stop_reason,
-                        result.initial_failure_rate, result.best_failure_rate, result.usage.calls)
+            logger.info("stopped (%s): dev failure rate %.3f -> %.3f, %s", result.stop_reason,
+                        result.initial_failure_rate, result.best_failure_rate, result.describe_calls())

@@ -174,10 +174,12 @@ class RunResult(BaseModel):
     dev_size: int
     holdout_size: int = 0
     holdout: HoldoutComparison | None = Field(None, description="initial vs best on the held-out cases")
+    cached_calls: int = Field(0, description="LM calls of this process that DSPy's cache answered: not sent, "
+                                             "not in usage")
 
     @classmethod
     def of(cls, summary: RunSummary, *, study_name: str, stop_reason: str, train_size: int, dev_size: int,
-           holdout_size: int) -> "RunResult":
+           holdout_size: int, cached_calls: int = 0) -> "RunResult":
         """The result of a run that ended, from its summary."""
         if summary.baseline is None or summary.best is None:
             raise ValueError("a run's result needs its baseline trial")
@@ -186,8 +188,13 @@ class RunResult(BaseModel):
             initial_failure_rate=summary.baseline.failure_rate, best_failure_rate=summary.best.failure_rate,
             failure_rate_by_step=summary.failure_rate_by_step, stop_reason=stop_reason, steps=summary.outcomes,
             plans=summary.plans, trials=summary.trials, usage=summary.usage, train_size=train_size,
-            dev_size=dev_size, holdout_size=holdout_size, holdout=summary.holdout,
+            dev_size=dev_size, holdout_size=holdout_size, holdout=summary.holdout, cached_calls=cached_calls,
         )
+
+    def describe_calls(self) -> str:
+        """How many LM calls were sent, and how many DSPy's cache answered instead (a rerun may send none)."""
+        sent = f"{self.usage.calls} LM calls sent"
+        return f"{sent}, {self.cached_calls} answered from DSPy's cache" if self.cached_calls else sent
 
     @property
     def best_method(self) -> str:
@@ -229,7 +236,7 @@ class RunResult(BaseModel):
         lines = [
             f"dev failure rate:      {self.initial_failure_rate:.3f} -> {self.best_failure_rate:.3f}  "
             f"({self.dev_size} cases; best trial {self.best_trial}, stopped: {self.stop_reason}, "
-            f"{self.usage.calls} LM calls)",
+            f"{self.describe_calls()})",
             (self.holdout.describe() if self.holdout is not None
              else "held-out check: none (holdout=0); the dev rate alone flatters the winner"),
         ]

@@ -486,7 +486,8 @@ class SearchRun:
     def summarize(self, stop_reason: str) -> RunResult:
         return RunResult.of(self.tracker.summary(through_step=self._steps_done),
                             study_name=self.tracker.study.study_name, stop_reason=stop_reason,
-                            train_size=len(self.trainset), dev_size=len(self.devset), holdout_size=len(self.holdout))
+                            train_size=len(self.trainset), dev_size=len(self.devset), holdout_size=len(self.holdout),
+                            cached_calls=self.meter.cached)
 
 
 def _case_texts(results: list[CaseResult]) -> list[str]:

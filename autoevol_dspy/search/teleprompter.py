@@ -240,7 +240,8 @@ class AutoEvolInstruct(Teleprompter):
             proposer=proposer,
             student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout, queue=queue,
         )
-        with dspy.context(usage_tracker=meter, **({"lm": self.lm} if self.lm is not None else {})):
+        callbacks = [*(dspy.settings.get("callbacks") or []), meter.counter]  # tells cache hits from calls sent
+        with dspy.context(usage_tracker=meter, callbacks=callbacks, **({"lm": self.lm} if self.lm is not None else {})):
             try:
                 result = run.execute()
             except LMOutageError as exc:
