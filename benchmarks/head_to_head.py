@@ -45,6 +45,7 @@ import dspy  # noqa: E402
 import common  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct  # noqa: E402
 from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
+from autoevol_dspy.search.holdout import compare_on_holdout, measure as holdout_measure  # noqa: E402
 from autoevol_dspy.search.records import RunResult  # noqa: E402
 from autoevol_dspy.search.strategies import SearchState  # noqa: E402
 from autoevol_dspy.search.strategies.proposal_guard import (  # noqa: E402
@@ -504,6 +505,7 @@ class RunContext:
     settings: Settings
     seed: int
     notes: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
 
 
 Runner = Callable[[dspy.Module, RunContext], dspy.Module]
@@ -567,13 +569,14 @@ def run_gepa(student: dspy.Module, ctx: RunContext) -> dspy.Module:
 
 
 def autoevol_optimizer(ctx: RunContext) -> AutoEvolInstruct:
-    """AutoEvolInstruct for a 135M optimizer LM: amend one rule, small batches, the guard, the metric budget."""
+    """AutoEvolInstruct with its defaults for an in-process optimizer LM (the mixed proposal sources: rules from
+    the metric's feedback, general edits, one LM rule with worked examples), small batches, the metric budget."""
     settings = ctx.settings
     return AutoEvolInstruct(
         metric=ctx.metric.with_feedback, optimizer_lm=ctx.lms.proposer,
         optimizer_temperature=settings.proposer_temperature, num_candidates=settings.aei_candidates,
         batch_sampler=settings.aei_batch, holdout=0, max_steps=settings.budget, num_threads=settings.num_threads,
-        proposal_guard=ProposalGuard(retries=settings.aei_retries), proposal_style="amend", seed=ctx.seed,
+        proposal_guard=ProposalGuard(retries=settings.aei_retries), seed=ctx.seed,
         stopper=MetricCallBudget(ctx.metric, settings.budget, settings.aei_batch + settings.val_size),
         progress=False,
     )
@@ -590,6 +593,7 @@ def run_autoevol(student: dspy.Module, ctx: RunContext) -> dspy.Module:
     ctx.notes.append(f"{len(result.steps)} step(s), {sum(s.accepted for s in result.steps)} accepted; "
                      f"{sum(refused.values())} of {samples} proposals refused" + (f" ({reasons})" if reasons else ""))
     ctx.notes.extend(trial_lines(result, ctx.spec.plain))
+    ctx.sources = [row.model_dump() for row in result.by_source()]
     return compiled
 
 
@@ -650,7 +654,7 @@ def compile_with(name: str, ctx: RunContext) -> tuple[dspy.Module, str | None]:
 def run_one(name: str, ctx: RunContext) -> dict[str, Any]:
     """Compile with one optimizer from a cold cache, judge what it adopted, score it on the test split."""
     common.reset_cache()
-    ctx.metric, ctx.notes = CountingMetric(ctx.spec), []
+    ctx.metric, ctx.notes, ctx.sources = CountingMetric(ctx.spec), [], []
     meter = UsageMeter()
     started = time.perf_counter()
     with dspy.context(usage_tracker=meter):
@@ -666,6 +670,7 @@ def run_one(name: str, ctx: RunContext) -> dict[str, Any]:
         "accuracy": 100 * statistics.fmean(right), "metric_calls": ctx.metric.calls,
         "lm_calls": meter.calls, "seconds": round(seconds, 1), "error": error,
         "instructions": instructions, "flags": flags, "notes": list(ctx.notes),
+        "per_case": [bool(r) for r in right], "sources": list(ctx.sources),
     }
 
 
@@ -741,6 +746,41 @@ def _mean_cell(runs: Sequence[dict[str, Any]]) -> str:
     return f"{mean:.1f}" if len(runs) == 1 else f"{mean:.1f} ({low:.1f}-{high:.1f})"
 
 
+def holdout_check(run: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    """The run's gain over the unoptimized program on the test split, as the package's own held-out check says it
+    (the same paired one-sided sign test, ``search/holdout.py``): wins, losses, p and the verdict."""
+    base = _runs(rows, "unoptimized")
+    if not base or "per_case" not in run or "per_case" not in base[0]:
+        return "-"
+    def losses(per_case):
+        return {i: 0.0 if right else 1.0 for i, right in enumerate(per_case)}
+    same = run["instructions"].strip() == base[0]["instructions"].strip()
+    check = compare_on_holdout(holdout_measure("plain", losses(base[0]["per_case"]), len(base[0]["per_case"])),
+                               holdout_measure("plain" if same else "adopted", losses(run["per_case"]), len(run["per_case"])))
+    return f"{check.wins}+/{check.losses}- p={check.p_value:.3g} {check.verdict}"
+
+
+def render_sources(rows: Sequence[dict[str, Any]]) -> str:
+    """AutoEvolInstruct's proposals by source, summed over seeds: drafted, refused by the guard, candidates, accepted,
+    mean dev gain (failure-rate points over the parent, per completed candidate)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for run in _runs(rows, "autoevol"):
+        for row in run.get("sources", []):
+            total = totals.setdefault(row["source"], {"drafted": 0, "refused": 0, "candidates": 0, "accepted": 0,
+                                                      "gains": []})
+            for key in ("drafted", "refused", "candidates", "accepted"):
+                total[key] += row[key]
+            if row["mean_dev_gain"] is not None:
+                total["gains"].append((row["mean_dev_gain"], row["candidates"]))
+    table = []
+    for name, total in sorted(totals.items()):
+        weight = sum(n for _, n in total["gains"])
+        gain = (f"{100 * sum(g * n for g, n in total['gains']) / weight:+.1f}" if weight else "-")
+        table.append([name, total["drafted"], total["refused"], total["candidates"], total["accepted"], gain])
+    return common.markdown_table(["source", "drafted", "refused by the guard", "candidates evaluated", "accepted",
+                                  "mean dev gain, points"], table) if table else ""
+
+
 def render_table(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
     """One row per optimizer: mean over seeds with its interval, per-seed accuracies with per-case intervals."""
     table = []
@@ -752,13 +792,14 @@ def render_table(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
         unusable = sum(bool(r["flags"]) for r in runs)
         errors = "; ".join(f"seed {r['seed']}: {r['error']}" for r in runs if r["error"])
         table.append([
-            _NAMES[name], _mean_cell(runs), per_seed, " / ".join(str(r["metric_calls"]) for r in runs),
+            _NAMES[name], _mean_cell(runs), per_seed, " / ".join(holdout_check(r, rows) for r in runs),
+            " / ".join(str(r["metric_calls"]) for r in runs),
             f"{common.median(r['lm_calls'] for r in runs):.0f}", f"{common.median(r['seconds'] for r in runs):.0f}",
             f"{unusable} of {len(runs)}", errors,
         ])
     return common.markdown_table(
         ["optimizer", "held-out accuracy %, mean (95% interval over seeds)", "per seed (95% per-case interval)",
-         "metric calls per seed", "LM calls in compile (median)", "compile s (median)",
+         "held-out check against the plain instruction, per seed (wins+/losses-, sign test)", "metric calls per seed", "LM calls in compile (median)", "compile s (median)",
          "unusable adopted instructions", "errors"],
         table,
     )
@@ -823,8 +864,9 @@ def setup_text(settings: Settings, seeds: Sequence[int]) -> str:
         f"is not counted). COPRO breadth {copro_breadth(settings)}, depth 1, scored on val; MIPROv2 auto=None, "
         f"{mipro_trials(settings)} trial(s) on the full val set, 0 demos; GEPA max_metric_calls="
         f"{gepa_max_metric_calls(settings)} (its own count leaves out the metric calls that only fetch feedback), "
-        f"reflection minibatch 3, no merge; AutoEvolInstruct proposal_style=\"amend\" (the optimizer LM appends one "
-        f"rule), m={settings.aei_candidates}, mini-batch {settings.aei_batch}, the default ProposalGuard with "
+        f"reflection minibatch 3, no merge; AutoEvolInstruct with its default proposal sources for an in-process "
+        f"optimizer LM (rules read from the metric's feedback, general edits made from the signature, one rule the "
+        f"LM writes with worked examples), m={settings.aei_candidates}, mini-batch {settings.aei_batch}, the default ProposalGuard with "
         f"{settings.aei_retries} retries, strict improvement on the val set, holdout=0 (the test split is the "
         f"held-out check), and a stopper that starts no step unless the trajectory plus one full val evaluation "
         f"still fit the budget and interrupts a step at the budget. Every proposal LM at temperature "
@@ -866,6 +908,7 @@ def render_section(parts: dict[str, Any], settings: Settings, command: str, info
         lines += ["### Comparison at an equal metric-call budget", "", setup_text(settings, parts["seeds"]), "",
                   render_table(rows, settings), "", verdict(rows, settings), "", gains_from_unusable(rows), "",
                   autoevol_notes(rows), "",
+                  "AutoEvolInstruct's proposals by source, over all seeds:", "", render_sources(rows), "",
                   "### Adopted instructions", "", render_adopted(rows, settings), ""]
     return "\n".join(lines)
 
