@@ -204,3 +204,14 @@ def test_the_result_counts_proposals_by_source_and_names_the_winners():
     assert sum(row.candidates for row in rows.values()) == sum(len(p.candidates) for p in optimizer.result.plans)
     text = optimizer.result.describe()
     assert f"drafted by {winners[0].source}" in text and "proposals by source:" in text
+
+
+def test_the_exact_metric_states_the_norm_that_feedback_rules_can_use():
+    from autoevol_dspy.prompt.metrics import ExactMatch
+
+    metric = ExactMatch(output_field="sentiment")
+    wrapped = metric(dspy.Example(sentiment="positive"), dspy.Prediction(sentiment="The sentiment is positive."))
+    wrong = metric(dspy.Example(sentiment="positive"), dspy.Prediction(sentiment="negative"))
+    assert wrapped.score == 0.0 and "must be the answer alone" in wrapped.feedback
+    assert "must be" not in wrong.feedback  # a wrong label is no norm about the form
+    assert rules_from_feedback([wrapped.feedback]) == ["The sentiment must be the answer alone, with no other words."]

@@ -77,8 +77,11 @@ class ExactMatch(OutputMetric):
 
     def __call__(self, example: dspy.Example, prediction: Any, trace: Any = None) -> dspy.Prediction:
         expected, output = self.expected(example), self.output(prediction)
-        return _verdict(normalize(output) == normalize(expected),
-                        f"expected {clip(expected, 200)!r} exactly, got {clip(output, 200)!r}")
+        want, got = normalize(expected), normalize(output)
+        feedback = f"expected {clip(expected, 200)!r} exactly, got {clip(output, 200)!r}"
+        if want and want in got:  # the right answer, wrapped in other words: say what a right output looks like
+            feedback += f"; the {self.output_field.replace('_', ' ')} must be the answer alone, with no other words"
+        return _verdict(got == want, feedback)
 
 
 class Contains(OutputMetric):
