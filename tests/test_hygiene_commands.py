@@ -133,8 +133,7 @@ def test_evolving_with_a_run_directory_shows_the_dataset_in_its_report(server, b
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     RunTracker.open(storage=f"sqlite:///{(run_dir / 'study.db').as_posix()}", study_name="run",
-                    settings={"task": {"type": "EvolutionTask"}, "dev_size": 10}, fingerprints={},
-                    predictors=["evolve"], step_limit=1, samples=1)
+                    settings={"task": {"type": "EvolutionTask"}, "dev_size": 10}, fingerprints={})
     (run_dir / "method.txt").write_text(method(30))
     out = tmp_path / "train.jsonl"
     done = autoevol("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format", "prompt-completion",

@@ -202,7 +202,7 @@ def test_a_run_killed_in_its_first_step_still_renders(tmp_path):
 def test_a_study_without_trials_renders(tmp_path):
     storage = f"sqlite:///{(tmp_path / 'study.db').as_posix()}"
     RunTracker.open(storage=storage, study_name="autoevol", settings={"task": {"type": "EvolutionTask"},
-                    "dev_size": 50}, fingerprints={}, predictors=["evolve"], step_limit=10, samples=5)
+                    "dev_size": 50}, fingerprints={})
     page = write_report(tmp_path).read_text(encoding="utf-8")
     assert "not started: no trial recorded yet" in page and "<svg" in page and "No trial has been recorded yet." in page
 
@@ -211,13 +211,11 @@ def test_missing_run_or_study_is_a_one_line_error(tmp_path):
     with pytest.raises(AutoEvolError, match="no study database"):
         write_report(tmp_path)
     storage = f"sqlite:///{(tmp_path / 'study.db').as_posix()}"
-    RunTracker.open(storage=storage, study_name="first", settings={}, fingerprints={}, predictors=["evolve"],
-                    step_limit=1, samples=1)
+    RunTracker.open(storage=storage, study_name="first", settings={}, fingerprints={})
     with pytest.raises(AutoEvolError, match=r"no study 'autoevol' in the storage \(it holds: first\)"):
         write_report(tmp_path, study_name="autoevol")
     assert write_report(tmp_path).is_file()  # the storage's only study is the run's
-    RunTracker.open(storage=storage, study_name="second", settings={}, fingerprints={}, predictors=["evolve"],
-                    step_limit=1, samples=1)
+    RunTracker.open(storage=storage, study_name="second", settings={}, fingerprints={})
     with pytest.raises(AutoEvolError, match=rf"no study '{tmp_path.name}' in the storage \(it holds: first, second\)"):
         write_report(tmp_path)  # two studies, none named after the folder: say which exist
 
@@ -226,7 +224,7 @@ def hand_made_run(tmp_path: Path) -> tuple[str, str]:
     """A two-predictor program run written straight into a study: one failed and one accepted candidate."""
     storage = f"sqlite:///{(tmp_path / 'other.db').as_posix()}"
     tracker = RunTracker.open(storage=storage, study_name="exp", settings={"task": {"type": "ProgramTask"},
-                              "dev_size": 4}, fingerprints={}, predictors=["draft", "check"], step_limit=2, samples=3)
+                              "dev_size": 4}, fingerprints={})
     usage = UsageReport(by_role={"program": RoleUsage(calls=4, input_tokens=40, output_tokens=8)})
     initial = {"draft": "Write a draft.\nKeep it short.", "check": "Check the draft."}
     better = {**initial, "draft": "Write a draft.\nKeep it short and cite sources.\nEnd with a summary."}

@@ -74,7 +74,7 @@ def test_reopening_fails_exactly_the_trials_a_dead_process_left_and_keeps_the_qu
 
     def reopen() -> RunTracker:
         return RunTracker.open(storage=storage, study_name="run", settings=settings, fingerprints={},
-                               predictors=["evolve"], step_limit=3, samples=1, shared=shared)
+                               shared=shared)
 
     tracker = reopen()
     tracker.start(step=1, kind="candidate", candidate_key="running", instructions={"evolve": "m"})  # trial 0

@@ -95,18 +95,31 @@ def test_changing_a_strategy_setting_is_refused_on_resume_naming_it(tmp_path, ch
         optimizer(world, run_dir=tmp_path, max_steps=1, **change).compile(EvolInstruct(method(60)), trainset=seeds(40))
 
 
-def test_every_trial_of_a_finished_run_has_a_duration_and_params(tmp_path):
+def test_the_dashboard_gets_a_named_objective_intermediate_values_and_no_noise_params(tmp_path):
     world = World(dict(SCRIPT))
     opt = optimizer(world, run_dir=tmp_path)
     opt.compile(EvolInstruct(method(60)), trainset=seeds(40))
     study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) == len(opt.result.trials) >= 4
+    assert study.metric_names == ["dev failure rate"]
+    records = {t.number: t for t in opt.result.trials}
     for trial in study.trials:
         assert trial.duration is not None and trial.duration.total_seconds() > 0
-        assert set(trial.params) == {"step", "predictor", "sample"}
-        assert trial.params["step"] == trial.user_attrs["step"]
+        assert trial.params == {}  # step and sample numbers are no hyperparameters: no importance plot of noise
+        assert trial.user_attrs["step"] >= 0 and "parent_trial" in trial.user_attrs
+        record = records[trial.number]
+        if not record.evaluated:  # a candidate that could not win before its first case
+            assert not trial.intermediate_values
+            continue
+        steps = sorted(trial.intermediate_values)
+        assert steps and steps[-1] == record.evaluated and len(steps) >= min(record.evaluated, 2)
+        values = [trial.intermediate_values[step] for step in steps]
+        assert values == sorted(values)  # failures so far over the dev set only rise
+        assert values[-1] == pytest.approx(record.failures / record.dev_size)
+        if record.status == "complete":
+            assert trial.value == pytest.approx(values[-1])
     candidates = [t for t in study.trials if t.user_attrs["kind"] == "candidate"]
-    assert {t.params["predictor"] for t in candidates} == {"evolve"}
+    assert {t.user_attrs["predictor"] for t in candidates} == {"evolve"}
     assert sorted(t.number for t in study.trials) == [t.number for t in opt.result.trials]
 
 
@@ -144,7 +157,7 @@ def test_a_running_evaluation_is_visible_from_another_process(tmp_path):
                     break
             subprocess.run(["sleep", "0.05"])
         assert running and running[0].user_attrs["kind"] in ("baseline", "candidate")
-        assert "method" in running[0].user_attrs and running[0].params["predictor"] in ("(all)", "evolve")
+        assert "method" in running[0].user_attrs and running[0].user_attrs["predictor"] in ("(all)", "evolve")
     finally:
         process.kill()
         process.wait()

@@ -93,7 +93,7 @@ def test_workers_on_sqlite_select_what_one_process_selects(tmp_path):
 def test_a_pop_takes_each_trial_once_and_never_creates_one(tmp_path):
     url = _url(tmp_path)
     study = optuna.create_study(study_name="q", storage=shared_storage(url, FAST))
-    tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=4)
+    tracker = RunTracker(study)
     queue = TrialQueue(study, FAST)
     assert queue.pop() is None and len(study.trials) == 0  # an empty queue creates nothing
     for position in range(8):
@@ -120,7 +120,7 @@ def test_a_pop_takes_each_trial_once_and_never_creates_one(tmp_path):
 def test_a_trial_whose_process_stops_beating_is_failed_and_enqueued_again(tmp_path):
     url = _url(tmp_path)
     study = optuna.create_study(study_name="q", storage=shared_storage(url, FAST))
-    tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=1)
+    tracker = RunTracker(study)
     spec = TrialSpec(step=1, kind="candidate", candidate_key="k", instructions={"evolve": "m"}, predictor="evolve",
                      samples=[0], label="c")
     tracker.enqueue(spec)
@@ -348,8 +348,7 @@ def test_a_driver_with_an_lm_call_budget_plans_nothing_before_the_baseline_is_me
 def _queue_worker(url: str, world: World, evaluation) -> QueueWorker:
     study = optuna.load_study(study_name="q", storage=shared_storage(url, FAST))
     task = EvolutionTask(lm=world.lm)
-    return QueueWorker(queue=TrialQueue(study, FAST), tracker=RunTracker(study, predictors=["evolve"], step_limit=3,
-                                                                        samples=1),
+    return QueueWorker(queue=TrialQueue(study, FAST), tracker=RunTracker(study),
                        task=task, student=EvolInstruct(method(60)), devset=task.examples(seeds(20), name="devset"),
                        evaluation=evaluation, acceptance=StrictImprovement(), num_threads=1, meter=UsageMeter(),
                        events=EventBus([]))
@@ -360,7 +359,7 @@ def test_a_candidate_stops_on_a_rival_told_by_another_process_and_only_a_policy_
         tmp_path, monkeypatch, evaluation):
     url = _url(tmp_path)
     study = optuna.create_study(study_name="q", storage=shared_storage(url, FAST))
-    tracker = RunTracker(study, predictors=["evolve"], step_limit=3, samples=1)
+    tracker = RunTracker(study)
     world = World()
 
     def enqueue(position: int, quality: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -22,7 +23,10 @@ from autoevol_dspy.search.events import (
 )
 from autoevol_dspy.terminal import stderr_is_terminal
 
-__all__ = ["LogEvents", "ProgressBars"]
+if TYPE_CHECKING:  # pragma: no cover
+    from autoevol_dspy.search.tracking import RunTracker
+
+__all__ = ["LogEvents", "ProgressBars", "TrialProgress"]
 
 logger = logging.getLogger("autoevol_dspy.search")
 
@@ -47,6 +51,33 @@ class ProgressBars:
                 bar.set_postfix(failures=event.failures, refresh=False)
             elif isinstance(event, (TrialFinished, EvaluationEnded)) and event.label in self._bars:
                 self._bars.pop(event.label).close()
+
+
+class TrialProgress:
+    """The dev failure rate of each running trial as it accumulates, as the trial's Optuna intermediate values
+    (the dashboard's intermediate-values plot); see :meth:`RunTracker.progress`."""
+
+    def __init__(self, tracker: "RunTracker") -> None:
+        self.tracker = tracker
+        self._running: dict[str, list] = {}  # label -> [trial number, dev size, losses so far]
+        self._lock = threading.Lock()
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, EvaluationStarted):
+            if event.trial_number is not None:
+                with self._lock:
+                    self._running[event.label] = [event.trial_number, event.size, 0.0]
+        elif isinstance(event, CaseJudged) and event.case is not None:
+            with self._lock:
+                running = self._running.get(event.label)
+                if running is None:
+                    return
+                running[2] += event.case.case_loss
+                number, size, losses = running
+            self.tracker.progress(number, failures=losses, evaluated=event.done, dev_size=size)
+        elif isinstance(event, (TrialFinished, EvaluationEnded)):
+            with self._lock:
+                self._running.pop(event.label, None)
 
 
 def _rate(failures: int, size: int) -> str:

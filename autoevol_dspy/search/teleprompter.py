@@ -26,7 +26,7 @@ from autoevol_dspy.search.compile_arguments import refuse_compile_arguments
 from autoevol_dspy.search.dspy_callbacks import DSPyEvaluateCallbacks
 from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
-from autoevol_dspy.search.progress import LogEvents, ProgressBars
+from autoevol_dspy.search.progress import LogEvents, ProgressBars, TrialProgress
 from autoevol_dspy.search.proposer import InstructionProposer, ProposalStyle
 from autoevol_dspy.search.strategies.proposal_source import ProposalSource
 from autoevol_dspy.search.queue import SharedStudy, TrialQueue, shared_storage
@@ -224,11 +224,11 @@ class AutoEvolInstruct(Teleprompter):
             settings=self.describe(initial, lm=default_lm, predictor_lms=_predictor_lms(student), proposer=proposer),
             fingerprints={"train": fingerprint(trainset_examples), "dev": fingerprint(devset),
                           "holdout": fingerprint(holdout)},
-            predictors=list(initial), step_limit=self.max_steps, samples=samples, shared=self.workers is not None,
+            shared=self.workers is not None,
             owner=self.run_dir.name if self.run_dir is not None else None,
         )
         meter = UsageMeter(parent=dspy.settings.usage_tracker)
-        events = self._events()
+        events = self._events(tracker)
         config = self._search_config()
         queue = None
         if self.workers is not None:
@@ -353,10 +353,11 @@ class AutoEvolInstruct(Teleprompter):
             stopper=self.stopper, predictor_choice=self.predictor_choice,
         )
 
-    def _events(self) -> EventBus:
+    def _events(self, tracker: RunTracker) -> EventBus:
         dspy_callbacks = DSPyEvaluateCallbacks(dspy.settings.get("callbacks") or [],
                                                metric=getattr(self.task, "metric", None), num_threads=self.threads())
-        return EventBus([LogEvents(), ProgressBars(enabled=self.progress), dspy_callbacks, *self.callbacks])
+        return EventBus([LogEvents(), ProgressBars(enabled=self.progress), TrialProgress(tracker), dspy_callbacks,
+                         *self.callbacks])
 
     def _storage(self) -> str | optuna.storages.BaseStorage:
         if self.storage is not None:

@@ -1,9 +1,12 @@
 """The Optuna study behind a run: one live trial per evaluation, step plans and outcomes, resume.
 
 An evaluation is a trial from ``study.ask()`` (RUNNING while it runs, so another process
-sees it) to ``study.tell()`` (COMPLETE, PRUNED or FAIL), with Optuna params ``step``,
-``predictor`` and ``sample`` for the dashboard's views, and the whole
-:class:`TrialRecord` in its user attributes. Step plans and outcomes, and the run's
+sees it) to ``study.tell()`` (COMPLETE, PRUNED or FAIL), its objective named
+:data:`OBJECTIVE` and its intermediate values the failure rate as the dev cases are judged
+(:meth:`RunTracker.progress`), the whole :class:`TrialRecord` in its user attributes. A
+trial has no Optuna params on purpose: nothing here is a sampled hyperparameter, and step or
+sample numbers would show as noise in the dashboard's importance, slice and contour plots;
+the lineage (``step``, ``kind``, ``parent_trial``, ``source``) is in the user attributes. Step plans and outcomes, and the run's
 identity (schema version, settings, data fingerprints, written in one step) live in the
 study's user attributes. Any Optuna storage works: SQLite, PostgreSQL, MySQL, memory.
 """
@@ -14,17 +17,13 @@ import hashlib
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    IntDistribution,
-)
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
@@ -42,10 +41,15 @@ from autoevol_dspy.search.records import (
     TrialSpec,
 )
 
-__all__ = ["ALL_PREDICTORS", "QUEUED_KEY", "RECORD_KEY", "WORKER_KEY", "LiveTrial", "RunTracker", "candidate_key",
+__all__ = ["ALL_PREDICTORS", "OBJECTIVE", "QUEUED_KEY", "RECORD_KEY", "WORKER_KEY", "LiveTrial", "RunTracker", "candidate_key",
            "identity_of", "settings_differences"]
 
 logger = logging.getLogger(__name__)
+
+#: The name of every trial's value in the dashboard.
+OBJECTIVE = "dev failure rate"
+#: Intermediate values a trial reports while it is evaluated (one storage write each), besides its last.
+PROGRESS_POINTS = 10
 
 # The study's layout: every key this package writes into a study is named here, and only here.
 #: Study attribute: the run's identity (schema version, settings, data fingerprints, what workers need).
@@ -111,15 +115,11 @@ class LiveTrial:
 class RunTracker:
     """Reads and writes one run's study; refuses to mix runs made with different settings or data."""
 
-    def __init__(self, study: optuna.Study, *, predictors: Sequence[str] = (), step_limit: int = 1,
-                 samples: int = 1) -> None:
-        """Wrap ``study``; the defaults suit reading (the report), ``open`` sets them for writing."""
+    def __init__(self, study: optuna.Study) -> None:
+        """Wrap ``study``, for reading (the report) or writing (``open``)."""
         self.study = study
-        self._distributions: dict[str, BaseDistribution] = {
-            "step": IntDistribution(0, max(1, step_limit)),
-            "predictor": CategoricalDistribution([ALL_PREDICTORS, *predictors]),
-            "sample": IntDistribution(0, max(1, samples - 1)),
-        }
+        self._live: dict[int, LiveTrial] = {}
+        self._reported: dict[int, int] = {}
         self._lock = threading.Lock()
         self._records: dict[int, TrialRecord] = {}
         self._finished: dict[tuple[int, str], TrialRecord] = {}
@@ -157,9 +157,6 @@ class RunTracker:
         study_name: str,
         settings: dict[str, Any],
         fingerprints: dict[str, str],
-        predictors: Sequence[str],
-        step_limit: int,
-        samples: int,
         shared: bool = False,
         owner: str | None = None,
     ) -> "RunTracker":
@@ -180,6 +177,7 @@ class RunTracker:
                     f"{study.user_attrs.get('schema_version', 1)}); this version reads schema {SCHEMA_VERSION}: "
                     "start over (--restart) or use another run directory"
                 )
+            _name_objective(study)
             # Settings and data fingerprints in one write: a kill leaves both or neither.
             study.set_user_attr(_RUN_KEY, {"schema_version": SCHEMA_VERSION, "settings": settings,
                                            "fingerprints": fingerprints,
@@ -188,7 +186,7 @@ class RunTracker:
             kill_point("study-identity-saved")
         else:
             cls._check_same_run(study_name, identity, settings, fingerprints)
-        tracker = cls(study, predictors=predictors, step_limit=step_limit, samples=samples)
+        tracker = cls(study)
         tracker._close_abandoned_trials(shared=shared)
         return tracker
 
@@ -261,30 +259,46 @@ class RunTracker:
         """Open a RUNNING trial for one evaluation; ``fields`` are the :class:`TrialRecord` fields known now.
 
         Not for a shared study's driver (it evaluates through the queue): ``ask()`` pops the oldest WAITING trial."""
-        params, attrs = _trial_layout(fields)
+        attrs = _trial_attrs(fields)
         with self._lock:
-            self.study.enqueue_trial(params, user_attrs=attrs)
-            trial = self.study.ask(self._distributions)
-        return LiveTrial(trial=trial, fields=fields)
+            self.study.enqueue_trial({}, user_attrs=attrs)
+            trial = self.study.ask()
+            live = self._live[trial.number] = LiveTrial(trial=trial, fields=fields)
+        return live
 
     def enqueue(self, spec: TrialSpec) -> None:
         """Put one evaluation in the study's work queue: a WAITING trial whose spec says what to evaluate."""
-        params, attrs = _trial_layout(spec.planned())
-        self.study.enqueue_trial(params, user_attrs={**attrs, QUEUED_KEY: spec.model_dump(mode="json")})
+        attrs = _trial_attrs(spec.planned())
+        self.study.enqueue_trial({}, user_attrs={**attrs, QUEUED_KEY: spec.model_dump(mode="json")})
 
     def take(self, trial: optuna.Trial, spec: TrialSpec) -> LiveTrial:
-        """A queued trial this process popped (now RUNNING), with its params set as ``start`` sets them."""
-        for name, distribution in self._distributions.items():
-            if isinstance(distribution, CategoricalDistribution):
-                trial.suggest_categorical(name, distribution.choices)
-            else:
-                trial.suggest_int(name, distribution.low, distribution.high)
-        return LiveTrial(trial=trial, fields=spec.planned())
+        """A queued trial this process popped (now RUNNING), tracked as ``start`` tracks its trials."""
+        live = LiveTrial(trial=trial, fields=spec.planned())
+        with self._lock:
+            self._live[trial.number] = live
+        return live
 
-    def report_progress(self, live: LiveTrial, *, failures: int, evaluated: int, dev_size: int) -> None:
-        """The failure rate so far as an intermediate value (what a pruned trial stopped at)."""
-        if dev_size:
-            live.trial.report(failures / dev_size, step=evaluated)
+    def report_progress(self, live: LiveTrial, *, failures: float, evaluated: int, dev_size: int) -> None:
+        """The failure rate so far (failed cases over the whole dev set) as the intermediate value at step
+        ``evaluated``: it rises to the trial's value, and a pruned trial's last one is where it stopped."""
+        if not dev_size or not evaluated:
+            return
+        with self._lock:
+            if self._reported.get(live.number, 0) >= evaluated:
+                return
+            self._reported[live.number] = evaluated
+        live.trial.report(failures / dev_size, step=evaluated)
+
+    def progress(self, trial_number: int, *, failures: float, evaluated: int, dev_size: int) -> None:
+        """:meth:`report_progress` for a trial this process is evaluating, by number (an event's trial);
+        a few points per trial (every tenth of the dev set, and the last case), not one write per case."""
+        every = max(1, dev_size // PROGRESS_POINTS)
+        if evaluated % every and evaluated != dev_size:
+            return
+        with self._lock:
+            live = self._live.get(trial_number)
+        if live is not None:
+            self.report_progress(live, failures=failures, evaluated=evaluated, dev_size=dev_size)
 
     def finish(self, live: LiveTrial, **outcome: Any) -> TrialRecord:
         """Close the trial (COMPLETE, PRUNED or FAIL) with the evaluation's outcome; returns the record."""
@@ -305,11 +319,13 @@ class RunTracker:
             attrs["error"] = record.error
         for key, value in attrs.items():
             live.trial.set_user_attr(key, value)
-        if record.status == "pruned":
+        if record.status in ("pruned", "complete"):
             self.report_progress(live, failures=record.failures, evaluated=record.evaluated, dev_size=record.dev_size)
         value = record.failure_rate if record.status == "complete" else None
         self.study.tell(live.trial, value, state=_STATE_OF[record.status])
         with self._lock:
+            self._live.pop(live.number, None)
+            self._reported.pop(live.number, None)
             self._index(record)
         return record
 
@@ -409,13 +425,21 @@ def _holdout_check(measures: list[HoldoutMeasure], baseline: TrialRecord | None,
     return compare_on_holdout(initial, final) if initial is not None and final is not None else None
 
 
-def _trial_layout(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The params (step, predictor, sample) and readable user attributes of a trial with these record fields."""
-    params = {"step": fields["step"], "predictor": fields.get("predictor") or ALL_PREDICTORS,
-              "sample": (fields.get("samples") or [0])[0]}
+def _name_objective(study: optuna.Study) -> None:
+    """Name the study's objective for the dashboard (Optuna marks ``set_metric_names`` experimental)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE])
+
+
+def _trial_attrs(fields: dict[str, Any]) -> dict[str, Any]:
+    """The readable user attributes of a trial with these record fields (its lineage and its text)."""
     attrs = {"kind": fields["kind"], "step": fields["step"], "candidate_key": fields["candidate_key"],
-             "parent_trial": fields.get("parent_trial"), **_instruction_attrs(fields["instructions"])}
-    return params, attrs
+             "parent_trial": fields.get("parent_trial"), "predictor": fields.get("predictor") or ALL_PREDICTORS,
+             **_instruction_attrs(fields["instructions"])}
+    if fields.get("source"):
+        attrs["source"] = fields["source"]
+    return attrs
 
 
 def _instruction_attrs(instructions: dict[str, str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search import strategies
 from autoevol_dspy.search.evaluation import LMOutageError
 from autoevol_dspy.search.events import EventBus, SearchCallback
-from autoevol_dspy.search.progress import LogEvents, ProgressBars
+from autoevol_dspy.search.progress import LogEvents, ProgressBars, TrialProgress
 from autoevol_dspy.search.queue import SharedStudy, TrialQueue, is_database_url, rdb_storage, shared_storage
 from autoevol_dspy.search.queue_driver import decode_examples
 from autoevol_dspy.search.queue_worker import QueueWorker
@@ -111,8 +111,7 @@ def run_worker(
     settings = SharedStudy.from_description(workers["shared"])
     study = optuna.load_study(study_name=study_name, storage=shared_storage(storage, settings))
     layout = workers["layout"]
-    tracker = RunTracker(study, predictors=layout["predictors"], step_limit=layout["step_limit"],
-                         samples=layout["samples"])
+    tracker = RunTracker(study)
     examples = _check_run(tracker, identity, task=task, student=student, lm=lm, devset=devset)
     run_settings = identity["settings"]
     meter = UsageMeter(parent=dspy.settings.usage_tracker)
@@ -121,7 +120,7 @@ def run_worker(
         evaluation=_strategy(evaluation, run_settings["evaluation"], "evaluation", strategies.EvaluationPolicy),
         acceptance=_strategy(acceptance, run_settings["acceptance"], "acceptance", strategies.AcceptanceCriterion),
         num_threads=num_threads, meter=meter,
-        events=EventBus([LogEvents(), ProgressBars(enabled=progress), *callbacks]),
+        events=EventBus([LogEvents(), ProgressBars(enabled=progress), TrialProgress(tracker), *callbacks]),
     )
     started = time.perf_counter()
     logger.info("worker %s on study %r: %d dev cases, %d LM calls at a time", worker.queue.worker, study_name,
