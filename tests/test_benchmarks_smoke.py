@@ -36,6 +36,7 @@ def run_smoke(script: str, tmp_path: Path) -> str:
         ("client_cpu.py", "| client | threads |", "## Client CPU per LM call (issue 13)"),
         ("startup.py", "| command |", "## Command start-up (issue 19)"),
         ("patterns.py", "| pattern |", "## Patterns on hostile text (issue 23)"),
+        ("hygiene_throughput.py", "| rows | method | rows/s |", "## Training-data hygiene throughput (issue 21)"),
     ],
 )
 def test_smoke_run_prints_a_table(script: str, header: str, section: str, tmp_path: Path) -> None:
