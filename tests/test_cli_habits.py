@@ -46,6 +46,8 @@ def test_the_default_dev_set_shrinks_to_fit_the_seeds_and_says_so(stub, initial,
     result = json.loads((out / "result.json").read_text(encoding="utf-8"))
     assert result["dev_size"] == 60 - 12 - 10  # 60 seeds, 12 held out, one mini-batch of 10
     assert "dev set: 38 seeds" in caplog.text and "--dev-file" in caplog.text
+    report = (out / "report.html").read_text(encoding="utf-8")  # the report names the next command, as run
+    assert f"<code>autoevol evolve {SEEDS} --method {out} --out train.parquet --format sft</code>" in report
 
 
 def test_a_dev_file_is_the_dev_set(stub, initial, tmp_path):

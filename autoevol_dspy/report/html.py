@@ -57,6 +57,8 @@ class RunView:
     created: str | None = None
     cli_record: dict[str, Any] = field(default_factory=dict)
     evolved: list[EvolvedDataset] = field(default_factory=list)
+    run_dir: Path | None = None
+    wall_seconds: float | None = None
 
     @property
     def trials(self) -> list[TrialRecord]:
@@ -94,7 +96,7 @@ class RunView:
     def status(self) -> str:
         """A one-line account of where the run stands."""
         if self.finished:
-            return f"finished: {_STOP_REASONS.get(self.result.stop_reason, self.result.stop_reason)}"
+            return f"finished: {self.stop_reason_text}"
         if not self.trials:
             return "not started: no trial recorded yet"
         step = self.open_step
@@ -106,6 +108,14 @@ class RunView:
                 f"({evaluated} of {len(plan.candidates)} candidates evaluated)"
             )
         return f"unfinished: running or stopped after step {max((o.step for o in self.outcomes), default=0)}"
+
+    @property
+    def stop_reason_text(self) -> str:
+        """Why a finished run stopped, in words that fit what happened (patience without any gain is no plateau)."""
+        reason = self.result.stop_reason if self.result is not None else ""
+        if reason == "patience" and not any(o.accepted for o in self.outcomes):
+            return "no candidate lowered the failure rate (patience)"
+        return _STOP_REASONS.get(reason, reason)
 
     @property
     def open_step(self) -> int | None:
@@ -122,7 +132,7 @@ class RunView:
 
 _STOP_REASONS = {
     "max_steps": "reached the step limit",
-    "patience": "the failure rate stopped decreasing",
+    "patience": "the failure rate stopped decreasing (patience)",
     "budget": "the LM call budget ran out",
 }
 
@@ -184,7 +194,8 @@ def load_run(
     run_dir = Path(run_dir)
     storage = storage if storage is not None else _default_storage(run_dir)
     study_name = study_name or _study_name_of(run_dir, storage)
-    tracker = RunTracker(_load_study(storage, study_name))
+    study = _load_study(storage, study_name)
+    tracker = RunTracker(study)
     identity = tracker.identity()
     return RunView(
         study_name=study_name,
@@ -194,7 +205,27 @@ def load_run(
         created=identity.get("created"),
         cli_record=_read_json(run_dir / "run.json") or {},
         evolved=read_evolutions(run_dir),
+        run_dir=run_dir,
+        wall_seconds=_wall_seconds(study),
     )
+
+
+def _wall_seconds(study: optuna.Study) -> float | None:
+    """From the first trial's start to the last trial's end (pauses between resumes included), or None."""
+    starts = [t.datetime_start for t in study.trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete is not None]
+    if not starts or not ends:
+        return None
+    return max(0.0, (max(ends) - min(starts)).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    """``2 h 05 min``, ``4 min 12 s`` or ``9.3 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{seconds:.1f} s"
 
 
 # HTML pieces --------------------------------------------------------------------------------------
@@ -252,10 +283,13 @@ def _section(anchor: str, title: str, body: str, note: str = "") -> str:
 # Header -------------------------------------------------------------------------------------------
 
 
-def _tile(label: str, value: str, sub: str = "", *, wide: bool = False) -> str:
+def _tile(label: str, value: str, sub: str = "", *, wide: bool = False, text: bool = False) -> str:
+    """A header tile; ``text`` values (a task's name) wrap instead of being cut at the tile's edge."""
     small = f'<div class="sub">{sub}</div>' if sub else ""
     css = "tile wide" if wide else "tile"
-    return f'<div class="{css}"><div class="label">{escape(label)}</div><div class="value">{value}</div>{small}</div>'
+    value_css = "value text" if text else "value"
+    return (f'<div class="{css}"><div class="label">{escape(label)}</div><div class="{value_css}">{value}</div>'
+            f"{small}</div>")
 
 
 def _task_name(settings: dict[str, Any]) -> str:
@@ -284,22 +318,44 @@ def _header(view: RunView, nav: str) -> str:
     best_value = f"trial {best.number}" if best is not None else "—"
     best_sub = "" if best is None else ("initial instructions" if best.step == 0 else f"from step {best.step}")
     tiles = [
-        _tile("Task", escape(_task_name(view.config))),
+        _tile("Task", escape(_task_name(view.config)), text=True),
         _tile("Dev size", escape(str(view.dev_size if view.dev_size is not None else "?"))),
         _tile("Dev failure rate: initial → best", f"{_rate(baseline)} → {_rate(best)}", escape(change), wide=True),
         _holdout_tile(view.summary.holdout),
         _tile("Best", escape(best_value), escape(best_sub)),
-        _tile("LM calls", f"{usage.calls:,}", f"{usage.tokens:,} tokens"),
+        _tile("LM calls", f"{usage.calls:,}", f"{usage.tokens:,} tokens" + (
+            f"; {view.result.cached_calls:,} more answered from DSPy's cache"
+            if view.finished and view.result.cached_calls else "")),
         _tile("Trials", str(len(view.trials)), f"{len(view.outcomes)} step(s) finished"),
     ]
+    if view.wall_seconds is not None:
+        tiles.append(_tile("Run time", escape(_duration(view.wall_seconds)), "first trial to last, pauses included"))
     state = "finished" if view.finished else "unfinished"
     created = f" · created {escape(view.created)}" if view.created else ""
     return (
         f"<header><h1>Auto Evol-Instruct run <code>{escape(view.study_name)}</code></h1>"
         f'<p class="status {state}">{escape(view.status)}</p>'
         f'<p class="muted">report written {datetime.now().isoformat(timespec="seconds")}{created}</p>'
-        f'<div class="tiles">{"".join(tiles)}</div>{nav}</header>'
+        f'<div class="tiles">{"".join(tiles)}</div>{_next_command(view)}{nav}</header>'
     )
+
+
+def _next_command(view: RunView) -> str:
+    """What to run next with a finished method: evolve the whole dataset with it (instruction evolution only)."""
+    task = view.config.get("task")
+    if not view.finished or not isinstance(task, dict) or task.get("type") != "EvolutionTask":
+        return ""
+    seeds = view.cli_record.get("seeds") or "SEEDS"
+    run_dir = str(view.run_dir) if view.run_dir is not None else "RUN_DIR"
+    command = f"autoevol evolve {_shell_word(seeds)} --method {_shell_word(run_dir)} --out train.parquet --format sft"
+    return f'<p class="next">Next: evolve the whole dataset with the best method: <code>{escape(command)}</code></p>'
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one shell word (quoted only when it needs to be)."""
+    import shlex
+
+    return shlex.quote(text)
 
 
 # Chart --------------------------------------------------------------------------------------------
@@ -423,7 +479,9 @@ def _candidate(view: RunView, plan: StepPlan, index: int) -> str:
 def _step(view: RunView, plan: StepPlan) -> str:
     discarded = ""
     if plan.discarded:
-        items = "".join(f"<li>{escape(d)}</li>" for d in plan.discarded)
+        texts = plan.discarded_texts if len(plan.discarded_texts) == len(plan.discarded) else [""] * len(plan.discarded)
+        items = "".join(f"<li>{escape(d)}" + (f'<blockquote class="refused">{escape(t)}</blockquote>' if t else "")
+                        + "</li>" for d, t in zip(plan.discarded, texts))
         discarded = f'<div class="label">Discarded samples</div><ul class="discarded">{items}</ul>'
     candidates = "".join(_candidate(view, plan, i) for i in range(len(plan.candidates)))
     outcome = next((o for o in view.outcomes if o.step == plan.step), None)
@@ -626,6 +684,9 @@ section, header { background: white; border-radius: 10px; padding: 18px 22px; ma
 .tile .label, .label { font-size: 12px; color: #6b7280; text-transform: uppercase; letter-spacing: .04em; }
 .tile.wide { grid-column: span 2; }
 .tile .value { font-size: 19px; font-weight: 650; margin-top: 2px; white-space: nowrap; }
+.tile .value.text { white-space: normal; overflow-wrap: anywhere; font-size: 16px; }
+p.next { margin: 10px 0 0; } p.next code { white-space: pre-wrap; overflow-wrap: anywhere; }
+blockquote.refused { margin: 2px 0 6px 12px; color: #374151; white-space: pre-wrap; font-size: 13px; }
 .tile .sub { font-size: 12px; color: #4b5563; }
 .chart svg { display: block; max-width: 100%%; height: auto; }
 .scroll { overflow-x: auto; }

@@ -100,6 +100,8 @@ class StepPlan(BaseModel):
     trajectory_size: int
     candidates: list[CandidatePlan]
     discarded: list[str] = Field(default_factory=list)
+    discarded_texts: list[str] = Field(default_factory=list, description="the refused proposals' texts (clipped), "
+                                                                         "in the order of discarded")
     drafted_by_source: dict[str, int] = Field(default_factory=dict, description="samples drafted, by source")
     refused_by_source: dict[str, int] = Field(default_factory=dict, description="samples refused, by source")
     usage: UsageReport = Field(default_factory=UsageReport)

@@ -70,10 +70,14 @@ from autoevol_dspy.search.strategies.proposal_guard import signature_terms
 from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, fields_of, normalized
 from autoevol_dspy.search.tracking import LiveTrial, RunTracker, candidate_key
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
+from autoevol_dspy.text import clip
 
 __all__ = ["SearchConfig", "SearchRun"]
 
 logger = logging.getLogger("autoevol_dspy.search")
+
+#: How much of a refused proposal's text a plan keeps, for the report.
+DISCARDED_TEXT_CHARS = 600
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,7 @@ class SearchRun:
             output_terms=self.output_terms.get(predictor, {}),
         )
         candidates: dict[str, CandidatePlan] = {}
-        discarded = []
+        discarded, discarded_texts = [], []
         drafted: Counter[str] = Counter(p.source for p in proposals if p.text or p.instructions)
         refused: Counter[str] = Counter(p.source for p in proposals if p.rejection is not None)
         for proposal in proposals:
@@ -272,6 +276,7 @@ class SearchRun:
                 self.refused_texts.add(normalized(proposal.text))
             if proposal.instructions is None:
                 discarded.append(f"sample {proposal.sample} ({proposal.source}): {proposal.rejected}")
+                discarded_texts.append(clip(proposal.text or "", DISCARDED_TEXT_CHARS))
                 continue
             instructions = {**current, predictor: proposal.instructions}
             key = candidate_key(instructions)
@@ -285,7 +290,8 @@ class SearchRun:
         return StepPlan(
             step=step, predictor=predictor, incumbent_trial=incumbent_trial, batch_indices=batch_indices,
             trajectory_failures=sum(1 for r in results if r.failure is not None), trajectory_size=len(results),
-            candidates=list(candidates.values()), discarded=discarded, drafted_by_source=dict(drafted),
+            candidates=list(candidates.values()), discarded=discarded, discarded_texts=discarded_texts,
+            drafted_by_source=dict(drafted),
             refused_by_source=dict(refused), usage=self.meter.report() - before,
         )
 
