@@ -57,11 +57,14 @@ def test_python_examples_run_as_written(tmp_path, doc, number, code):
     assert done.returncode == 0, f"{doc} python block {number} failed:\n{done.stderr[-3000:]}"
 
 
-def test_example_script_runs_as_written(tmp_path):
+@pytest.mark.parametrize("script", ["compile_program.py", "answer_format.py"])
+def test_example_script_runs_as_written(tmp_path, script):
     cwd, env = scratch(tmp_path)
-    done = subprocess.run([sys.executable, str(cwd / "examples" / "compile_program.py"), "--out", str(cwd / "run")],
+    done = subprocess.run([sys.executable, str(cwd / "examples" / script), "--out", str(cwd / "run")],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
+    if script == "answer_format.py":
+        assert "dev failure rate:" in done.stdout and "held-out" in done.stdout
 
 
 def test_readme_commands_run_as_written(tmp_path):

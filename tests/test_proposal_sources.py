@@ -215,3 +215,18 @@ def test_the_exact_metric_states_the_norm_that_feedback_rules_can_use():
     assert wrapped.score == 0.0 and "must be the answer alone" in wrapped.feedback
     assert "must be" not in wrong.feedback  # a wrong label is no norm about the form
     assert rules_from_feedback([wrapped.feedback]) == ["The sentiment must be the answer alone, with no other words."]
+
+
+def test_the_report_shows_proposals_by_source(tmp_path):
+    from autoevol_dspy.report import write_report
+
+    lm, _ = scripted_lm(respond)
+    optimizer = AutoEvolInstruct(bare_number, lm=lm, optimizer_lm=lm, proposal_style="mixed", num_candidates=4,
+                                 batch_sampler=4, dev_size=8, max_steps=1, num_threads=1, holdout=0, progress=False,
+                                 run_dir=tmp_path / "run")
+    optimizer.compile(dspy.Predict(Ask), trainset=questions(range(20)), valset=questions(range(50, 58)))
+    html = write_report(tmp_path / "run").read_text(encoding="utf-8")
+    section = html.split('<section id="sources">', 1)[1].split("</section>", 1)[0]
+    for row in optimizer.result.by_source():
+        assert f"<td>{row.source}</td>" in section
+    assert "lm_amend" in section and "refused by the guard" in section

@@ -31,7 +31,7 @@ from autoevol_dspy.report.plot import (
     holdout_svg,
 )
 from autoevol_dspy.search.holdout import HoldoutComparison
-from autoevol_dspy.search.records import RunResult, RunSummary, StepOutcome, StepPlan, TrialRecord
+from autoevol_dspy.search.records import RunResult, RunSummary, StepOutcome, StepPlan, TrialRecord, by_source
 from autoevol_dspy.search.tracking import RunTracker
 from autoevol_dspy.tasks.base import CaseResult
 
@@ -423,6 +423,20 @@ def _trials(view: RunView) -> str:
 # Failure categories -------------------------------------------------------------------------------
 
 
+def _sources(view: RunView) -> str:
+    """Where the candidates came from: per proposal source, drafts, refusals, candidates, acceptances, dev gain."""
+    rows = by_source(view.plans, view.trials, view.outcomes)
+    if not rows:
+        return _section("sources", "Proposals by source", '<p class="muted">no step has proposed anything yet</p>')
+    cells = [[escape(r.source), str(r.drafted), str(r.refused), str(r.candidates), str(r.accepted),
+              "-" if r.mean_dev_gain is None else f"{100 * r.mean_dev_gain:+.1f}"] for r in rows]
+    table = _table(["source", "drafted", "refused by the guard", "candidates", "accepted", "mean dev gain, points"],
+                   cells, numeric={1, 2, 3, 4, 5})
+    return _section("sources", "Proposals by source", table,
+                    "Each step deals its samples to the proposal sources in turn; the gain is the parent's dev "
+                    "failure rate minus the candidate's, over completed candidates.")
+
+
 def _bar(count: int, total: int, css: str) -> str:
     width = 0 if not total else 100 * count / total
     return f'<div class="bar"><span class="{css}" style="width:{width:.1f}%"></span><b>{count}</b></div>'
@@ -734,7 +748,7 @@ dl.case dd.good { color: var(--ok); font-weight: 600; }
 """ % COLORS
 
 _NAV = [("progress", "Chart"), ("holdout", "Held-out"), ("evidence", "Examples"), ("trials", "Trials"),
-        ("categories", "Categories"), ("steps", "Analyses"), ("diff", "Diff"), ("usage", "Usage")]
+        ("sources", "Sources"), ("categories", "Categories"), ("steps", "Analyses"), ("diff", "Diff"), ("usage", "Usage")]
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -744,7 +758,7 @@ def render_report(view: RunView) -> str:
     links = _NAV + ([("evolved", "Data")] if view.evolved else [])
     nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
     sections = [_header(view, nav), _chart(view), _holdout(view), _evidence(view), _trials(view),
-                _categories(view), _analyses(view), _diffs(view), _usage(view), evolved_section(view.evolved),
+                _sources(view), _categories(view), _analyses(view), _diffs(view), _usage(view), evolved_section(view.evolved),
                 _settings(view)]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

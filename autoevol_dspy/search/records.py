@@ -14,7 +14,7 @@ from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
 
-__all__ = ["PLANNED_FIELDS", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "SourceSummary", "StepOutcome", "StepPlan", "TrialRecord",
+__all__ = ["PLANNED_FIELDS", "by_source", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "SourceSummary", "StepOutcome", "StepPlan", "TrialRecord",
            "TrialSpec"]
 
 #: Version of the records and study layout; a study written with another version is refused on resume.
@@ -157,6 +157,35 @@ class SourceSummary(BaseModel):
                                                           "over its completed candidates")
 
 
+def by_source(plans: list[StepPlan], trials: list[TrialRecord], outcomes: list[StepOutcome]) -> list[SourceSummary]:
+    """Per proposal source: how many samples it drafted, how many the guard refused, how many candidates
+    it made and the steps accepted, and their mean dev gain over their parents."""
+    rows: dict[str, SourceSummary] = {}
+
+    def row(name: str) -> SourceSummary:
+        return rows.setdefault(name, SourceSummary(source=name))
+
+    for plan in plans:
+        for name, count in plan.drafted_by_source.items():
+            row(name).drafted += count
+        for name, count in plan.refused_by_source.items():
+            row(name).refused += count
+    by_number = {t.number: t for t in trials}
+    accepted = {o.incumbent_after for o in outcomes if o.accepted}
+    gains: dict[str, list[float]] = {}
+    for trial in trials:
+        if trial.kind != "candidate" or not trial.source:
+            continue
+        row(trial.source).candidates += 1
+        row(trial.source).accepted += trial.number in accepted
+        parent = by_number.get(trial.parent_trial)
+        if trial.status == "complete" and parent is not None and parent.failure_rate is not None:
+            gains.setdefault(trial.source, []).append(parent.failure_rate - trial.failure_rate)
+    for name, values in gains.items():
+        rows[name].mean_dev_gain = round(sum(values) / len(values), 4)
+    return sorted(rows.values(), key=lambda r: r.source)
+
+
 class RunResult(BaseModel):
     """What ``AutoEvolInstruct.compile`` found, in a form that serializes to JSON."""
 
@@ -206,32 +235,8 @@ class RunResult(BaseModel):
         return next(iter(self.best_instructions.values()))
 
     def by_source(self) -> list[SourceSummary]:
-        """Per proposal source: how many samples it drafted, how many the guard refused, how many candidates
-        it made and the steps accepted, and their mean dev gain over their parents."""
-        rows: dict[str, SourceSummary] = {}
-
-        def row(name: str) -> SourceSummary:
-            return rows.setdefault(name, SourceSummary(source=name))
-
-        for plan in self.plans:
-            for name, count in plan.drafted_by_source.items():
-                row(name).drafted += count
-            for name, count in plan.refused_by_source.items():
-                row(name).refused += count
-        by_number = {t.number: t for t in self.trials}
-        accepted = {o.incumbent_after for o in self.steps if o.accepted}
-        gains: dict[str, list[float]] = {}
-        for trial in self.trials:
-            if trial.kind != "candidate" or not trial.source:
-                continue
-            row(trial.source).candidates += 1
-            row(trial.source).accepted += trial.number in accepted
-            parent = by_number.get(trial.parent_trial)
-            if trial.status == "complete" and parent is not None and parent.failure_rate is not None:
-                gains.setdefault(trial.source, []).append(parent.failure_rate - trial.failure_rate)
-        for name, values in gains.items():
-            rows[name].mean_dev_gain = round(sum(values) / len(values), 4)
-        return sorted(rows.values(), key=lambda r: r.source)
+        """Per proposal source: drafts, refusals, candidates, acceptances and mean dev gain (:func:`by_source`)."""
+        return by_source(self.plans, self.trials, self.steps)
 
     def describe(self, *, examples: int = 3) -> str:
         """A few lines for a person: dev rates, the held-out check, the winner's source, some evolutions."""
