@@ -10,11 +10,13 @@ import pytest
 
 from autoevol_dspy.evolution import (
     AnsweredInstead,
+    CopiedExample,
     EvolInstructRules,
     EvolutionCase,
     LostKeyContent,
     NearCopy,
     PaperResponseRules,
+    Repetition,
     default_detectors,
 )
 
@@ -46,15 +48,17 @@ def test_data_is_the_labelled_sample():
         (AnsweredInstead(), {"answered"}, 113),  # measured 116/117
         (NearCopy(), {"near_copy", "exact_copy"}, 7),  # measured 8/8
         (LostKeyContent(), {"lost_key_content"}, 40),  # measured 42/43
+        (Repetition(), {"other"}, 6),  # measured 7/12: the loops and runs; unrelated prose and meta text stay
     ],
-    ids=["answered", "near_copy", "lost_key_content"],
+    ids=["answered", "near_copy", "lost_key_content", "repetition"],
 )
 def test_recall_on_real_failures(detector, positives, min_hits):
     hits, total = flagged(detector, positives)
     assert hits >= min_hits, f"{detector.name}: {hits}/{total}"
 
 
-@pytest.mark.parametrize("detector", [AnsweredInstead(), NearCopy(), LostKeyContent()], ids=lambda d: d.name)
+@pytest.mark.parametrize("detector", [AnsweredInstead(), NearCopy(), LostKeyContent(), Repetition()],
+                         ids=lambda d: d.name)
 def test_false_positives_on_ok_rewrites(detector):
     hits, total = flagged(detector, {"ok"})
     assert total == 39 and hits <= 1, f"{detector.name}: {hits}/{total}"  # measured 0/39 each
@@ -67,8 +71,9 @@ def test_real_instructions_are_not_answers():
 
 def test_default_detectors_run_cheap_rules_first():
     kinds = [type(detector) for detector in default_detectors()]
-    assert kinds == [EvolInstructRules, AnsweredInstead, NearCopy, LostKeyContent, PaperResponseRules]
-    assert not any(detector.needs_response for detector in default_detectors()[1:4])
+    assert kinds == [EvolInstructRules, AnsweredInstead, NearCopy, LostKeyContent, Repetition, CopiedExample,
+                     PaperResponseRules]
+    assert not any(detector.needs_response for detector in default_detectors()[1:6])
 
 
 ALANI = (
@@ -213,3 +218,84 @@ def test_lost_key_content_flags_a_dropped_request():
     failure = LostKeyContent().detect(case)
     assert failure is not None and "request" in failure.reason
     assert LostKeyContent(require_request=False).detect(case) is None
+
+
+def first_failure(case: EvolutionCase):
+    """The failure the default detectors report before any answer is asked for (None: the case passes them)."""
+    for detector in default_detectors():
+        if not detector.needs_response and (failure := detector.detect(case)) is not None:
+            return failure
+    return None
+
+
+PLATES = ("Matt needs to buy new plates for his home. He only wants to do dishes once a week. Three days a week it "
+          "is only him and his son eating and they use 1 plate each. How many plates does he need to buy?")
+
+
+@pytest.mark.parametrize(
+    ("parent", "evolved"),
+    [
+        # benchmarks/RESULTS.md listed this one as passed
+        ("Ich verstehe nur Bahnhof", "Ich verstehe nur Bahnhof Ich verstehe nur Bahnhof"),
+        (SOCCER, f"{SOCCER} Also find their average per game. {SOCCER}"),
+        # embedded-model replies of the extend style that every earlier rule let through
+        (PLATES, PLATES + " How many plates does he need to buy?" * 8),
+        ("Reverse the string.", "Reverse the string. The original string is reversed, with a length of 10. "
+                                + "The original string is reversed with a length of 10. " * 4),
+        ("Make the JSON object shorter.", "Make the JSON object shorter. The top-2. The top-1. The top-3. The top-4."),
+        ("Explain the process.", "Explain the process. Answer ik ik ik ik ik ik ik ik ik ik ik"),
+        ("Find the product.", "Find the product. Add xtr 2000000000000000000000000000000000000000000000"),
+    ],
+)
+def test_a_repetition_of_the_parent_or_of_itself_fails(parent, evolved):
+    case = EvolutionCase(parent, evolved)
+    assert Repetition().detect(case).category == "repeats_itself"
+    assert first_failure(case) is not None
+
+
+@pytest.mark.parametrize(
+    ("parent", "evolved"),
+    [
+        ("Write a poem about cats.", "Write a poem about cats, then a poem about dogs, and a poem about birds."),
+        ("Say hi.", "Say hi, and say it very very very politely."),
+        ("Sing the chorus: la la la la la.", "Sing the chorus: la la la la la, then hum it twice as slowly."),
+        (SOCCER, SOCCER[:-1] + ", and how many did the other players score per game? Show each step."),
+        ("Ich verstehe nur Bahnhof", "Erkläre, was 'Ich verstehe nur Bahnhof' bedeutet, und gib zwei Beispiele."),
+        (HAS_CLOSE, HAS_CLOSE + "Also handle an empty list, and add a doctest for it."),
+    ],
+)
+def test_real_requests_do_not_repeat_themselves(parent, evolved):
+    assert Repetition().detect(EvolutionCase(parent, evolved)) is None
+
+
+def test_real_seeds_with_an_addition_do_not_repeat_themselves():
+    seeds = sorted({row["seed"] for row in ROWS})
+    flagged_seeds = [seed for seed in seeds
+                     if Repetition().detect(EvolutionCase(seed, seed + " Explain each step and keep it short."))]
+    assert flagged_seeds == []
+
+
+EXAMPLES = ("Use a LEFT JOIN instead of a subquery, and sort the result by the customer's last name.",
+            "Keep it under 80 words.")
+
+
+def test_a_copied_worked_example_fails_and_an_own_addition_passes():
+    copied = EvolutionCase(SOCCER, f"{SOCCER} Use a LEFT JOIN instead of a subquery, and sort the result by goals.",
+                           examples=EXAMPLES)
+    failure = CopiedExample().detect(copied)
+    assert failure.category == "copied_example" and "LEFT JOIN" in failure.reason
+    assert first_failure(copied).category == "copied_example"
+    short = EvolutionCase("Write a limerick.", "Write a limerick. Keep it under 80 words.", examples=EXAMPLES)
+    assert CopiedExample().detect(short).category == "copied_example"
+    own = EvolutionCase(SOCCER, f"{SOCCER} Then give the average per game, and keep it under 40 words.",
+                        examples=EXAMPLES)
+    assert CopiedExample().detect(own) is None
+    assert CopiedExample().detect(EvolutionCase(SOCCER, copied.evolved)) is None  # no examples shown, nothing to copy
+    quoted = EvolutionCase("Edit: 'Keep it under 80 words.'", "Edit: 'Keep it under 80 words.' Then translate it.",
+                           examples=EXAMPLES)
+    assert CopiedExample().detect(quoted) is None  # the parent's own words
+
+
+def test_the_adapter_field_names_are_copied_template_words():
+    case = EvolutionCase("Write a limerick.", "Write a limerick. Provide the JSON object with `added_requirement`.")
+    assert EvolInstructRules().detect(case).category == "copied_template"

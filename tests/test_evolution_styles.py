@@ -79,3 +79,12 @@ def test_the_json_adapter_is_chosen_for_an_in_process_model_and_can_be_overridde
         assert type(dspy.settings.adapter) is dspy.ChatAdapter
     with dspy.context(lm=dspy.LM("openai/x"), adapter=None), adapter_context(None):
         assert dspy.settings.adapter is None
+
+
+def test_an_addition_that_copies_a_worked_example_fails_as_a_copy():
+    program = EvolInstruct(style="extend")
+    assert program.example_outputs == tuple(demo["added_requirement"] for demo in EXTEND_DEMOS)
+    copied = EXTEND_DEMOS[-1]["added_requirement"]
+    result, _ = evolve_with(lambda call: {"added_requirement": copied}, program)
+    assert result.failure is not None and result.failure.category == "copied_example"
+    assert EvolInstruct().example_outputs == ()

@@ -27,10 +27,18 @@ def method(quality: int, note: str = "") -> str:
     return f"Rewrite the instruction into a harder one, step by step, and give only the rewritten instruction. {note} QUALITY=q{quality}".replace("  ", " ")
 
 
+_ADDITIONS = (
+    "Then show every intermediate step, justify each result in one sentence, and end with a short check that the "
+    "final answer is right.",
+    "Also state which assumption matters most, and how the result changes without it.",
+    "Finally, give the result as a two-row table with units.",
+)
+
+
 def evolved(instruction: str) -> str:
-    """What a good method makes of ``instruction`` in this world."""
-    return (f"{instruction} Then show every intermediate step, justify each result in one sentence, "
-            "and end with a short check that the final answer is right.")
+    """What a good method makes of ``instruction`` in this world: each round adds a different requirement."""
+    added = sum(1 for addition in _ADDITIONS if addition in instruction)
+    return f"{instruction} {_ADDITIONS[added % len(_ADDITIONS)]}"
 
 
 def bucket(instruction: str) -> int:

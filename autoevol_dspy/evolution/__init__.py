@@ -2,6 +2,7 @@
 
 from autoevol_dspy.evolution.detectors import (
     AnsweredInstead,
+    CopiedExample,
     EvolInstructRules,
     EvolutionCase,
     Failure,
@@ -10,6 +11,7 @@ from autoevol_dspy.evolution.detectors import (
     LostKeyContent,
     NearCopy,
     PaperResponseRules,
+    Repetition,
     default_detectors,
 )
 from autoevol_dspy.evolution.method import INITIAL_METHOD, EvolInstruct
@@ -18,6 +20,7 @@ from autoevol_dspy.evolution.parsing import parse_rewritten_instruction
 __all__ = [
     "INITIAL_METHOD",
     "AnsweredInstead",
+    "CopiedExample",
     "EvolInstruct",
     "EvolInstructRules",
     "EvolutionCase",
@@ -27,6 +30,7 @@ __all__ = [
     "LostKeyContent",
     "NearCopy",
     "PaperResponseRules",
+    "Repetition",
     "default_detectors",
     "parse_rewritten_instruction",
 ]

@@ -26,10 +26,11 @@ from pydantic import BaseModel
 
 from autoevol_dspy.lm.context import adapter_context, use_lm
 from autoevol_dspy.lm.usage import lm_role
-from autoevol_dspy.text import bounded
+from autoevol_dspy.text import bounded, clip
 
 __all__ = [
     "AnsweredInstead",
+    "CopiedExample",
     "EvolInstructRules",
     "EvolutionCase",
     "Failure",
@@ -38,6 +39,7 @@ __all__ = [
     "LostKeyContent",
     "NearCopy",
     "PaperResponseRules",
+    "Repetition",
     "default_detectors",
 ]
 
@@ -54,6 +56,8 @@ class Failure(BaseModel):
 class EvolutionCase:
     """What the detectors judge: one instruction, its evolution, and the answer to it.
 
+    ``examples``: the outputs of the worked examples (DSPy demos) the evolving LM was shown,
+    which an evolution of another instruction must not copy.
     Each text is :func:`~autoevol_dspy.text.bounded`: a megabyte of a model's loop is judged
     by its two ends, never read whole.
     """
@@ -61,12 +65,14 @@ class EvolutionCase:
     instruction: str
     evolved: str
     response: str | None = None
+    examples: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "instruction", bounded(self.instruction))
         object.__setattr__(self, "evolved", bounded(self.evolved))
         if self.response is not None:
             object.__setattr__(self, "response", bounded(self.response))
+        object.__setattr__(self, "examples", tuple(bounded(str(text)) for text in self.examples))
 
 
 @runtime_checkable
@@ -122,6 +128,8 @@ _TEMPLATE_WORDS = (
     "given prompt",
     "rewritten prompt",
     "rewritten instruction",
+    "evolved_instruction",  # the output fields of the evolving step, copied from the adapter's template
+    "added_requirement",
 )
 
 
@@ -444,6 +452,132 @@ class LostKeyContent:
         return Failure(category="lost_key_content", reason=reason, detector=self.name)
 
 
+def _word_list(text: str) -> list[str]:
+    """Lower-case words and numbers, without digits inside words ("top-2" -> "top"): a loop of counted items repeats."""
+    return [word for word in _TOKENS.findall(text.lower()) if not word[0].isdigit()]
+
+
+def _joined(words: list[str]) -> str:
+    return " " + " ".join(words) + " "
+
+
+def _occurrences(text: str, part: str) -> int:
+    """How often ``part`` (space-delimited, see :func:`_joined`) occurs in ``text``, neighbours sharing a space."""
+    count, start = 0, text.find(part)
+    while start >= 0:
+        count += 1
+        start = text.find(part, start + len(part) - 1)
+    return count
+
+
+def _run_of_char(text: str, length: int) -> str | None:
+    """A character other than a space written ``length`` times in a row, if any (plain code: linear)."""
+    run, previous = 0, ""
+    for char in text:
+        run = run + 1 if char == previous else 1
+        previous = char
+        if run >= length and not char.isspace():
+            return char
+    return None
+
+
+def _tandem(words: list[str], *, min_period: int, max_period: int, copies: int) -> list[str] | None:
+    """A span of ``min_period``..``max_period`` words said ``copies`` times in a row, if any.
+
+    For each period p, a run of p * (copies - 1) positions where ``words[i] == words[i + p]``
+    is such a span: O(len(words) * max_period) steps, no backtracking.
+    """
+    for period in range(min_period, min(max_period, len(words) // copies) + 1):
+        run = 0
+        for i in range(len(words) - period):
+            run = run + 1 if words[i] == words[i + period] else 0
+            if run >= period * (copies - 1):
+                start = i - run + 1
+                return words[start:start + period]
+    return None
+
+
+class Repetition:
+    """Flags an evolution that repeats its parent or itself: the parent twice, a span said twice in a row, a loop.
+
+    A small model often pads its output by saying the instruction again ("Ich verstehe nur
+    Bahnhof Ich verstehe nur Bahnhof"), by saying its last sentence again, or by looping
+    until it runs out of tokens ("The top-2. The top-1. The top-3. ..."). Numbers are left out
+    when words are compared, so a loop that counts still repeats; a repetition the parent
+    itself holds is allowed.
+    """
+
+    name = "repetition"
+    needs_response = False
+
+    def __init__(self, *, min_span_words: int = 3, max_span_words: int = 80, loop_copies: int = 4,
+                 char_run: int = 30) -> None:
+        self.min_span_words = min_span_words
+        self.max_span_words = max_span_words
+        self.loop_copies = loop_copies
+        self.char_run = char_run
+
+    def describe(self) -> dict:
+        return {"type": self.name, "min_span_words": self.min_span_words, "max_span_words": self.max_span_words,
+                "loop_copies": self.loop_copies, "char_run": self.char_run}
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        parent_words, evolved_words = _word_list(case.instruction), _word_list(case.evolved)
+        parent, evolved = _joined(parent_words), _joined(evolved_words)
+        if len(parent_words) >= self.min_span_words and _occurrences(evolved, parent) >= 2:
+            return self._fail("it says the whole parent instruction twice")
+        for min_period, copies in ((self.min_span_words, 2), (1, self.loop_copies)):
+            span = _tandem(evolved_words, min_period=min_period, max_period=self.max_span_words, copies=copies)
+            if span is not None and _joined(span * copies) not in parent:
+                shown = " ".join(span)
+                return self._fail(f"it says {shown[:80]!r} {copies} times in a row" if copies > 2
+                                  else f"it says {shown[:80]!r} twice in a row")
+        char = _run_of_char(case.evolved, self.char_run)
+        if char is not None and _run_of_char(case.instruction, self.char_run) != char:
+            return self._fail(f"it writes {char!r} {self.char_run} or more times in a row")
+        return None
+
+    def _fail(self, reason: str) -> Failure:
+        return Failure(category="repeats_itself", reason=reason, detector=self.name)
+
+
+class CopiedExample:
+    """Flags an evolution that copies a worked example's output (a DSPy demo of the evolving step) into another instruction.
+
+    A small model shown a few worked examples often pastes one of them, whatever the
+    instruction ("Use a LEFT JOIN ..." under a word problem): the text passes every other
+    rule, yet it is not an evolution of *this* instruction. A run of ``span_words`` words of
+    an example's output (all of it when shorter, and at least ``min_words``) that the
+    evolved text holds and the parent does not is a copy.
+    """
+
+    name = "copied_example"
+    needs_response = False
+
+    def __init__(self, *, span_words: int = 8, min_words: int = 4) -> None:
+        self.span_words = span_words
+        self.min_words = min_words
+
+    def describe(self) -> dict:
+        return {"type": self.name, "span_words": self.span_words, "min_words": self.min_words}
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        if not case.examples:
+            return None
+        parent, evolved = _joined(_TOKENS.findall(case.instruction.lower())), _joined(_TOKENS.findall(case.evolved.lower()))
+        for example in case.examples:
+            words = _TOKENS.findall(example.lower())
+            if len(words) < self.min_words:
+                continue
+            size = min(self.span_words, len(words))
+            for start in range(len(words) - size + 1):
+                span = _joined(words[start:start + size])
+                if span in evolved and span not in parent:
+                    return Failure(category="copied_example", detector=self.name,
+                                   reason=f"it copies the worked example {clip(example, 80)!r}")
+        return None
+
+
 class CompareInstructions(dspy.Signature):
     """Decide whether two instructions ask for the same thing with the same constraints, depth and breadth."""
 
@@ -481,5 +615,10 @@ class LLMJudge:
 
 
 def default_detectors() -> list[FailureDetector]:
-    """Cheap rules on the evolved text first (they spare a response call), then the paper's rules on the response."""
-    return [EvolInstructRules(), AnsweredInstead(), NearCopy(), LostKeyContent(), PaperResponseRules()]
+    """Cheap rules on the evolved text first (they spare a response call), then the paper's rules on the response.
+
+    A case counts under the first rule that flags it, so the later rules (repetition, a copied
+    worked example) count only what the earlier ones let through.
+    """
+    return [EvolInstructRules(), AnsweredInstead(), NearCopy(), LostKeyContent(), Repetition(), CopiedExample(),
+            PaperResponseRules()]

@@ -111,6 +111,12 @@ class EvolInstruct(dspy.Module):
     def method(self, text: str) -> None:
         self.evolve.signature = self.evolve.signature.with_instructions(text)
 
+    @property
+    def example_outputs(self) -> tuple[str, ...]:
+        """What the worked examples (DSPy demos) of the evolving step wrote: an evolution must not copy them."""
+        field = "added_requirement" if self.style == "extend" else "evolved_instruction"
+        return tuple(str(demo.get(field)) for demo in self.evolve.demos if demo.get(field))
+
     def evolve_once(self, instruction: str, context: str | None = None) -> EvolutionStep:
         """Evolve ``instruction`` by one round; a reply that does not parse is kept for the marker fallback.
 

@@ -102,7 +102,9 @@ class Evolver:
                       else "the reply held no evolved instruction")
             failure = Failure(category="unparseable_evolution", reason=reason, detector="evolution")
             return RoundResult(parent, None, step.reply, None, failure)
-        failure = self._detect(EvolutionCase(instruction=parent, evolved=step.evolved), after_response=False)
+        examples = program.example_outputs if isinstance(program, EvolInstruct) else ()
+        case = EvolutionCase(instruction=parent, evolved=step.evolved, examples=examples)
+        failure = self._detect(case, after_response=False)
         response = None
         if failure is None and self.respond:
             try:
@@ -113,7 +115,7 @@ class Evolver:
                 failure = Failure(category="context_overflow", reason=f"the answer did not fit: {short_error(exc)}",
                                   detector="response")
                 return RoundResult(parent, step.evolved, step.reply, None, failure)
-            case = EvolutionCase(instruction=parent, evolved=step.evolved, response=response)
+            case = EvolutionCase(instruction=parent, evolved=step.evolved, response=response, examples=examples)
             failure = self._detect(case, after_response=True)
         return RoundResult(parent, step.evolved, step.reply, response, failure)
 
