@@ -25,6 +25,7 @@ from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search.events import EventBus
 from autoevol_dspy.search.queue import TrialQueue, shared_storage
 from autoevol_dspy.search.records import TrialSpec
+from autoevol_dspy.search.evaluators import TrialJobs
 from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.strategies import (
     ExactEarlyStop,
@@ -348,10 +349,10 @@ def test_a_driver_with_an_lm_call_budget_plans_nothing_before_the_baseline_is_me
 def _queue_worker(url: str, world: World, evaluation) -> QueueWorker:
     study = optuna.load_study(study_name="q", storage=shared_storage(url, FAST))
     task = EvolutionTask(lm=world.lm)
-    return QueueWorker(queue=TrialQueue(study, FAST), tracker=RunTracker(study),
-                       task=task, student=EvolInstruct(method(60)), devset=task.examples(seeds(20), name="devset"),
-                       evaluation=evaluation, acceptance=StrictImprovement(), num_threads=1, meter=UsageMeter(),
-                       events=EventBus([]))
+    jobs = TrialJobs(task=task, student=EvolInstruct(method(60)), devset=task.examples(seeds(20), name="devset"),
+                     policy=evaluation, acceptance=StrictImprovement(), events=EventBus([]))
+    return QueueWorker(queue=TrialQueue(study, FAST), tracker=RunTracker(study), jobs=jobs, num_threads=1,
+                       meter=UsageMeter())
 
 
 @pytest.mark.parametrize("evaluation", [ExactEarlyStop(), FullEvaluation()], ids=lambda e: type(e).__name__)

@@ -29,7 +29,8 @@ from autoevol_dspy.search.events import CaseJudged, EventBus
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 from autoevol_dspy.text import short_error
 
-__all__ = ["Evaluation", "EvaluationJob", "LMOutageError", "evaluate", "evaluate_jobs", "run_cases", "trial_outcome"]
+__all__ = ["Evaluation", "EvaluationInterrupted", "EvaluationJob", "LMOutageError", "evaluate", "evaluate_jobs",
+           "raise_for", "run_cases", "trial_outcome"]
 
 #: Cases kept with a trial for the report: this many failed and this many passed ones.
 EXAMPLES_KEPT = (3, 2)
@@ -76,6 +77,25 @@ class Evaluation:
         limit = EXAMPLES_KEPT[0] if failed else EXAMPLES_KEPT[1]
         if sum(1 for kept in self.examples if (kept.failure is not None) == failed) < limit:
             self.examples.append(case)
+
+
+class EvaluationInterrupted(Exception):
+    """A stopper ended the run in the middle of an evaluation (what it left is evaluated by a resumed run)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def raise_for(evaluations: Sequence[Evaluation]) -> None:
+    """Raise :class:`LMOutageError` if an evaluation hit an outage, else :class:`EvaluationInterrupted` if one
+    was interrupted: neither is a result."""
+    error = next((e.error for e in evaluations if e.error), None)
+    if error is not None:
+        raise LMOutageError(error)
+    interrupted = next((e.interrupted for e in evaluations if e.interrupted), None)
+    if interrupted is not None:
+        raise EvaluationInterrupted(interrupted)
 
 
 @dataclass

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dspy
 
+from autoevol_dspy.data.splits import fingerprint
 from autoevol_dspy.errors import AutoEvolError
-from autoevol_dspy.search.evaluation import LMOutageError
+from autoevol_dspy.lm.usage import UsageMeter
+from autoevol_dspy.search.evaluation import EvaluationInterrupted, LMOutageError
+from autoevol_dspy.search.evaluators import TrialJobs
 from autoevol_dspy.search.events import EventBus, TrialFinished
-from autoevol_dspy.search.queue import QueueView, TrialQueue
+from autoevol_dspy.search.queue import QueueView, SharedStudy, TrialQueue
 from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.records import TrialRecord, TrialSpec
 from autoevol_dspy.search.tracking import QUEUED_KEY, RunTracker
@@ -47,7 +50,8 @@ def decode_examples(rows: Sequence[dict[str, Any]]) -> list[dspy.Example]:
 
 
 class QueueDriver:
-    """Evaluations of one run through its shared study; ``worker`` is the driver's own evaluation (or ``None``)."""
+    """The :class:`Evaluator` of a run whose study is shared: its trials are queued, and evaluated by any
+    process; ``worker`` is the driver's own evaluation (``None`` when it only coordinates)."""
 
     def __init__(self, *, queue: TrialQueue, tracker: RunTracker, events: EventBus,
                  worker: QueueWorker | None) -> None:
@@ -61,27 +65,42 @@ class QueueDriver:
         self._last_log = time.monotonic()
 
     @classmethod
-    def start(cls, queue: TrialQueue, *, tracker: RunTracker, devset: Sequence[dspy.Example], fingerprint: str,
-              layout: dict[str, Any], events: EventBus, worker: QueueWorker | None) -> "QueueDriver":
-        """Write what workers need into the run's identity (the dev set too, when it is JSON) and mark the run running."""
+    def open(cls, settings: SharedStudy, *, tracker: RunTracker, jobs: TrialJobs, num_threads: int,
+             meter: UsageMeter, layout: dict[str, Any]) -> "QueueDriver":
+        """The driver of a run shared as ``settings`` say, with a worker of its own unless ``settings.evaluate``
+        is off. Writes what workers need into the run's identity (the dev set too, when it is JSON) and marks
+        the run running."""
+        queue = TrialQueue(tracker.study, settings)
+        worker = (QueueWorker(queue=queue, tracker=tracker, jobs=jobs, num_threads=num_threads, meter=meter)
+                  if settings.evaluate else None)
+        devset = jobs.devset
         rows = encode_examples(devset)
         kept_at = tracker.save_devset(rows) if rows is not None else None
-        settings = queue.settings
         tracker.set_identity_part("workers", {
             "shared": settings.describe(), "layout": layout, "recipe": settings.recipe,
-            "devset": {"fingerprint": fingerprint, "size": len(devset), "attr": kept_at},
+            "devset": {"fingerprint": fingerprint(devset), "size": len(devset), "attr": kept_at},
         })
-        driver = cls(queue=queue, tracker=tracker, events=events, worker=worker)
+        driver = cls(queue=queue, tracker=tracker, events=jobs.events, worker=worker)
         driver.mark("running")
         return driver
+
+    @property
+    def evaluates_here(self) -> bool:
+        return self.worker is not None
 
     def mark(self, state: str, reason: str | None = None) -> None:
         """Tell the workers how the run stands (they leave once it is ``finished``)."""
         self.tracker.mark_driver(state, reason)
 
-    def evaluate(self, specs: Sequence[TrialSpec]) -> list[TrialRecord]:
-        """Each spec's finished trial, in order: enqueued where missing, evaluated here or by workers."""
+    def evaluate(self, specs: Sequence[TrialSpec], *, interrupt: Callable[[], str | None]) -> list[TrialRecord]:
+        """Each spec's finished trial, in order: enqueued where missing, evaluated here or by workers.
+
+        ``interrupt`` is asked once, before anything is enqueued: a queued evaluation runs to its end."""
         specs = list(specs)
+        if any(self.tracker.find_trial(step=s.step, candidate_key=s.candidate_key) is None for s in specs):
+            reason = interrupt()
+            if reason is not None:
+                raise EvaluationInterrupted(reason)
         while True:
             view = self.queue.view()  # one read: pending and finished come from the same moment
             self._observe(view)

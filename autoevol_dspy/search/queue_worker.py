@@ -11,25 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 
-import dspy
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
 from autoevol_dspy.lm.usage import UsageMeter
-from autoevol_dspy.search.evaluation import (
-    Evaluation,
-    EvaluationJob,
-    LMOutageError,
-    evaluate_jobs,
-    trial_outcome,
-)
-from autoevol_dspy.search.events import EvaluationStarted, EventBus, TrialFinished
+from autoevol_dspy.search.evaluation import Evaluation, EvaluationJob, evaluate_jobs, raise_for, trial_outcome
+from autoevol_dspy.search.evaluators import TrialJobs
 from autoevol_dspy.search.queue import TrialQueue
 from autoevol_dspy.search.records import TrialRecord, TrialSpec
-from autoevol_dspy.search.strategies import AcceptanceCriterion, EvaluationPolicy
 from autoevol_dspy.search.tracking import LiveTrial, RunTracker
-from autoevol_dspy.tasks.base import OptimizationTask
 
 __all__ = ["QueueWorker"]
 
@@ -39,32 +30,13 @@ logger = logging.getLogger(__name__)
 class QueueWorker:
     """Pops trials of one shared study and evaluates them on the dev set, ``num_threads`` LM calls at a time."""
 
-    def __init__(
-        self,
-        *,
-        queue: TrialQueue,
-        tracker: RunTracker,
-        task: OptimizationTask,
-        student: dspy.Module,
-        devset: Sequence[dspy.Example],
-        evaluation: EvaluationPolicy,
-        acceptance: AcceptanceCriterion,
-        num_threads: int,
-        meter: UsageMeter,
-        events: EventBus,
-        announce: bool = True,
-    ) -> None:
+    def __init__(self, *, queue: TrialQueue, tracker: RunTracker, jobs: TrialJobs, num_threads: int,
+                 meter: UsageMeter) -> None:
         self.queue = queue
         self.tracker = tracker
-        self.task = task
-        self.student = student
-        self.devset = list(devset)
-        self.policy = evaluation
-        self.acceptance = acceptance
+        self.jobs = jobs
         self.num_threads = num_threads
         self.meter = meter
-        self.events = events
-        self.announce = announce
         self.evaluated = 0
         self._finished_here: dict[int, list[tuple[float, int]]] = {}
         self._lock = threading.Lock()
@@ -83,56 +55,33 @@ class QueueWorker:
             return self._job(*popped) if popped is not None else None
 
         try:
-            evaluations = evaluate_jobs(self.task, [], self.devset, num_threads=self.num_threads, meter=self.meter,
-                                        events=self.events, more=more)
+            evaluations = evaluate_jobs(self.jobs.task, [], self.jobs.devset, num_threads=self.num_threads,
+                                        meter=self.meter, events=self.jobs.events, more=more)
         except BaseException:
             self.queue.release_all()  # whatever this process still holds goes stale and is evaluated elsewhere
             raise
-        error = next((e.error for e in evaluations if e.error), None)
-        if error is not None:
-            raise LMOutageError(error)
+        raise_for(evaluations)
         return self.evaluated - before
 
-    def _job(self, trial, spec: TrialSpec) -> EvaluationJob:
+    def _job(self, trial: optuna.Trial, spec: TrialSpec) -> EvaluationJob:
         live = self.tracker.take(trial, spec)
-        size = len(self.devset)
 
-        def should_stop(evaluation: Evaluation) -> bool:
-            if spec.kind != "candidate" or spec.incumbent_failures is None:
-                return False
-            loss = evaluation.failures
-            could_accept = self.acceptance.could_accept(loss=loss, incumbent_loss=spec.incumbent_failures,
-                                                        dev_size=size)
-            unbeaten = self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=False)
-            if unbeaten == self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=True):
-                return unbeaten  # the rivals cannot change the answer: no read of the storage
-            rivals = self.queue.rivals(spec.step, max_age_s=self.queue.settings.poll_s)
+        def rivals(step: int) -> list[tuple[float, int]]:
+            """The step's candidates that finished anywhere (read at most every poll), and here."""
+            found = self.queue.rivals(step, max_age_s=self.queue.settings.poll_s)
             with self._lock:
-                rivals = rivals + self._finished_here.get(spec.step, [])
-            beaten = any(f < loss or (f <= loss and i < spec.position) for f, i in rivals)
-            return self.policy.should_stop(loss=loss, could_accept=could_accept, beaten=beaten)
+                return found + self._finished_here.get(step, [])
 
-        program = self.task.program_for(self.student, spec.instructions)
-
-        def on_start() -> int:
-            self.events.emit(EvaluationStarted(label=spec.label, size=size, trial_number=live.number, program=program,
-                                               cases=self.devset))
-            return live.number
-
-        def on_finish(evaluation: Evaluation) -> None:
+        def tell(live: LiveTrial, evaluation: Evaluation) -> TrialRecord | None:
             record = self._tell(live, trial, evaluation)
-            if record is None:
-                return
-            if record.status == "complete" and spec.kind == "candidate":
+            if record is not None and record.status == "complete" and spec.kind == "candidate":
                 with self._lock:
                     self._finished_here.setdefault(spec.step, []).append((record.failures, spec.position))
-            if self.announce:
-                self.events.emit(TrialFinished(label=spec.label, trial=record))
+            return record
 
-        return EvaluationJob(label=spec.label, program=program,
-                             should_stop=should_stop, on_start=on_start, on_finish=on_finish)
+        return self.jobs.job(spec, open_trial=lambda: live, tell=tell, rivals=rivals)
 
-    def _tell(self, live: LiveTrial, trial, evaluation: Evaluation) -> TrialRecord | None:
+    def _tell(self, live: LiveTrial, trial: optuna.Trial, evaluation: Evaluation) -> TrialRecord | None:
         """Record the outcome; a trial given up as stale meanwhile is left to its retry."""
         try:
             with self.queue.locked():

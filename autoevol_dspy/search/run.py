@@ -21,15 +21,7 @@ import dspy
 
 from autoevol_dspy.errors import AutoEvolError
 from autoevol_dspy.lm.usage import UsageMeter
-from autoevol_dspy.search.evaluation import (
-    Evaluation,
-    EvaluationJob,
-    LMOutageError,
-    evaluate,
-    evaluate_jobs,
-    run_cases,
-    trial_outcome,
-)
+from autoevol_dspy.search.evaluation import EvaluationInterrupted, evaluate, raise_for, run_cases
 from autoevol_dspy.search.events import (
     BASELINE_LABEL,
     EvaluationEnded,
@@ -40,8 +32,8 @@ from autoevol_dspy.search.events import (
     RunStarted,
     StepDecided,
     StepPlanned,
-    TrialFinished,
 )
+from autoevol_dspy.search.evaluators import Evaluator
 from autoevol_dspy.search.holdout import (
     HoldoutMeasure,
     compare_on_holdout,
@@ -49,7 +41,6 @@ from autoevol_dspy.search.holdout import (
 )
 from autoevol_dspy.search.memory import earlier_attempts
 from autoevol_dspy.search.proposer import NO_HISTORY, InstructionProposer
-from autoevol_dspy.search.queue_driver import QueueDriver
 from autoevol_dspy.search.records import (
     CandidatePlan,
     RunResult,
@@ -68,7 +59,7 @@ from autoevol_dspy.search.strategies import (
 )
 from autoevol_dspy.search.strategies.proposal_guard import signature_terms
 from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, fields_of, normalized
-from autoevol_dspy.search.tracking import LiveTrial, RunTracker, candidate_key
+from autoevol_dspy.search.tracking import RunTracker, candidate_key
 from autoevol_dspy.tasks.base import CaseResult, OptimizationTask
 from autoevol_dspy.text import clip
 
@@ -94,14 +85,6 @@ class SearchConfig:
     predictor_choice: PredictorChoice
 
 
-class _Interrupted(Exception):
-    """A stopper ended the run in the middle of a step (the step is left for a resumed run)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class SearchRun:
     """The loop's state for one process: the study, the data, the usage so far."""
 
@@ -118,11 +101,11 @@ class SearchRun:
         initial: dict[str, str],
         trainset: list[dspy.Example],
         devset: list[dspy.Example],
+        evaluator: Evaluator,
         holdout: list[dspy.Example] = (),
-        queue: QueueDriver | None = None,
     ) -> None:
         self.config = config
-        self.queue = queue
+        self.evaluator = evaluator
         self.task = task
         self.proposer = proposer
         self.tracker = tracker
@@ -146,9 +129,9 @@ class SearchRun:
     # Stopping ---------------------------------------------------------------------------------
 
     def state(self) -> SearchState:
-        remote = self.queue.remote_calls if self.queue is not None else 0
         return SearchState(steps_done=self._steps_done, steps_without_improvement=self._without,
-                           num_predictors=len(self.predictors), lm_calls=self.prior_calls + self.meter.calls + remote)
+                           num_predictors=len(self.predictors),
+                           lm_calls=self.prior_calls + self.meter.calls + self.evaluator.remote_calls)
 
     def stop_reason(self) -> str | None:
         """Why the run must stop now; before the baseline is measured no step counts as done (not even 0)."""
@@ -160,37 +143,19 @@ class SearchRun:
 
     # Evaluating -------------------------------------------------------------------------------
 
-    def evaluate_trial(self, instructions: dict[str, str], *, label: str, **fields: Any) -> TrialRecord:
-        """Evaluate ``instructions`` on the whole dev set as one live trial; outages and interruptions raise."""
-        if self.queue is not None:
-            return self.queue.evaluate([TrialSpec(label=label, instructions=instructions, **fields)])[0]
-        live = self.tracker.start(instructions=instructions, **fields)
-        program = self.task.program_for(self.student, instructions)
-        self.events.emit(EvaluationStarted(label=label, size=len(self.devset), trial_number=live.number,
-                                           program=program, cases=self.devset))
-        evaluation = evaluate(self.task, program, self.devset,
-                              num_threads=self.config.num_threads, meter=self.meter, events=self.events,
-                              label=label, interrupt=self.stop_reason)
-        record = self.tracker.finish(live, **trial_outcome(evaluation))
-        self.events.emit(TrialFinished(label=label, trial=record))
-        if evaluation.error:
-            raise LMOutageError(evaluation.error)
-        if evaluation.interrupted:
-            raise _Interrupted(evaluation.interrupted)
-        return record
+    def evaluate_trial(self, spec: TrialSpec) -> TrialRecord:
+        """One trial on the whole dev set (reused when this run finished it); outages and interruptions raise."""
+        return self.evaluator.evaluate([spec], interrupt=self.stop_reason)[0]
 
     # The loop ---------------------------------------------------------------------------------
 
     def baseline(self) -> TrialRecord:
-        key = candidate_key(self.initial)
-        found = self.tracker.find_trial(step=0, candidate_key=key)
-        if found is not None:
-            return found
+        spec = TrialSpec(step=0, kind="baseline", candidate_key=candidate_key(self.initial),
+                         instructions=self.initial, label=BASELINE_LABEL)
         self._measuring_baseline = True
         try:
-            return self.evaluate_trial(self.initial, label=BASELINE_LABEL, step=0, kind="baseline",
-                                       candidate_key=key)
-        except _Interrupted as stop:
+            return self.evaluate_trial(spec)
+        except EvaluationInterrupted as stop:
             raise AutoEvolError(f"the run stopped ({stop.reason}) before the initial instructions were evaluated "
                                 "on the dev set; raise the limit and rerun to continue") from None
         finally:
@@ -226,7 +191,7 @@ class SearchRun:
         """Whether to plan step 1 while the baseline is evaluated: only a driver that evaluates nothing (its
         LM calls stay within ``num_threads``), only when step 1 is still to plan and follows the baseline
         whatever the baseline's LM calls (a call budget is checked after the baseline, as in one process)."""
-        if self.queue is None or self.queue.worker is not None:
+        if self.evaluator.evaluates_here:
             return False
         if self.tracker.find_trial(step=0, candidate_key=candidate_key(self.initial)) is not None:
             return False
@@ -315,12 +280,9 @@ class SearchRun:
 
     def remeasure(self, step: int, incumbent: TrialRecord) -> TrialRecord:
         """Paper protocol: evaluate the incumbent again on the whole dev set (its own trial)."""
-        key = f"{incumbent.candidate_key}-incumbent"
-        trial = self.tracker.find_trial(step=step, candidate_key=key)
-        if trial is None:
-            trial = self.evaluate_trial(incumbent.instructions, label=f"step {step} incumbent", step=step,
-                                        kind="incumbent", candidate_key=key, parent_trial=incumbent.number)
-        return trial
+        return self.evaluate_trial(TrialSpec(step=step, kind="incumbent", candidate_key=f"{incumbent.candidate_key}-incumbent",
+                                             instructions=incumbent.instructions, parent_trial=incumbent.number,
+                                             label=f"step {step} incumbent"))
 
     def run_step(self, step: int, incumbent: TrialRecord, *, planned: StepPlan | None = None) -> StepOutcome:
         """One step; ``planned``: its plan, made already (and not yet saved), else it is made here."""
@@ -347,90 +309,16 @@ class SearchRun:
             seconds=round(time.perf_counter() - started, 3),
         )
 
-    def evaluate_candidates(self, step: int, plan: StepPlan, incumbent: TrialRecord) -> list[TrialRecord | None]:
-        """Every candidate of the plan as a trial, evaluated in one shared pool (finished ones are reused).
-
-        The exact early stop stays exact with candidates running side by side: a candidate
-        stops once it cannot be accepted, or once a finished candidate has fewer failures
-        than it already has (or as many, and comes first in the plan: ties go to the first).
-        """
-        trials: list[TrialRecord | None] = [self.tracker.find_trial(step=step, candidate_key=c.key)
-                                            for c in plan.candidates]
-        if self.queue is not None:
-            return self._evaluate_in_queue(step, plan, incumbent, trials)
-        lock = threading.Lock()
-        jobs, positions = [], []
-        for position, candidate in enumerate(plan.candidates):
-            if trials[position] is not None:
-                continue
-            label = f"step {step} candidate {position + 1}/{len(plan.candidates)}"
-            fields = dict(step=step, kind="candidate", candidate_key=candidate.key, instructions=candidate.instructions,
-                          predictor=plan.predictor, samples=candidate.samples, parent_trial=incumbent.number,
-                          feedback=candidate.feedback, source=candidate.source or None)
-            jobs.append(self._candidate_job(label, position, fields, trials, incumbent, lock))
-            positions.append(position)
-        if not jobs:
-            return trials
-        reason = self.stop_reason()
-        if reason is not None:
-            raise _Interrupted(reason)
-        evaluations = evaluate_jobs(self.task, jobs, self.devset, num_threads=self.config.num_threads,
-                                    meter=self.meter, events=self.events, interrupt=self.stop_reason)
-        error = next((e.error for e in evaluations if e.error), None)
-        if error is not None:
-            raise LMOutageError(error)
-        interrupted = next((e.interrupted for e in evaluations if e.interrupted), None)
-        if interrupted is not None:
-            raise _Interrupted(interrupted)
-        return trials
-
-    def _evaluate_in_queue(self, step: int, plan: StepPlan, incumbent: TrialRecord,
-                           trials: list[TrialRecord | None]) -> list[TrialRecord | None]:
-        """The candidates as queued trials of the shared study, evaluated by any process (see :mod:`.queue_driver`).
-
-        The LM-call budget is checked before the candidates are enqueued: a queued step runs to its end.
-        """
-        if all(t is not None for t in trials):
-            return trials
-        reason = self.stop_reason()
-        if reason is not None:
-            raise _Interrupted(reason)
+    def evaluate_candidates(self, step: int, plan: StepPlan, incumbent: TrialRecord) -> list[TrialRecord]:
+        """Every candidate of the plan as a trial (finished ones are reused), side by side; each one stops
+        early once it cannot be accepted or a finished rival of its step beats it (see :mod:`.evaluators`)."""
         specs = [TrialSpec(step=step, kind="candidate", candidate_key=c.key, instructions=c.instructions,
                            predictor=plan.predictor, samples=c.samples, parent_trial=incumbent.number,
                            feedback=c.feedback, source=c.source or None,
                            label=f"step {step} candidate {i + 1}/{len(plan.candidates)}",
                            position=i, incumbent_failures=incumbent.failures)
                  for i, c in enumerate(plan.candidates)]
-        return list(self.queue.evaluate(specs))
-
-    def _candidate_job(self, label: str, position: int, fields: dict[str, Any], trials: list[TrialRecord | None],
-                       incumbent: TrialRecord, lock: threading.Lock) -> EvaluationJob:
-        program = self.task.program_for(self.student, fields["instructions"])
-        live: dict[str, LiveTrial] = {}
-        policy, acceptance, size = self.config.evaluation, self.config.acceptance, len(self.devset)
-
-        def should_stop(evaluation: Evaluation) -> bool:
-            loss = evaluation.failures
-            with lock:
-                rivals = [(t.failures, i) for i, t in enumerate(trials) if t is not None and t.status == "complete"]
-            beaten = any(failures < loss or (failures <= loss and i < position) for failures, i in rivals)
-            could_accept = acceptance.could_accept(loss=loss, incumbent_loss=incumbent.failures, dev_size=size)
-            return policy.should_stop(loss=loss, could_accept=could_accept, beaten=beaten)
-
-        def on_start() -> int:
-            live["trial"] = self.tracker.start(**fields)
-            self.events.emit(EvaluationStarted(label=label, size=size, trial_number=live["trial"].number,
-                                               program=program, cases=self.devset))
-            return live["trial"].number
-
-        def on_finish(evaluation: Evaluation) -> None:
-            record = self.tracker.finish(live["trial"], **trial_outcome(evaluation))
-            with lock:
-                trials[position] = record
-            self.events.emit(TrialFinished(label=label, trial=record))
-
-        return EvaluationJob(label=label, program=program, should_stop=should_stop, on_start=on_start,
-                             on_finish=on_finish)
+        return self.evaluator.evaluate(specs, interrupt=self.stop_reason)
 
     def execute(self) -> RunResult:
         self.events.emit(RunStarted(study_name=self.tracker.study.study_name, train_size=len(self.trainset),
@@ -449,7 +337,7 @@ class SearchRun:
             if outcome is None:
                 try:
                     outcome = self.run_step(step, incumbent, planned=first_plan if step == 1 else None)
-                except _Interrupted as stop:
+                except EvaluationInterrupted as stop:
                     stop_reason = stop.reason
                     break
                 self.tracker.save_outcome(outcome)
@@ -476,8 +364,7 @@ class SearchRun:
         evaluation = evaluate(self.task, program, self.holdout,
                               num_threads=self.config.num_threads, meter=self.meter, events=self.events, label=label)
         self.events.emit(EvaluationEnded(label=label, failures=evaluation.failures, size=evaluation.size))
-        if evaluation.error:
-            raise LMOutageError(evaluation.error)
+        raise_for([evaluation])
         result = measure(key, dict(evaluation.losses), evaluation.size, evaluation.usage, dict(evaluation.by_category))
         self.tracker.save_holdout(result)
         return result

@@ -29,9 +29,9 @@ from autoevol_dspy.search.events import EventBus, SearchCallback
 from autoevol_dspy.search.progress import LogEvents, ProgressBars, TrialProgress
 from autoevol_dspy.search.proposer import InstructionProposer, ProposalStyle
 from autoevol_dspy.search.strategies.proposal_source import ProposalSource
-from autoevol_dspy.search.queue import SharedStudy, TrialQueue, shared_storage
+from autoevol_dspy.search.evaluators import Evaluator, LocalEvaluator, TrialJobs
+from autoevol_dspy.search.queue import SharedStudy, shared_storage
 from autoevol_dspy.search.queue_driver import QueueDriver
-from autoevol_dspy.search.queue_worker import QueueWorker
 from autoevol_dspy.search.records import RunResult
 from autoevol_dspy.search.run import SearchConfig, SearchRun
 from autoevol_dspy.search.strategies import (
@@ -230,48 +230,37 @@ class AutoEvolInstruct(Teleprompter):
         meter = UsageMeter(parent=dspy.settings.usage_tracker)
         events = self._events(tracker)
         config = self._search_config()
-        queue = None
-        if self.workers is not None:
-            queue = self._queue_driver(tracker, config, student, devset, meter, events,
-                                       layout={"predictors": list(initial), "step_limit": self.max_steps,
-                                               "samples": samples})
+        jobs = TrialJobs(task=self.task, student=student, devset=devset, policy=config.evaluation,
+                         acceptance=config.acceptance, events=events)
+        if self.workers is None:
+            evaluator: Evaluator = LocalEvaluator(tracker=tracker, jobs=jobs, num_threads=config.num_threads,
+                                                  meter=meter)
+        else:
+            evaluator = QueueDriver.open(self.workers, tracker=tracker, jobs=jobs, num_threads=config.num_threads,
+                                         meter=meter, layout={"predictors": list(initial),
+                                                              "step_limit": self.max_steps, "samples": samples})
         run = SearchRun(
-            config=config, task=self.task, tracker=tracker, events=events, meter=meter,
+            config=config, task=self.task, tracker=tracker, events=events, meter=meter, evaluator=evaluator,
             proposer=proposer,
-            student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout, queue=queue,
+            student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout,
         )
         callbacks = [*(dspy.settings.get("callbacks") or []), meter.counter]  # tells cache hits from calls sent
         with dspy.context(usage_tracker=meter, callbacks=callbacks, **({"lm": self.lm} if self.lm is not None else {})):
             try:
                 result = run.execute()
             except LMOutageError as exc:
-                if queue is not None:
-                    queue.mark("stopped", f"an LM call failed: {exc}")
+                evaluator.mark("stopped", f"an LM call failed: {exc}")
                 raise LMUnavailableError(f"an LM call failed: {exc}; every finished trial is saved in study "
                                     f"{self.study_name!r}: fix the LM and rerun to continue") from None
             except BaseException as exc:
-                if queue is not None:
-                    queue.mark("stopped", type(exc).__name__)
+                evaluator.mark("stopped", type(exc).__name__)
                 raise
-        if queue is not None:
-            queue.mark("finished")
+        evaluator.mark("finished")
         self.result = result
         if self.run_dir is not None:
             result.save(self.run_dir / "result.json")
             self._write_report()
         return apply_instructions(student, result.best_instructions)
-
-    def _queue_driver(self, tracker: RunTracker, config: SearchConfig, student: dspy.Module, devset: list,
-                      meter: UsageMeter, events: EventBus, *, layout: dict[str, Any]) -> QueueDriver:
-        """The shared study's driver; it evaluates queued trials itself unless ``workers.evaluate`` is off."""
-        queue = TrialQueue(tracker.study, self.workers)
-        worker = None
-        if self.workers.evaluate:
-            worker = QueueWorker(queue=queue, tracker=tracker, task=self.task, student=student, devset=devset,
-                                 evaluation=config.evaluation, acceptance=config.acceptance,
-                                 num_threads=config.num_threads, meter=meter, events=events)
-        return QueueDriver.start(queue, tracker=tracker, devset=devset, fingerprint=fingerprint(devset),
-                                 layout=layout, events=events, worker=worker)
 
     def _write_report(self) -> None:
         """RUN_DIR/report.html, as the command line writes it; a failed report never loses the results."""

@@ -23,6 +23,7 @@ from autoevol_dspy.errors import ConfigurationError, LMUnavailableError, RunConf
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search import strategies
 from autoevol_dspy.search.evaluation import LMOutageError
+from autoevol_dspy.search.evaluators import TrialJobs
 from autoevol_dspy.search.events import EventBus, SearchCallback
 from autoevol_dspy.search.progress import LogEvents, ProgressBars, TrialProgress
 from autoevol_dspy.search.queue import SharedStudy, TrialQueue, is_database_url, rdb_storage, shared_storage
@@ -115,13 +116,14 @@ def run_worker(
     examples = _check_run(tracker, identity, task=task, student=student, lm=lm, devset=devset)
     run_settings = identity["settings"]
     meter = UsageMeter(parent=dspy.settings.usage_tracker)
-    worker = QueueWorker(
-        queue=TrialQueue(study, settings), tracker=tracker, task=task, student=student, devset=examples,
-        evaluation=_strategy(evaluation, run_settings["evaluation"], "evaluation", strategies.EvaluationPolicy),
+    jobs = TrialJobs(
+        task=task, student=student, devset=examples,
+        policy=_strategy(evaluation, run_settings["evaluation"], "evaluation", strategies.EvaluationPolicy),
         acceptance=_strategy(acceptance, run_settings["acceptance"], "acceptance", strategies.AcceptanceCriterion),
-        num_threads=num_threads, meter=meter,
         events=EventBus([LogEvents(), ProgressBars(enabled=progress), TrialProgress(tracker), *callbacks]),
     )
+    worker = QueueWorker(queue=TrialQueue(study, settings), tracker=tracker, jobs=jobs, num_threads=num_threads,
+                         meter=meter)
     started = time.perf_counter()
     logger.info("worker %s on study %r: %d dev cases, %d LM calls at a time", worker.queue.worker, study_name,
                 len(examples), num_threads)

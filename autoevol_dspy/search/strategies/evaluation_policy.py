@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["EvaluationPolicy", "ExactEarlyStop", "FullEvaluation", "PaperProtocol"]
+__all__ = ["EvaluationPolicy", "ExactEarlyStop", "FullEvaluation", "PaperProtocol", "beaten"]
+
+
+def beaten(loss: float, position: int, rivals: Iterable[tuple[float, int]]) -> bool:
+    """Whether a candidate at ``position`` in its step's plan, with ``loss`` so far, is beaten by a rival of the
+    step that finished: one with a lower loss, or an equal one and earlier in the plan (ties go to the first).
+    ``rivals``: (loss, plan position) of the step's complete candidates."""
+    return any(failures < loss or (failures <= loss and i < position) for failures, i in rivals)
 
 
 @runtime_checkable
@@ -19,7 +27,7 @@ class EvaluationPolicy(Protocol):
 
         ``could_accept`` says whether the acceptance criterion can still accept it; ``beaten``
         whether a fully evaluated candidate of this step already has a loss it cannot beat
-        (lower, or equal and earlier in the plan: ties go to the first).
+        (:func:`beaten`).
         """
         ...
 
