@@ -49,9 +49,9 @@ _EXPORTS = {name: module for module, names in {
                                         "MarginAcceptance", "MaxSteps", "NoImprovement", "PairedTestAcceptance",
                                         "PaperProtocol", "PredictorChoice", "ProposalGuard", "RandomBatches",
                                         "RoundRobin", "StrictImprovement"),
-    "autoevol_dspy.search.teleprompter": ("AutoEvolInstruct",),
     "autoevol_dspy.search.worker": ("WorkerSummary", "run_worker"),
     "autoevol_dspy.tasks.evolution": ("EvolutionTask",),
+    "autoevol_dspy.teleprompter": ("AutoEvolInstruct",),
     "autoevol_dspy.tasks.program": ("ProgramTask",),
 }.items() for name in names}
 

@@ -10,7 +10,7 @@ from world import World, method, seeds
 
 from autoevol_dspy.evolution.method import EvolInstruct
 from autoevol_dspy.search.strategies import NoImprovement
-from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+from autoevol_dspy.teleprompter import AutoEvolInstruct
 
 
 def _evolution_run(tmp_path, script: dict[int, list[str]]) -> str:

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from autoevol_dspy.data.export import export_evolved
 from autoevol_dspy.evolution.method import EvolInstruct
 from autoevol_dspy.logs import TRUNCATION_LOGGER, BarSafeStream, TruncationNotes, configure_command_logging
-from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+from autoevol_dspy.teleprompter import AutoEvolInstruct
 from world import World, method, seeds
 
 SCRIPT = {60: [method(50), method(20)]}

@@ -246,8 +246,9 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
     """The locked part of ``optimize``: the run directory is this process's."""
     from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import EvolInstruct
+    from autoevol_dspy.report.html import write_report
     from autoevol_dspy.search.strategies import stop_when
-    from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+    from autoevol_dspy.teleprompter import AutoEvolInstruct
     from autoevol_dspy.tasks.evolution import EvolutionTask
 
     _prepare_run_dir(out, config, restart=args.restart)
@@ -272,24 +273,18 @@ def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lm
         run_dir=out,
         progress=False if args.no_progress else None,
         workers=driver_workers(args, config, lms),
+        report=False,  # written here, once, after run.json: the report shows the command's settings
     )
-    # run.json is written after the run; the report is then written again, with the command's settings.
     compiled = optimizer.compile(EvolInstruct(initial, style=config.style), trainset=loaded.examples(),
                                  valset=dev.examples() if dev is not None else None)
     result = optimizer.result
     atomic_write_text(out / "method.txt", compiled.method + "\n")
     _write_run_json(out, config, args.seeds, result.study_name, result)
-    report = _write_report(out, config.storage, result.study_name)  # again, now with the command's settings
+    report = write_report(out, storage=config.storage, study_name=result.study_name)
     print(result.describe())
     print(f"best method: {out / 'method.txt'}")
     print(f"report:      {report}")
     return 0
-
-
-def _write_report(out: Path, storage: str | None, study_name: str) -> Path:
-    from autoevol_dspy.report.html import write_report
-
-    return write_report(out, storage=storage, study_name=study_name)
 
 
 # evolve ---------------------------------------------------------------------------------------------

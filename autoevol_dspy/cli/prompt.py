@@ -2,7 +2,7 @@
 
 Writes OUT_DIR/prompt.txt (the improved prompt), OUT_DIR/result.json (the run),
 OUT_DIR/prompt_result.json (held-out failure rates before and after, and the run),
-OUT_DIR/study.db (the Optuna study) and, when the report module is there, the report.
+OUT_DIR/study.db (the Optuna study) and OUT_DIR/report.html.
 Rerunning the same command continues the study where it stopped.
 """
 
@@ -117,19 +117,6 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _write_report(out: Path) -> Path | None:
-    """The run's report when the report module is installed; a failed report never loses the results."""
-    try:
-        from autoevol_dspy.report.html import write_report
-    except ImportError:
-        return None
-    try:
-        return write_report(out)
-    except Exception as exc:  # noqa: BLE001 - the results are already written; say why the report is missing
-        logger.warning("could not write the report for %s: %s", out, exc)
-        return None
-
-
 def _summary(result: PromptResult, out: Path, report: Path | None) -> str:
     run = result.run
     lines = [
@@ -222,6 +209,6 @@ def run_prompt_command(args: argparse.Namespace) -> int:
                 holdout=args.holdout if args.holdout is not None else DEFAULT_HOLDOUT_SHARE,
                 lm=lm, optimizer_lm=optimizer_lm, run_dir=out, **_optimizer_settings(args),
             )
-        report = _write_report(out)
-    print(_summary(result, out, report))
+    report = out / "report.html"  # written by the run, when it ended
+    print(_summary(result, out, report if report.is_file() else None))
     return 0

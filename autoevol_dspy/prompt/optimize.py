@@ -26,7 +26,7 @@ from autoevol_dspy.prompt.metrics import OutputMetric, RubricJudge, metric_from_
 from autoevol_dspy.prompt.settings import DEFAULT_HOLDOUT_SHARE, PROMPT_DEFAULTS
 from autoevol_dspy.search.records import RunResult
 from autoevol_dspy.search.strategies import stop_when
-from autoevol_dspy.search.teleprompter import AutoEvolInstruct
+from autoevol_dspy.teleprompter import AutoEvolInstruct
 from autoevol_dspy.tasks.program import ProgramTask
 
 __all__ = [

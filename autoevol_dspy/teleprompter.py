@@ -4,8 +4,11 @@ Each step runs the incumbent instructions on a mini-batch (the trajectory), asks
 optimizer LM m times to analyse it and rewrite the instructions, evaluates every
 distinct candidate on one fixed dev set, and lets the acceptance criterion decide. Every
 evaluation is a live Optuna trial; a run with the same storage and study continues where
-the last one stopped. The loop is in :mod:`.run`; the rules it follows are objects from
-:mod:`.strategies`; what it optimizes is a task from :mod:`autoevol_dspy.tasks`.
+the last one stopped. The loop is in :mod:`autoevol_dspy.search.run`; the rules it follows
+are objects from :mod:`autoevol_dspy.search.strategies`; what it optimizes is a task from
+:mod:`autoevol_dspy.tasks`. This module builds the run from its settings and owns the run
+directory (``run_dir``): the study, then ``result.json`` and ``report.html``, written once
+when the run ends (``report=False``: by the caller, as the command line does after its ``run.json``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dspy.teleprompt import Teleprompter
 from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
 from autoevol_dspy.errors import ConfigurationError, LMUnavailableError
 from autoevol_dspy.lm.usage import UsageMeter
+from autoevol_dspy.report.html import write_report
 from autoevol_dspy.search.compile_arguments import refuse_compile_arguments
 from autoevol_dspy.search.dspy_callbacks import DSPyEvaluateCallbacks
 from autoevol_dspy.search.evaluation import LMOutageError
@@ -107,7 +111,8 @@ class AutoEvolInstruct(Teleprompter):
     ``"mixed"`` and any other the paper's rewrite. ``callbacks``
     receive the run's typed events. ``workers`` (a :class:`SharedStudy`, or ``True`` for its
     defaults) evaluates through the study, so ``run_worker`` processes on any machine share
-    the work; the storage must then be a database URL.
+    the work; the storage must then be a database URL. With ``run_dir``, ``result.json`` and
+    (unless ``report=False``) ``report.html`` are written there when the run ends.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class AutoEvolInstruct(Teleprompter):
         callbacks: Sequence[SearchCallback] = (),
         progress: bool | None = None,
         workers: SharedStudy | bool | None = None,
+        report: bool = True,
     ) -> None:
         super().__init__()
         if task is not None and metric is not None:
@@ -176,6 +182,7 @@ class AutoEvolInstruct(Teleprompter):
         self.workers = SharedStudy() if workers is True else (workers or None)
         if self.workers is not None and not isinstance(self.workers, SharedStudy):
             raise ConfigurationError(f"workers must be a SharedStudy, True or None, got {type(workers).__name__}")
+        self.report = report
         self.result: RunResult | None = None
 
     @classmethod
@@ -259,13 +266,12 @@ class AutoEvolInstruct(Teleprompter):
         self.result = result
         if self.run_dir is not None:
             result.save(self.run_dir / "result.json")
-            self._write_report()
+            if self.report:
+                self._write_report()
         return apply_instructions(student, result.best_instructions)
 
     def _write_report(self) -> None:
         """RUN_DIR/report.html, as the command line writes it; a failed report never loses the results."""
-        from autoevol_dspy.report import write_report
-
         try:
             write_report(self.run_dir, storage=self.storage, study_name=self.study_name)
         except Exception as exc:  # noqa: BLE001 - the results are saved; say why the report is missing
