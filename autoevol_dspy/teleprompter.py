@@ -24,6 +24,7 @@ from dspy.teleprompt import Teleprompter
 
 from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
 from autoevol_dspy.errors import ConfigurationError, LMUnavailableError
+from autoevol_dspy.lm.health import watching_replies
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.report.html import write_report
 from autoevol_dspy.search.compile_arguments import refuse_compile_arguments
@@ -252,7 +253,8 @@ class AutoEvolInstruct(Teleprompter):
             student=student, initial=initial, trainset=trainset_examples, devset=devset, holdout=holdout,
         )
         callbacks = [*(dspy.settings.get("callbacks") or []), meter.counter]  # tells cache hits from calls sent
-        with dspy.context(usage_tracker=meter, callbacks=callbacks, **({"lm": self.lm} if self.lm is not None else {})):
+        configured = {"lm": self.lm} if self.lm is not None else {}
+        with dspy.context(usage_tracker=meter, callbacks=callbacks, **configured), watching_replies():
             try:
                 result = run.execute()
             except LMOutageError as exc:

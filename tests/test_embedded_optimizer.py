@@ -36,3 +36,17 @@ def test_a_tiny_optimization_on_the_embedded_model(tmp_path):
     assert baseline.user_attrs["kind"] == "baseline" and 0.0 <= baseline.value <= 1.0
     assert result.usage.by_role["evolution"].calls >= 3
     assert result.usage.by_role["analysis"].calls >= 1
+
+
+def test_the_embedded_models_failures_stay_results_when_replies_are_watched(tmp_path):
+    """Its replies are decoded under a JSON grammar, so even cut short by a tiny max_tokens they parse: whatever
+    it gets wrong is a row with its failure, and the watch for a server answering garbage never stops it."""
+    from autoevol_dspy.data import evolve_dataset
+    from autoevol_dspy.lm import make_lm
+
+    seeds = [json.loads(line)["instruction"] for line in SEEDS.read_text().splitlines()][:6]
+    lm = make_lm("local", temperature=0.0, max_tokens=24, n_ctx=4096, cache=False)
+    summary = evolve_dataset(seeds, method="Rewrite the instruction to be harder.", out_path=tmp_path / "rows.jsonl",
+                             evol_lm=lm, response_lm=lm, num_threads=2, progress=False)
+    assert summary.complete and summary.rows == len(seeds)  # every seed has its row: nothing held back or stopped
+    assert summary.failures >= 1  # a 135M model cut at 24 tokens fails some: those failures are results

@@ -28,7 +28,7 @@ from faulty_world import (
     study_records,
     write_prompt_files,
 )
-from world import method
+from world import bucket, method
 
 #: The share of requests that get the fault in the runs that stop on it.
 RATE = 0.2
@@ -212,3 +212,91 @@ def test_when_every_call_of_one_role_fails_no_step_is_saved_from_it(calls, never
         rerun = run_cli(*args, env=env)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert final_state(out) == never_faulted
+
+
+# A server that answers 200 with garbage --------------------------------------------------------------
+
+#: Garbage content in 200 replies: on every request, on the optimizer LM's alone, from the middle of the run on.
+GARBAGE = {
+    "every request": Fault("garbage", rate=1.0),
+    "the optimizer's requests": Fault("garbage", rate=1.0, only=("analysis", "rewrite")),
+    "after 31 healthy requests": Fault("garbage", rate=1.0, after=31),  # from step 2 on
+}
+#: The one line a run that met such a server ends with.
+GARBAGE_LINE = ("the LM hosted_vllm/stub answers with text that does not parse", "rerun")
+
+
+@pytest.mark.parametrize("name", list(GARBAGE))
+def test_a_server_that_answers_garbage_stops_optimize_and_none_of_it_is_a_result(name, never_faulted, tmp_path):
+    """Not "dev failure rate 1.000" and exit 0: one line naming the LM, no trial or plan made of garbage, and the
+    rerun against the healed server (which asks again instead of replaying the garbage) ends as if it never was."""
+    out, env = tmp_path / "run", {"DSPY_CACHEDIR": str(tmp_path / "cache")}
+    args = optimize_args("BASE", out, initial_method_file(tmp_path), "--retries", "0")
+    with StubServer(respond, faults=[GARBAGE[name]]) as stub:
+        args[args.index("BASE")] = stub.base_url
+        faulted = run_cli(*args, env=env)
+        assert stub.stats()["faults"]["garbage"]
+        assert_one_line_error(faulted, *GARBAGE_LINE, code=3)
+        assert not (out / "method.txt").exists() and not (out / "result.json").exists()
+        assert_no_outage_saved_as_a_result(out)
+        for trial in study_records(out).trials():  # a finished trial holds no garbage (a failed one may)
+            assert trial.status == "failed" or not set(trial.failures_by_category) & set(UNREADABLE), trial
+        stub.set_faults([])
+        rerun = run_cli(*args, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert final_state(out) == never_faulted
+
+
+@pytest.mark.parametrize("name", ["every request", "the answers", "after 40 healthy requests"])
+def test_a_server_that_answers_garbage_stops_evolve_and_no_row_of_it_is_saved(name, evolved_without_faults,
+                                                                              tmp_path):
+    fault = {"every request": Fault("garbage", rate=1.0),
+             "the answers": Fault("garbage", rate=1.0, only=("response",)),
+             "after 40 healthy requests": Fault("garbage", rate=1.0, after=40)}[name]
+    method_file = tmp_path / "method.txt"
+    method_file.write_text(method(30), encoding="utf-8")
+    out, env = tmp_path / "out.jsonl", {"DSPY_CACHEDIR": str(tmp_path / "cache")}
+    args = _evolve_args("BASE", method_file, out, "--retries", "0")
+    with StubServer(respond, faults=[fault]) as stub:
+        args[args.index("BASE")] = stub.base_url
+        faulted = run_cli(*args, env=env)
+        assert stub.stats()["faults"]["garbage"] >= 8
+        assert_one_line_error(faulted, *GARBAGE_LINE, code=3)
+        rows = _rows(out) if out.exists() else []
+        assert not [row for row in rows if row[4] in UNREADABLE], "a garbage reply was saved as a failure"
+        assert set(rows) < set(evolved_without_faults)  # what was saved is what a healthy server gives
+        stub.set_faults([])
+        rerun = run_cli(*args, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _rows(out) == evolved_without_faults
+
+
+def _sometimes_unreadable(call) -> dict | str:
+    """A working LM that fails to parse a quarter of its evolutions (the same ones every time)."""
+    if call.kind == "evolution" and bucket(call.inputs["instruction"]) < 25:
+        return "Sure! Here is a harder version, I think, of what you asked, but in no format at all."
+    return respond(call)
+
+
+def test_an_lm_whose_replies_fail_to_parse_now_and_then_keeps_those_failures_as_results(tmp_path):
+    """The other side: replies that do not parse while most do are that case's failure, saved as a row."""
+    method_file = tmp_path / "method.txt"
+    method_file.write_text(method(30), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    with StubServer(_sometimes_unreadable) as stub:
+        done = run_cli(*_evolve_args(stub.base_url, method_file, out, "--retries", "0"),
+                       env={"DSPY_CACHEDIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _rows(out)
+    unreadable = [row for row in rows if row[4] == "unparseable_evolution"]
+    assert unreadable and len(rows) > len(unreadable)
+    assert {row[0] for row in rows} == {json.loads(line)["id"] for line in SEEDS.read_text(encoding="utf-8").splitlines()}
+
+
+def test_a_server_that_answers_garbage_stops_the_prompt_command(tmp_path):
+    out = tmp_path / "run"
+    with StubServer(respond, faults=[Fault("garbage", rate=1.0)]) as stub:
+        faulted = _prompt_run(stub.base_url, tmp_path, out, "--retries", "0")
+    assert_one_line_error(faulted, *GARBAGE_LINE, code=3)
+    assert "held-out failure rate" not in faulted.stdout
+    assert not (out / "prompt_result.json").exists() and not (out / "prompt.txt").exists()

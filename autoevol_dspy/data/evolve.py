@@ -39,6 +39,14 @@ from autoevol_dspy.evolution.detectors import (
 from autoevol_dspy.evolution.method import EvolInstruct, Style
 from autoevol_dspy.evolution.unit import Evolver
 from autoevol_dspy.lm.errors import is_lm_error
+from autoevol_dspy.lm.health import (
+    LMGarbageError,
+    ReplyHealth,
+    Unparsed,
+    active_health,
+    unparsed_replies,
+    watching_replies,
+)
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.terminal import stderr_is_terminal
@@ -164,6 +172,11 @@ class _ChainResult:
     seed_id: str
     rows: list[tuple[dict[str, Any], bool]]
     error: str | None = None
+    #: A failed row whose reply did not parse, with that reply: written once its LM has shown that it parses,
+    #: never if the LM turns out broken (then a rerun redoes it).
+    held: tuple[dict[str, Any], bool, tuple[Unparsed, ...]] | None = None
+    #: Why the chain stopped when its LM answers garbage (the run stops).
+    garbage: str | None = None
 
 
 @dataclass(slots=True)
@@ -265,7 +278,8 @@ def evolve_dataset(
         # history three times over: globally, per LM, per predictor): memory that grows with the dataset up
         # to hundreds of MiB, none of it needed once a row is stored.
         callbacks = [*(dspy.settings.get("callbacks") or []), meter.counter]  # tells cache hits from calls sent
-        with dspy.context(usage_tracker=meter, callbacks=callbacks, disable_history=True, trace=None):
+        with dspy.context(usage_tracker=meter, callbacks=callbacks, disable_history=True, trace=None), \
+                watching_replies():
             errors = _run_jobs(jobs, evolver, store, tally, rounds=rounds, drop_failures=drop_failures,
                                num_threads=num_threads, max_errors=max_errors, progress=progress, total=size,
                                done=finished)
@@ -438,13 +452,16 @@ def _run_jobs(
     ends, so nothing here grows with the dataset."""
     errors = 0
     lock = threading.Lock()
+    health = active_health()
+    held = _HeldRows(store, tally)
+    garbage: list[str] = []
 
     def run(job: _Job) -> _ChainResult:
-        return _run_chain(job, evolver, store, rounds=rounds, drop_failures=drop_failures)
+        return _run_chain(job, evolver, store, rounds=rounds, drop_failures=drop_failures, health=health)
 
     def should_stop() -> bool:
         with lock:
-            return max_errors is not None and errors > max_errors
+            return bool(garbage) or (max_errors is not None and errors > max_errors)
 
     bar = tqdm(total=total, initial=done, desc="evolving", unit="seed",
                disable=not (stderr_is_terminal() if progress is None else progress))
@@ -452,30 +469,77 @@ def _run_jobs(
         for _, result in run_parallel(run, jobs, num_threads=num_threads, should_stop=should_stop):
             for row, dropped in result.rows:
                 tally.add(row, dropped)
-            if result.error is not None:
+            if result.garbage is not None:
+                with lock:
+                    garbage.append(result.garbage)
+            elif result.error is not None:
                 with lock:
                     errors += 1
                 logger.warning("seed %r stopped on an LM error: %s", result.seed_id, result.error)
+            held.add(result.held)
+            if not garbage:
+                held.write(confirmed_by=health)
             bar.update(1)
             bar.set_postfix(failures=sum(tally.failures.values()), errors=errors)
     finally:
         bar.close()
+    reason = garbage[0] if garbage else (health.doubt() if held and health is not None else None)
+    if reason is not None:
+        raise LMUnavailableError(f"{reason}; the {tally.rows} finished rows are saved in {store.out_path}: fix the "
+                                 "server and rerun to continue")
+    held.write()  # the run ended with every LM out of doubt: these failures are results
     return errors
 
 
-def _run_chain(job: _Job, evolver: _RoundEvolver, store: RowStore, *, rounds: int, drop_failures: bool) -> _ChainResult:
-    """Evolve one seed round after round, storing each row at once; a failure ends the chain."""
+class _HeldRows:
+    """Failed rows whose replies did not parse, kept back until their LMs show that they parse."""
+
+    def __init__(self, store: RowStore, tally: _Tally) -> None:
+        self.store = store
+        self.tally = tally
+        self.rows: list[tuple[dict[str, Any], bool, tuple[Unparsed, ...]]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def add(self, row: tuple[dict[str, Any], bool, tuple[Unparsed, ...]] | None) -> None:
+        if row is not None:
+            self.rows.append(row)
+
+    def write(self, *, confirmed_by: ReplyHealth | None = None) -> None:
+        """Store the rows whose LMs have parsed enough replies since (``confirmed_by``), or all of them."""
+        keep = []
+        for row, dropped, unparsed in self.rows:
+            if confirmed_by is not None and not confirmed_by.confirmed(unparsed):
+                keep.append((row, dropped, unparsed))
+                continue
+            self.store.append(row, dropped=dropped)
+            self.tally.add(row, dropped)
+        self.rows = keep
+
+
+def _run_chain(job: _Job, evolver: _RoundEvolver, store: RowStore, *, rounds: int, drop_failures: bool,
+               health: ReplyHealth | None = None) -> _ChainResult:
+    """Evolve one seed round after round, storing each row at once; a failure ends the chain. A failure whose
+    reply did not parse is held back, for the caller to store once ``health`` confirms its LM
+    (see :mod:`autoevol_dspy.lm.health`)."""
     result = _ChainResult(seed_id=job.seed.seed_id, rows=[])
     parent = job.parent
     for round_ in range(job.first_round, rounds + 1):
         try:
-            row = evolver.row(job.seed, round_, parent)
+            with unparsed_replies() as unparsed:
+                row = evolver.row(job.seed, round_, parent)
         except Exception as exc:
             if not is_lm_error(exc):
                 raise  # a bug, not an outage: a rerun would only repeat it
             result.error = f"round {round_}: {short_error(exc)}"  # the chain stops here; a rerun retries it
+            if isinstance(exc, LMGarbageError):
+                result.garbage = str(exc)
             return result
         dropped = drop_failures and row["failure"] is not None
+        if unparsed and row["failure"] is not None and health is not None:
+            result.held = (row, dropped, tuple(unparsed))
+            break
         store.append(row, dropped=dropped)
         result.rows.append((row, dropped))
         if row["failure"] is not None:

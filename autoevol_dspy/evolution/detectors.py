@@ -25,6 +25,7 @@ from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
 
 from autoevol_dspy.lm.context import adapter_context, use_lm
+from autoevol_dspy.lm.health import watched_reply
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.text import bounded, clip
 
@@ -601,7 +602,7 @@ class LLMJudge:
 
     def detect(self, case: EvolutionCase) -> Failure | None:
         try:
-            with lm_role("judge"), use_lm(self.lm), adapter_context(None):
+            with lm_role("judge"), use_lm(self.lm), adapter_context(None), watched_reply():
                 verdict = self.compare(first=case.instruction, second=case.evolved).verdict
         except AdapterParseError:
             return None  # a judge that cannot answer does not fail the evolution

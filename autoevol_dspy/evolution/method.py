@@ -14,6 +14,7 @@ from autoevol_dspy.evolution.parsing import (
     parse_rewritten_instruction,
 )
 from autoevol_dspy.evolution.signatures import EvolveInstruction, ExtendInstruction
+from autoevol_dspy.lm.health import watched_reply
 
 __all__ = ["CONTEXT_HEADING", "EXTEND_DEMOS", "INITIAL_EXTEND_METHOD", "INITIAL_METHOD", "EvolInstruct", "EvolutionStep", "Style"]
 
@@ -125,7 +126,8 @@ class EvolInstruct(dspy.Module):
         """
         shown = instruction if not context else f"{instruction}\n\n{CONTEXT_HEADING}\n{context}"
         try:
-            prediction = self.evolve(instruction=shown)
+            with watched_reply(self.evolve.lm):
+                prediction = self.evolve(instruction=shown)
         except AdapterParseError as exc:
             reply = str(exc.lm_response or "")
             # Free text that did not parse counts only through a known marker (the paper's format).

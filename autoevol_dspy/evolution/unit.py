@@ -26,6 +26,7 @@ from autoevol_dspy.evolution.method import EvolInstruct
 from autoevol_dspy.evolution.signatures import RespondToInstruction
 from autoevol_dspy.lm.context import adapter_context, use_lm
 from autoevol_dspy.lm.errors import is_context_overflow
+from autoevol_dspy.lm.health import watched_reply
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.text import short_error
 from autoevol_dspy.timelimit import TimeLimitExceeded, call_with_time_limit
@@ -145,7 +146,8 @@ class Evolver:
     def _respond_to(self, instruction: str) -> str:
         """The response LM's answer; an answer that does not parse counts as empty."""
         try:
-            with lm_role("response"), use_lm(self.response_lm or self.lm), adapter_context(self.adapter):
+            with lm_role("response"), use_lm(self.response_lm or self.lm), adapter_context(self.adapter), \
+                    watched_reply():
                 return str(self._answer(instruction=instruction).response or "")
         except AdapterParseError as exc:
             logger.debug("a response did not parse: %s", short_error(exc))

@@ -6,7 +6,9 @@ no slot idles while one candidate finishes its tail. After every judged case, a 
 ``should_stop`` sees its evaluation so far (the exact early stop: stop once the candidate
 cannot win); ``interrupt`` may end everything for a run-level reason (the LM-call budget).
 An LM outage ends the pool with ``error`` set on the job that hit it: an outage says
-nothing about the instructions. Each job counts its own LM usage.
+nothing about the instructions. So does an LM that answers garbage (see
+:mod:`autoevol_dspy.lm.health`): an evaluation that ends while an LM's recent replies mostly
+did not parse is failed, not saved as a result. Each job counts its own LM usage.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import dspy
 
 from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
+from autoevol_dspy.lm.health import active_health
 from autoevol_dspy.lm.usage import UsageMeter, UsageReport
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.search.events import CaseJudged, EventBus
@@ -144,6 +147,7 @@ def evaluate_jobs(
     (a worker pulling trials from a shared study); the pool ends once it returns ``None``.
     """
     running = [_Running(job, Evaluation(size=len(cases)), UsageMeter(parent=meter)) for job in jobs]
+    health = active_health()
     lock = threading.Lock()
     stop_all: dict[str, str] = {}
     unexpected: list[BaseException] = []
@@ -158,6 +162,10 @@ def evaluate_jobs(
             evaluation.pruned = True
         if evaluation.evaluated < evaluation.size and not evaluation.pruned and not evaluation.error:
             evaluation.interrupted = evaluation.interrupted or stop_all.get("interrupt") or stop_all.get("outage")
+        doubt = health.doubt() if health is not None and not (evaluation.error or evaluation.interrupted) else None
+        if doubt is not None:  # its unparsed replies may be a broken server's: not a result, as an outage
+            evaluation.error = doubt
+            stop_all.setdefault("outage", f"stopped: {doubt}")
         evaluation.usage = state.meter.report()
         evaluation.seconds = time.perf_counter() - (state.started or time.perf_counter())
         state.finished = True

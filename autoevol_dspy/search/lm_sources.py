@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 
 from autoevol_dspy.lm.context import adapter_context, use_lm
+from autoevol_dspy.lm.health import watched_reply
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.search.demos import amend_demos
 from autoevol_dspy.search.signatures import AmendInstructions, AnalyseTrajectory, RewriteInstructions
@@ -77,7 +78,7 @@ class _LMSource:
         guidance = self.settings.analysis_guidance
         analyse = dspy.Predict(AnalyseTrajectory.with_instructions(
             f"{AnalyseTrajectory.instructions}\n\n{guidance}" if guidance else AnalyseTrajectory.instructions))
-        with lm_role("analysis"):
+        with lm_role("analysis"), watched_reply():
             return analyse(current_instructions=request.current, trajectory=request.trajectory,
                            config=config).feedback
 
@@ -97,7 +98,7 @@ class LMRewrite(_LMSource):
             f"{RewriteInstructions.instructions}\n\n{guidance}" if guidance else RewriteInstructions.instructions))
         with use_lm(self.settings.lm), adapter_context(None):
             feedback = self._feedback(request, config)
-            with lm_role("rewrite"):
+            with lm_role("rewrite"), watched_reply():
                 text = rewrite(current_instructions=request.current, feedback=feedback,
                                earlier_attempts=request.history + note, config=config).improved_instructions
         return Draft(text=text or "", feedback=feedback)
@@ -124,7 +125,7 @@ class LMAmend(_LMSource):
             amend.demos = amend_demos(request.accepted_rules)
         with use_lm(self.settings.lm), adapter_context(None):
             feedback = self._feedback(request, config)
-            with lm_role("rewrite"):
+            with lm_role("rewrite"), watched_reply():
                 rule = amend(current_instructions=request.current, feedback=feedback,
                              earlier_attempts=request.history + note, config=config).new_rule
         return Draft(text=rule or "", feedback=feedback, rule=True)

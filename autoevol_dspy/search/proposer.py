@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
+from autoevol_dspy.lm.health import STREAK, Unparsed, active_health, unparsed_replies
 from autoevol_dspy.parallel import run_parallel
 from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings
 from autoevol_dspy.search.signatures import AmendInstructions
@@ -198,33 +199,58 @@ class InstructionProposer:
         seen = _Seen(cases=tuple(cases), output_fields=tuple(output_fields), output_terms=dict(output_terms or {}))
         proposals: list[Proposal] = []
         note = ""
-        for attempt in range(self.guard.retries + 1):
+
+        def sample_round(attempt: int, note: str) -> list[Proposal]:
             first = attempt * num_candidates
 
-            def one(sample: int, note: str = note) -> Proposal:
+            def one(sample: int) -> Proposal:
                 return self._sample(request, sample, note, seen)
 
             results = dict(run_parallel(one, range(first, first + num_candidates), num_threads=num_threads))
-            batch = [results[i] for i in range(num_candidates)]  # run_parallel yields positions
-            proposals += batch
-            if any(p.instructions is not None for p in batch):
-                break
-            refused = [p for p in batch if p.rejection is not None]
-            if not refused:
-                break  # nothing the guard refused: asking again would not help
-            if attempt == self.guard.retries:
-                logger.info("step %d: every sample was refused, after %d retr%s; the step has no candidate",
-                            request.step, attempt, "y" if attempt == 1 else "ies")
-                break
-            note = "\n\nRewrites of this step that were refused; do not repeat their mistakes:\n" + "\n".join(
-                f"- {clip(p.text or '', 200)} -> {retry_feedback(p.rejection)}" for p in refused)
-            logger.info("step %d: every sample was refused; asking again (%d of %d)", request.step, attempt + 1,
-                        self.guard.retries)
+            return [results[i] for i in range(num_candidates)]  # run_parallel yields positions
+
+        with unparsed_replies() as unparsed:
+            attempt = 0
+            for attempt in range(self.guard.retries + 1):
+                batch = sample_round(attempt, note)
+                proposals += batch
+                if any(p.instructions is not None for p in batch):
+                    break
+                refused = [p for p in batch if p.rejection is not None]
+                if not refused:
+                    break  # nothing the guard refused: asking again would not help
+                if attempt == self.guard.retries:
+                    logger.info("step %d: every sample was refused, after %d retr%s; the step has no candidate",
+                                request.step, attempt, "y" if attempt == 1 else "ies")
+                    break
+                note = "\n\nRewrites of this step that were refused; do not repeat their mistakes:\n" + "\n".join(
+                    f"- {clip(p.text or '', 200)} -> {retry_feedback(p.rejection)}" for p in refused)
+                logger.info("step %d: every sample was refused; asking again (%d of %d)", request.step, attempt + 1,
+                            self.guard.retries)
+            _settle_unparsed(proposals, unparsed, lambda extra: sample_round(attempt + extra, ""))
         for proposal in proposals:
             if proposal.rejected:
                 logger.debug("step %d: candidate sample %d (%s) discarded: %s", request.step, proposal.sample,
                              proposal.source, proposal.rejected)
         return proposals
+
+
+def _settle_unparsed(proposals: list[Proposal], unparsed: list[Unparsed],
+                     sample_round: Callable[[int], list[Proposal]]) -> None:
+    """A step left without a candidate because replies did not parse is no result until the optimizer LM has
+    shown that it parses: ask again (a few rounds at most) until it does, or until it is in doubt (then no
+    plan is saved, as for an outage; see :mod:`autoevol_dspy.lm.health`)."""
+    health = active_health()
+    extra = 0
+    while health is not None and unparsed and all(p.instructions is None for p in proposals) \
+            and not health.confirmed(unparsed):
+        doubt = health.doubt()
+        if doubt is not None:
+            raise LMOutageError(doubt)
+        if extra == STREAK:
+            return
+        extra += 1
+        proposals += sample_round(extra)
 
 
 #: The checks a rule to append must pass on its own (the whole amended text is checked too).

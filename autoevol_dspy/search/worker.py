@@ -20,6 +20,7 @@ import optuna
 
 from autoevol_dspy.data.splits import fingerprint
 from autoevol_dspy.errors import ConfigurationError, LMUnavailableError, RunConflictError
+from autoevol_dspy.lm.health import watching_replies
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search import strategies
 from autoevol_dspy.search.evaluation import LMOutageError
@@ -127,7 +128,7 @@ def run_worker(
     started = time.perf_counter()
     logger.info("worker %s on study %r: %d dev cases, %d LM calls at a time", worker.queue.worker, study_name,
                 len(examples), num_threads)
-    with dspy.context(usage_tracker=meter, **({"lm": lm} if lm is not None else {})):
+    with dspy.context(usage_tracker=meter, **({"lm": lm} if lm is not None else {})), watching_replies():
         reason = _serve(worker, tracker, settings, idle_timeout_s)
     summary = WorkerSummary(trials=worker.evaluated, lm_calls=meter.calls,
                             seconds=round(time.perf_counter() - started, 3), reason=reason)

@@ -16,6 +16,7 @@ from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.detectors import Failure
 from autoevol_dspy.lm.context import use_lm
 from autoevol_dspy.lm.errors import is_lm_error
+from autoevol_dspy.lm.health import watched_reply
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.tasks.base import (
     CaseResult,
@@ -111,7 +112,7 @@ class ProgramTask:
     def run_case(self, program: dspy.Module, example: dspy.Example, index: int) -> CaseResult:
         inputs = {key: _jsonable(value) for key, value in example.inputs().items()}
         try:
-            with lm_role("program"), use_lm(self.lm):
+            with lm_role("program"), use_lm(self.lm), watched_reply():
                 prediction = self._run(program, dict(example.inputs()))
         except Exception as exc:  # noqa: BLE001 - a program that crashes on a case fails that case
             if is_lm_error(exc):

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.lm.context import use_lm
+from autoevol_dspy.lm.health import watched_reply
 from autoevol_dspy.lm.usage import lm_role
 from autoevol_dspy.text import bounded, clip
 from autoevol_dspy.timelimit import TimeLimitExceeded, call_with_time_limit
@@ -503,7 +504,7 @@ class JudgeCheck:
 
     def check(self, proposal: ProposalContext) -> Rejection | None:
         try:
-            with use_lm(self.lm), lm_role("judge"):
+            with use_lm(self.lm), lm_role("judge"), watched_reply():
                 verdict = self.judge(current_instructions=proposal.incumbent, proposed_instructions=proposal.text)
         except AdapterParseError:
             return None  # a judge that cannot answer must not block the proposal
