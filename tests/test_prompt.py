@@ -64,7 +64,7 @@ class ReviewWorld:
         if "rubric" in call.inputs:
             passed = call.inputs["candidate"] == call.inputs["reference"]
             return {"meets_rubric": str(passed), "feedback": "none" if passed else "JUDGE-NOTE: not one bare word"}
-        return {"sentiment": self.answer(call)}
+        return {"label" if "label" in call.outputs else "sentiment": self.answer(call)}  # the field asked for
 
     @staticmethod
     def answer(call: Call) -> str:
