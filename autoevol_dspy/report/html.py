@@ -611,21 +611,8 @@ def _holdout(view: RunView) -> str:
 
 
 def _case_lines(case: CaseResult) -> list[str]:
-    """One case as labelled lines: inputs, what came out (stages of an evolution), the verdict."""
-    lines = []
-    stages = case.outputs.get("stages")
-    if stages:
-        lines += [f"<dt>{'seed' if i == 0 else f'round {i}'}</dt><dd>{escape(str(text))}</dd>"
-                  for i, text in enumerate(stages)]
-        responses = case.outputs.get("responses") or []
-        if responses:
-            lines.append(f"<dt>response</dt><dd>{escape(str(responses[-1]))}</dd>")
-        replies = case.outputs.get("replies") or []
-        if len(replies) >= len(stages) and replies[-1]:
-            lines.append(f"<dt>reply</dt><dd>{escape(str(replies[-1]))}</dd>")
-    else:
-        lines += [f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in case.inputs.items()]
-        lines += [f"<dt>→ {escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in case.outputs.items()]
+    """One case as labelled lines, as its task shows it, then the verdict."""
+    lines = [f"<dt>{escape(label)}</dt><dd>{escape(text)}</dd>" for label, text in case.shown()]
     verdict = (f"{escape(case.failure.category)}: {escape(case.failure.reason)}" if case.failure else "passed")
     lines.append(f"<dt>verdict</dt><dd class=\"{'bad' if case.failure else 'good'}\">{verdict}</dd>")
     return lines

@@ -13,9 +13,10 @@ from autoevol_dspy.files import atomic_write_text
 from autoevol_dspy.lm.usage import UsageReport
 from autoevol_dspy.search.holdout import HoldoutComparison
 from autoevol_dspy.tasks.base import CaseResult
+from autoevol_dspy.text import clip
 
-__all__ = ["PLANNED_FIELDS", "by_source", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "SourceSummary", "StepOutcome", "StepPlan", "TrialRecord",
-           "TrialSpec"]
+__all__ = ["PLANNED_FIELDS", "CandidatePlan", "PlannedTrial", "RunResult", "RunSummary", "SourceSummary", "StepOutcome",
+           "StepPlan", "TrialRecord", "TrialSpec", "by_source"]
 
 #: Version of the records and study layout; a study written with another version is refused on resume.
 SCHEMA_VERSION = 2
@@ -254,11 +255,9 @@ class RunResult(BaseModel):
         if sources:
             lines.append("proposals by source: " + "; ".join(
                 f"{r.source} {r.drafted} drafted, {r.refused} refused, {r.accepted} accepted" for r in sources))
-        shown = [c for c in (best.examples if best else []) if len(c.outputs.get("stages") or []) > 1][:examples]
-        for case in shown:
-            stages = case.outputs["stages"]
+        for case in [c for c in (best.examples if best else []) if len(c.view) > 1][:examples]:
             verdict = f"  [{case.failure.category}]" if case.failure else ""
-            lines.append(f"  seed:    {_one_line(stages[0])}\n  evolved: {_one_line(stages[-1])}{verdict}")
+            lines.append("\n".join(f"  {label + ':':<9} {clip(text, 160)}" for label, text in case.view) + verdict)
         return "\n".join(lines)
 
     def save(self, path: str | Path) -> None:
@@ -268,7 +267,3 @@ class RunResult(BaseModel):
     def load(cls, path: str | Path) -> "RunResult":
         return cls.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 
-
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

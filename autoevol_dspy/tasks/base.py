@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import dspy
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.evolution.detectors import Failure
@@ -32,6 +32,15 @@ class CaseResult(BaseModel):
     loss: float | None = None
     score: float | None = None
     feedback: str | None = None
+    view: list[tuple[str, str]] = Field(default_factory=list, description="the case as its task shows it to a "
+                                        "person: labelled texts, in order (empty: its inputs and outputs)")
+
+    def shown(self) -> list[tuple[str, str]]:
+        """The case as labelled texts, for the report: its task's view, else its inputs and outputs."""
+        if self.view:
+            return list(self.view)
+        return ([(key, str(value)) for key, value in self.inputs.items()]
+                + [(f"→ {key}", str(value)) for key, value in self.outputs.items()])
 
     @property
     def case_loss(self) -> float:

@@ -111,13 +111,14 @@ class EvolutionTask:
         instruction = str(example[self.input_field])
         context = example.get("context") or None
         rounds = self.evolver.evolve_chain(program, instruction, rounds=self.rounds, context=context)
-        outputs: dict[str, Any] = {
-            "stages": [instruction] + [r.evolved for r in rounds if r.evolved is not None],
-            "replies": [r.reply for r in rounds],
-            "responses": [r.response for r in rounds if r.response is not None],
-        }
-        return CaseResult(index=index, inputs={self.input_field: instruction}, outputs=outputs,
-                          failure=rounds[-1].failure)
+        stages = [instruction] + [r.evolved for r in rounds if r.evolved is not None]
+        replies = [r.reply for r in rounds]
+        responses = [r.response for r in rounds if r.response is not None]
+        view = [("seed" if i == 0 else f"round {i}", str(text)) for i, text in enumerate(stages)]
+        view += [("response", str(responses[-1]))] if responses else []
+        view += [("reply", str(replies[-1]))] if len(replies) >= len(stages) and replies[-1] else []
+        return CaseResult(index=index, inputs={self.input_field: instruction}, failure=rounds[-1].failure,
+                          outputs={"stages": stages, "replies": replies, "responses": responses}, view=view)
 
     def format_trajectory(self, results: list[CaseResult]) -> str:
         blocks = []
