@@ -15,6 +15,7 @@ __all__ = [
     "LMUnavailableError",
     "NothingUsableError",
     "RunConflictError",
+    "at_least",
 ]
 
 
@@ -50,3 +51,11 @@ class IncompleteRunError(LMUnavailableError):
 class NothingUsableError(AutoEvolError):
     """A run finished but made nothing usable (every evolution failed, a training export without a row):
     exit code 4, so a pipeline does not go on with an empty file."""
+
+
+def at_least(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` when it is an integer (not a bool) of at least ``minimum``; otherwise a one-line
+    :class:`ConfigurationError` naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return value

@@ -23,7 +23,7 @@ import optuna
 from dspy.teleprompt import Teleprompter
 
 from autoevol_dspy.data.splits import fingerprint, split_holdout, split_train_dev
-from autoevol_dspy.errors import ConfigurationError, LMUnavailableError
+from autoevol_dspy.errors import ConfigurationError, LMUnavailableError, at_least
 from autoevol_dspy.lm.health import watching_replies
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.report.html import write_report
@@ -69,12 +69,6 @@ from autoevol_dspy.tasks.program import ProgramTask
 __all__ = ["AutoEvolInstruct"]
 
 logger = logging.getLogger(__name__)
-
-
-def _positive(name: str, value: int, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigurationError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return value
 
 
 #: LM calls in flight when neither ``num_threads`` nor ``dspy.configure(num_threads=...)`` says otherwise.
@@ -152,13 +146,13 @@ class AutoEvolInstruct(Teleprompter):
         self.task = task if task is not None else (ProgramTask(metric=metric) if metric is not None else EvolutionTask())
         self.lm = lm
         self.optimizer_lm = optimizer_lm
-        self.num_candidates = _positive("num_candidates", num_candidates)
-        self.dev_size = _positive("dev_size", dev_size)
+        self.num_candidates = at_least("num_candidates", num_candidates)
+        self.dev_size = at_least("dev_size", dev_size)
         if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or holdout < 0 or (
                 isinstance(holdout, float) and holdout >= 1):
             raise ConfigurationError(f"holdout must be a count (0 for none) or a share in (0, 1), got {holdout!r}")
         self.holdout = holdout
-        self.max_steps = _positive("max_steps", max_steps, minimum=0)
+        self.max_steps = at_least("max_steps", max_steps, minimum=0)
         self.batch_sampler = RandomBatches(batch_sampler) if isinstance(batch_sampler, int) else batch_sampler
         self.evaluation = evaluation or ExactEarlyStop()
         self.acceptance = acceptance or StrictImprovement()
@@ -172,7 +166,7 @@ class AutoEvolInstruct(Teleprompter):
         self.proposal_style = proposal_style
         self.proposal_sources = list(proposal_sources) if proposal_sources is not None else None
         self.optimizer_temperature = optimizer_temperature
-        self.num_threads = None if num_threads is None else _positive("num_threads", num_threads)
+        self.num_threads = None if num_threads is None else at_least("num_threads", num_threads)
         self.seed = seed
         self.storage = storage
         # One study per run: named after the run directory unless named; "autoevol" for a run without one.
@@ -341,7 +335,7 @@ class AutoEvolInstruct(Teleprompter):
         configured = dspy.settings.num_threads
         if configured is None or configured == DSPY_DEFAULT_THREADS:
             return DEFAULT_THREADS
-        return _positive("dspy.settings.num_threads", configured)
+        return at_least("dspy.settings.num_threads", configured)
 
     def _search_config(self) -> SearchConfig:
         return SearchConfig(

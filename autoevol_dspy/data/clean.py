@@ -29,7 +29,7 @@ from autoevol_dspy.data.contamination import DEFAULT_NGRAM, Decontaminator
 from autoevol_dspy.data.hygiene import DEFAULT_NEAR_THRESHOLD, HygieneCounts, RowHygiene, Verdict, clean_rows
 from autoevol_dspy.data.records import iter_records
 from autoevol_dspy.data.sinks import RowSink, output_format
-from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.errors import ConfigurationError, at_least
 from autoevol_dspy.files import atomic_write_text
 from autoevol_dspy.text import clip
 
@@ -55,8 +55,7 @@ class HygieneOptions:
         if isinstance(self.decontaminate, (str, os.PathLike)):
             object.__setattr__(self, "decontaminate", (self.decontaminate,))
         object.__setattr__(self, "decontaminate", tuple(str(path) for path in self.decontaminate))
-        if isinstance(self.ngram, bool) or not isinstance(self.ngram, int) or self.ngram < 1:
-            raise ConfigurationError(f"ngram must be an integer of at least 1, got {self.ngram!r}")
+        at_least("ngram", self.ngram)
         threshold = self.near_threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
             raise ConfigurationError(f"near_threshold must be in (0, 1], got {threshold!r}")

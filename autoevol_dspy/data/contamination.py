@@ -23,7 +23,7 @@ from typing import Any
 
 from autoevol_dspy.data.normalise import Normaliser
 from autoevol_dspy.data.records import iter_records
-from autoevol_dspy.errors import ConfigurationError, DataError
+from autoevol_dspy.errors import DataError, at_least
 
 __all__ = ["BENCHMARK_COLUMNS", "DEFAULT_NGRAM", "Contamination", "Decontaminator", "benchmark_files"]
 
@@ -73,9 +73,7 @@ class Decontaminator:
     """An index of the n-grams of benchmark items, asked about one row's texts at a time."""
 
     def __init__(self, *, ngram: int = DEFAULT_NGRAM) -> None:
-        if isinstance(ngram, bool) or not isinstance(ngram, int) or ngram < 1:
-            raise ConfigurationError(f"ngram must be an integer of at least 1, got {ngram!r}")
-        self.ngram = ngram
+        self.ngram = at_least("ngram", ngram)
         self.benchmarks: list[str] = []
         self.items: list[list[Any]] = []
         self._grams: dict[int, dict[int, tuple[int, int]]] = {}

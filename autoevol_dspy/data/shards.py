@@ -21,7 +21,7 @@ from typing import Any
 
 from autoevol_dspy.data.io import RowStore, iter_jsonl
 from autoevol_dspy.data.seeds import LoadedInstructions, load_instructions
-from autoevol_dspy.errors import ConfigurationError, DataError
+from autoevol_dspy.errors import ConfigurationError, DataError, at_least
 from autoevol_dspy.files import atomic_write_text, read_json_object
 
 __all__ = ["ShardReport", "ShardStatus", "merge_shards", "shard_status"]
@@ -139,8 +139,7 @@ def merge_shards(seeds: LoadedInstructions | str | os.PathLike, stores: Sequence
 
 def _read_split(seeds: LoadedInstructions | str | os.PathLike, paths: Sequence[str | os.PathLike], *, rounds: int,
                 column: str) -> tuple[ShardReport, dict[str, Any]]:
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigurationError(f"rounds must be an integer of at least 1, got {rounds!r}")
+    at_least("rounds", rounds)
     if not paths:
         raise ConfigurationError("give the row stores of the shards (the --out files of evolve --shard)")
     loaded = seeds if isinstance(seeds, LoadedInstructions) else load_instructions(seeds, column=column)

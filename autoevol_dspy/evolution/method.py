@@ -8,7 +8,7 @@ from typing import Literal
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.errors import ConfigurationError, at_least
 from autoevol_dspy.evolution.parsing import (
     final_instruction,
     parse_rewritten_instruction,
@@ -89,8 +89,7 @@ class EvolInstruct(dspy.Module):
     def __init__(self, method: str | None = None, *, rounds: int = 1, style: Style = "rewrite",
                  plan: bool = False) -> None:
         super().__init__()
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ConfigurationError(f"rounds must be an integer of at least 1, got {rounds!r}")
+        at_least("rounds", rounds)
         if style not in ("rewrite", "extend"):
             raise ConfigurationError(f"style must be 'rewrite' or 'extend', got {style!r}")
         self.rounds = rounds

@@ -19,7 +19,7 @@ import dspy
 import optuna
 
 from autoevol_dspy.data.splits import fingerprint
-from autoevol_dspy.errors import ConfigurationError, LMUnavailableError, RunConflictError
+from autoevol_dspy.errors import ConfigurationError, LMUnavailableError, RunConflictError, at_least
 from autoevol_dspy.lm.health import watching_replies
 from autoevol_dspy.lm.usage import UsageMeter
 from autoevol_dspy.search import strategies
@@ -102,8 +102,7 @@ def run_worker(
     from the study. ``wait_s``: how long to wait for the driver to start the study;
     ``idle_timeout_s``: leave after this long without work (default: stay until the run ends).
     """
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ConfigurationError(f"num_threads must be an integer of at least 1, got {num_threads!r}")
+    at_least("num_threads", num_threads)
     if not is_database_url(storage):
         raise ConfigurationError("storage must be the run's database URL (postgresql+psycopg://... or sqlite:///...), "
                                  f"got {storage!r}")

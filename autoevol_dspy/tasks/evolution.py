@@ -8,7 +8,7 @@ from typing import Any
 import dspy
 
 from autoevol_dspy.data.splits import as_examples
-from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.errors import ConfigurationError, at_least
 from autoevol_dspy.evolution.detectors import FailureDetector
 from autoevol_dspy.evolution.method import EvolInstruct
 from autoevol_dspy.evolution.unit import Evolver
@@ -75,9 +75,7 @@ class EvolutionTask:
         input_field: str = "instruction",
         adapter: dspy.Adapter | None = None,
     ) -> None:
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ConfigurationError(f"rounds must be an integer of at least 1, got {rounds!r}")
-        self.rounds = rounds
+        self.rounds = at_least("rounds", rounds)
         self.input_field = input_field
         self.evolver = Evolver(detectors=detectors, respond=respond, lm=lm, response_lm=response_lm, adapter=adapter)
 

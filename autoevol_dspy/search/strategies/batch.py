@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from typing import Any, Protocol, runtime_checkable
 
+from autoevol_dspy.errors import at_least
+
 __all__ = ["BatchSampler", "EpochBatches", "RandomBatches"]
 
 
@@ -19,19 +21,11 @@ class BatchSampler(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def _check_size(size: int) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        from autoevol_dspy.errors import ConfigurationError
-
-        raise ConfigurationError(f"batch size must be an integer of at least 1, got {size!r}")
-    return size
-
-
 class RandomBatches:
     """An independent seeded sample each step, as in the paper (a seed may recur in later steps)."""
 
     def __init__(self, size: int = 10) -> None:
-        self.size = _check_size(size)
+        self.size = at_least("batch size", size)
 
     def sample(self, *, step: int, train_size: int, seed: int) -> list[int]:
         rng = random.Random(f"autoevol-batch:{seed}:{step}")
@@ -45,7 +39,7 @@ class EpochBatches:
     """Consecutive slices of a seeded shuffle: every training example is seen once before any repeats."""
 
     def __init__(self, size: int = 10) -> None:
-        self.size = _check_size(size)
+        self.size = at_least("batch size", size)
 
     def sample(self, *, step: int, train_size: int, seed: int) -> list[int]:
         size = min(self.size, train_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from autoevol_dspy.errors import ConfigurationError
+from autoevol_dspy.errors import at_least
 
 __all__ = ["AnyOf", "LMCallBudget", "MaxSteps", "NoImprovement", "SearchState", "Stopper", "stop_when"]
 
@@ -33,17 +33,11 @@ class Stopper(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-def _at_least(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return value
-
-
 class MaxSteps:
     """Stop after ``max_steps`` decided steps (the paper: 10)."""
 
     def __init__(self, max_steps: int = 10) -> None:
-        self.max_steps = _at_least("max_steps", max_steps, 0)
+        self.max_steps = at_least("max_steps", max_steps, 0)
 
     def stop_reason(self, state: SearchState) -> str | None:
         return "max_steps" if state.steps_done >= self.max_steps else None
@@ -60,7 +54,7 @@ class NoImprovement:
     """
 
     def __init__(self, patience: int = 1) -> None:
-        self.patience = _at_least("patience", patience, 1)
+        self.patience = at_least("patience", patience, 1)
 
     def stop_reason(self, state: SearchState) -> str | None:
         limit = self.patience * max(1, state.num_predictors)
@@ -76,7 +70,7 @@ class LMCallBudget:
     Checked between steps; the held-out check at the end of the run is not counted against it."""
 
     def __init__(self, max_calls: int) -> None:
-        self.max_calls = _at_least("max_calls", max_calls, 1)
+        self.max_calls = at_least("max_calls", max_calls, 1)
 
     def stop_reason(self, state: SearchState) -> str | None:
         return "budget" if state.lm_calls >= self.max_calls else None
