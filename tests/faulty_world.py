@@ -9,17 +9,15 @@ saw a fault: the same requests get the same answers, whichever process asks them
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 
 from autoevol_dspy.search.tracking import RunTracker
 from autoevol_dspy.testing import Call, generic_answer
-from world import bucket, evolved, method
+from world import bucket, evolved, method, run_cli  # noqa: F401 - run_cli: the tests import it from here too
 
 #: 30 seed instructions (the first example set): small enough for many runs per test.
 SEEDS = Path(__file__).resolve().parent / "data" / "seeds30.jsonl"
@@ -66,13 +64,6 @@ def write_prompt_files(directory: Path) -> list[str]:
 def quality_of(text: str) -> int:
     """The quality marker of a method text."""
     return int(_QUALITY.search(text).group(1))
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``autoevol ARGS`` in a subprocess (no OpenAI key unless ``env`` brings one)."""
-    base = {key: value for key, value in os.environ.items() if key not in ("OPENAI_API_KEY", "AUTOEVOL_KILL_AT")}
-    return subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**base, **(env or {})})
 
 
 def initial_method_file(directory: Path) -> Path:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from autoevol_dspy.testing import StubServer
-from world import World, method
+from world import World, method, run_cli
 
 SEEDS = Path(__file__).parent.parent / "examples" / "seeds.jsonl"
 
@@ -20,12 +17,6 @@ SEEDS = Path(__file__).parent.parent / "examples" / "seeds.jsonl"
 def fresh_dspy_cache(tmp_path, monkeypatch):
     """Each test gets its own DSPy disk cache, so replies cached by another test never hide LM calls."""
     monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy_cache"))
-
-
-def autoevol(*args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
-    return subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
 
 
 @pytest.fixture()
@@ -51,7 +42,7 @@ def optimize_args(api_base: str, out: Path, initial: Path, *extra: str) -> list[
 def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
     api_base, counter = server
     out = tmp_path / "run"
-    done = autoevol(*optimize_args(api_base, out, initial_method))
+    done = run_cli(*optimize_args(api_base, out, initial_method))
     assert done.returncode == 0, done.stderr
     assert "dev failure rate:" in done.stdout and "held-out" in done.stdout
     for name in ("study.db", "method.txt", "run.json", "report.html", "result.json"):
@@ -64,7 +55,7 @@ def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
 
     calls = counter.stats()["requests"]
     assert calls > 0
-    again = autoevol(*optimize_args(api_base, out, initial_method))
+    again = run_cli(*optimize_args(api_base, out, initial_method))
     assert again.returncode == 0, again.stderr
     assert counter.stats()["requests"] == calls, "a finished run was recomputed"
 
@@ -72,14 +63,14 @@ def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
 def test_optimize_refuses_a_run_dir_made_with_other_settings(server, initial_method, tmp_path):
     api_base, _ = server
     out = tmp_path / "run"
-    assert autoevol(*optimize_args(api_base, out, initial_method)).returncode == 0
+    assert run_cli(*optimize_args(api_base, out, initial_method)).returncode == 0
     changed = optimize_args(api_base, out, initial_method)
     changed[changed.index("--candidates") + 1] = "3"
-    refused = autoevol(*changed)
+    refused = run_cli(*changed)
     assert refused.returncode == 2
     assert "candidates: 2 -> 3" in refused.stderr and "--restart" in refused.stderr
     assert "Traceback" not in refused.stderr
-    assert autoevol(*changed, "--restart").returncode == 0
+    assert run_cli(*changed, "--restart").returncode == 0
 
 
 def test_config_file_with_option_override(server, initial_method, tmp_path):
@@ -88,7 +79,7 @@ def test_config_file_with_option_override(server, initial_method, tmp_path):
     config.write_text(f'lm = "openai/stub"\napi_base = "{api_base}"\nsteps = 1\ncandidates = 2\n'
                       'batch_size = 3\ndev_size = 10\nthreads = 2\n')
     out = tmp_path / "run"
-    done = autoevol("optimize", str(SEEDS), "--out", str(out), "--config", str(config), "--initial-method",
+    done = run_cli("optimize", str(SEEDS), "--out", str(out), "--config", str(config), "--initial-method",
                     str(initial_method), "--dev-size", "8", "--no-progress")
     assert done.returncode == 0, done.stderr
     run = json.loads((out / "run.json").read_text())
@@ -98,14 +89,14 @@ def test_config_file_with_option_override(server, initial_method, tmp_path):
 def test_evolve_and_report(server, initial_method, tmp_path):
     api_base, _ = server
     out = tmp_path / "run"
-    assert autoevol(*optimize_args(api_base, out, initial_method)).returncode == 0
+    assert run_cli(*optimize_args(api_base, out, initial_method)).returncode == 0
     (out / "report.html").unlink()
-    report = autoevol("report", str(out))
+    report = run_cli("report", str(out))
     assert report.returncode == 0, report.stderr
     assert (out / "report.html").is_file()
 
     evolved = tmp_path / "evolved.jsonl"
-    done = autoevol("evolve", str(SEEDS), "--method", str(out), "--out", str(evolved), "--rounds", "2",
+    done = run_cli("evolve", str(SEEDS), "--method", str(out), "--out", str(evolved), "--rounds", "2",
                     "--lm", "openai/stub", "--api-base", api_base, "--threads", "2", "--no-progress")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in evolved.read_text().splitlines()]
@@ -125,8 +116,7 @@ def test_evolve_and_report(server, initial_method, tmp_path):
     ],
 )
 def test_bad_input_is_one_line(args, message, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"})
+    done = run_cli(*args, timeout=120, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
@@ -135,8 +125,7 @@ def test_bad_input_is_one_line(args, message, tmp_path):
 
 
 def test_help_explains_every_option():
-    done = subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", "optimize", "--help"], capture_output=True,
-                          text=True, timeout=60)
+    done = run_cli("optimize", "--help", timeout=60)
     assert done.returncode == 0
     for option in ("--column", "--candidates", "--storage", "--initial-method", "--api-base", "--max-lm-calls"):
         assert option in done.stdout
@@ -152,7 +141,7 @@ def test_evolve_writes_training_data_in_the_format_asked(server, initial_method,
 
     api_base, _ = server
     out = tmp_path / name
-    done = autoevol("evolve", str(SEEDS), "--method", str(initial_method), "--out", str(out), "--format", fmt,
+    done = run_cli("evolve", str(SEEDS), "--method", str(initial_method), "--out", str(out), "--format", fmt,
                     "--rounds", "2", "--lm", "openai/stub", "--api-base", api_base, "--no-progress")
     assert done.returncode == 0, done.stderr
     kind = "parquet" if name.endswith("parquet") else "json"
@@ -170,36 +159,36 @@ def test_two_runs_in_one_storage_do_not_collide_and_restart_leaves_the_other_alo
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     first, second = tmp_path / "first", tmp_path / "second"
     for out in (first, second):
-        done = autoevol(*optimize_args(api_base, out, initial_method, "--storage", storage))
+        done = run_cli(*optimize_args(api_base, out, initial_method, "--storage", storage))
         assert done.returncode == 0, done.stderr
     assert sorted(optuna.get_all_study_names(storage)) == ["first", "second"]
-    done = autoevol(*optimize_args(api_base, second, initial_method, "--storage", storage, "--restart"))
+    done = run_cli(*optimize_args(api_base, second, initial_method, "--storage", storage, "--restart"))
     assert done.returncode == 0, done.stderr
     assert sorted(optuna.get_all_study_names(storage)) == ["first", "second"]
     kept = optuna.load_study(study_name="first", storage=storage)
     assert kept.user_attrs["autoevol"]["run_dir"] == "first" and len(kept.trials) > 1
-    refused = autoevol(*optimize_args(api_base, second, initial_method, "--storage", storage, "--restart",
+    refused = run_cli(*optimize_args(api_base, second, initial_method, "--storage", storage, "--restart",
                                       "--study-name", "first"))
     assert refused.returncode == 2 and "belongs to the run directory 'first'" in refused.stderr
     assert len(optuna.load_study(study_name="first", storage=storage).trials) == len(kept.trials)
-    report = autoevol("report", str(first), "--storage", storage)
+    report = run_cli("report", str(first), "--storage", storage)
     assert report.returncode == 0, report.stderr
 
 
 def test_cli_habits_version_quiet_and_one_config_for_optimize_and_evolve(server, initial_method, tmp_path):
     from autoevol_dspy import __version__
 
-    version = autoevol("--version")
+    version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"autoevol-dspy {__version__}"
     api_base, _ = server
     config = tmp_path / "run.toml"
     config.write_text('steps = 1\ncandidates = 2\nbatch_size = 4\ndev_size = 20\nthreads = 2\nrounds = 1\n')
     out = tmp_path / "run"
-    quiet = autoevol("optimize", str(SEEDS), "--out", str(out), "--config", str(config), "--initial-method",
+    quiet = run_cli("optimize", str(SEEDS), "--out", str(out), "--config", str(config), "--initial-method",
                      str(initial_method), "--lm", "openai/stub", "--api-base", api_base, "-q")
     assert quiet.returncode == 0, quiet.stderr
     assert " INFO " not in quiet.stderr and "dev failure rate:" in quiet.stdout
-    evolved = autoevol("evolve", str(SEEDS), "--method", str(out), "--out", str(tmp_path / "rows.jsonl"),
+    evolved = run_cli("evolve", str(SEEDS), "--method", str(out), "--out", str(tmp_path / "rows.jsonl"),
                        "--config", str(config), "--lm", "openai/stub", "--api-base", api_base)
     assert evolved.returncode == 0, evolved.stderr
     assert "ignoring settings that only optimize uses: batch_size, candidates, dev_size, steps" in evolved.stderr
@@ -210,11 +199,11 @@ def test_evolve_with_a_run_directory_reuses_its_lms_and_reply_lengths_unless_tol
                                                                                           tmp_path):
     api_base, stub = server
     out = tmp_path / "run"
-    done = autoevol(*optimize_args(api_base, out, initial_method, "--steps", "0", "--max-tokens", "77",
+    done = run_cli(*optimize_args(api_base, out, initial_method, "--steps", "0", "--max-tokens", "77",
                                    "--response-max-tokens", "55"))
     assert done.returncode == 0, done.stderr
     # No --lm or --api-base: the run's stub server answers (the embedded model is never loaded).
-    evolved = autoevol("evolve", str(SEEDS), "--method", str(out), "--out", str(tmp_path / "rows.jsonl"),
+    evolved = run_cli("evolve", str(SEEDS), "--method", str(out), "--out", str(tmp_path / "rows.jsonl"),
                        "--response-max-tokens", "66", "--no-progress")
     assert evolved.returncode == 0, evolved.stderr
     used = next(line for line in evolved.stderr.splitlines() if "using the settings of run" in line)

@@ -8,9 +8,6 @@ holds one seed's text leaks into every round of that seed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,16 +15,10 @@ import pytest
 from autoevol_dspy.cli.main import main as cli_main
 from autoevol_dspy.data import HygieneOptions, clean_file, export_evolved
 from autoevol_dspy.testing import StubServer
-from world import World, method, rows_of
+from world import World, method, rows_of, run_cli
 
 SEEDS = Path(__file__).parent.parent / "examples" / "seeds.jsonl"
 LEAKED = "A train travels 180 km in 2 hours and 30 minutes. What is its average speed in km per hour?"
-
-
-def autoevol(*args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
-    return subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
 
 
 @pytest.fixture()
@@ -50,7 +41,7 @@ def test_evolve_cleans_its_output_and_other_options_need_no_new_evolution(server
     out = tmp_path / "train.parquet"
     evolve = ["evolve", str(SEEDS), "--method", str(method_file), "--out", str(out), "--format", "sft", "--rounds",
               "2", "--lm", "openai/stub", "--api-base", server.base_url, "--no-progress", "-q"]
-    done = autoevol(*evolve, "--dedup", "--decontaminate", str(bench))
+    done = run_cli(*evolve, "--dedup", "--decontaminate", str(bench))
     assert done.returncode == 0, done.stderr
     assert "hygiene:  " in done.stdout and "train.removed.jsonl" in done.stdout
     store = tmp_path / "train.rows.jsonl"
@@ -71,11 +62,11 @@ def test_evolve_cleans_its_output_and_other_options_need_no_new_evolution(server
     assert kept == rows_of(reference)
 
     calls = server.stats()["total"]
-    again = autoevol(*evolve, "--decontaminate", str(bench))  # other options: the stored rows are cleaned again
+    again = run_cli(*evolve, "--decontaminate", str(bench))  # other options: the stored rows are cleaned again
     assert again.returncode == 0, again.stderr
     assert server.stats()["total"] == calls
     assert len(pq.read_table(out).to_pylist()) == len(passing) - sum(row["seed_id"] == "seed-01" for row in passing)
-    plain = autoevol(*evolve)
+    plain = run_cli(*evolve)
     assert plain.returncode == 0 and "hygiene" not in plain.stdout
     assert len(pq.read_table(out).to_pylist()) == len(passing) and server.stats()["total"] == calls
 
@@ -86,7 +77,7 @@ def test_a_lineage_output_keeps_its_store_apart_and_its_failures_unchecked(serve
     out = tmp_path / "rows.jsonl"
     evolve = ["evolve", str(SEEDS), "--method", str(method_file), "--out", str(out), "--lm", "openai/stub",
               "--api-base", server.base_url, "--no-progress", "-q"]
-    done = autoevol(*evolve, "--dedup")
+    done = run_cli(*evolve, "--dedup")
     assert done.returncode == 0, done.stderr
     store = rows_of(tmp_path / "rows.rows.jsonl")
     kept = rows_of(out)
@@ -95,8 +86,8 @@ def test_a_lineage_output_keeps_its_store_apart_and_its_failures_unchecked(serve
     assert len(kept) < len(store)  # short seeds with the same long sentence appended are near duplicates
 
     plain = tmp_path / "plain.jsonl"
-    assert autoevol(*[str(plain) if arg == str(out) else arg for arg in evolve]).returncode == 0
-    refused = autoevol(*[str(plain) if arg == str(out) else arg for arg in evolve], "--dedup")
+    assert run_cli(*[str(plain) if arg == str(out) else arg for arg in evolve]).returncode == 0
+    refused = run_cli(*[str(plain) if arg == str(out) else arg for arg in evolve], "--dedup")
     assert refused.returncode == 2 and "holds the rows of an evolution without hygiene options" in refused.stderr
     assert len(rows_of(plain)) == len(store)  # the earlier evolution is left as it was
 
@@ -136,7 +127,7 @@ def test_evolving_with_a_run_directory_shows_the_dataset_in_its_report(server, b
                     settings={"task": {"type": "EvolutionTask"}, "dev_size": 10}, fingerprints={})
     (run_dir / "method.txt").write_text(method(30))
     out = tmp_path / "train.jsonl"
-    done = autoevol("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format", "prompt-completion",
+    done = run_cli("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format", "prompt-completion",
                     "--rounds", "2", "--lm", "openai/stub", "--api-base", server.base_url, "--no-progress", "-q",
                     "--dedup", "--decontaminate", str(bench))
     assert done.returncode == 0, done.stderr
@@ -156,7 +147,7 @@ def test_evolving_with_a_run_directory_shows_the_dataset_in_its_report(server, b
     assert str(out) in section and "near duplicate" in section and "benchmark leak" in section
     assert f"leaks of {bench}" in section and "train.removed.jsonl" in section
 
-    again = autoevol("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format",
+    again = run_cli("evolve", str(SEEDS), "--method", str(run_dir), "--out", str(out), "--format",
                      "prompt-completion", "--rounds", "2", "--lm", "openai/stub", "--api-base", server.base_url,
                      "--no-progress", "-q")  # the same output again, not cleaned: one entry, replaced
     assert again.returncode == 0, again.stderr

@@ -228,8 +228,12 @@ def test_samples_use_distinct_rollout_ids_above_zero_temperature():
     assert all(c["temperature"] == 0.6 for c in configs)
 
 
-def test_bucket_is_stable():
-    assert bucket("x") == bucket("x")
+def test_bucket_is_stable_across_processes_and_spreads_the_seeds():
+    # A scripted method of quality q fails the seeds whose bucket is below q: buckets must not change
+    # from process to process (no salted hash) and must spread the seeds over 0..99.
+    assert bucket("x") == 86 and bucket("Task 0: add 0 and 3, then explain.") == 95
+    buckets = [bucket(example.instruction) for example in seeds(60)]
+    assert len(set(buckets)) > 40 and min(buckets) < 10 and max(buckets) > 90
 
 
 def test_paper_protocol_selects_the_same_methods_with_more_calls():

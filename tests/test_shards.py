@@ -12,16 +12,9 @@ from autoevol_dspy import DataError
 from autoevol_dspy.cli.main import main as cli_main
 from autoevol_dspy.data import evolve_dataset
 from autoevol_dspy.data.shards import merge_shards, shard_status
-from world import World, method
+from world import World, method, seed_file
 
 SEEDS = 25
-
-
-def _seed_file(directory: Path) -> Path:
-    path = directory / "seeds.jsonl"
-    path.write_text("".join(json.dumps({"instruction": f"Task {i}: add {i} and {i + 3}, then explain."}) + "\n"
-                            for i in range(SEEDS)), encoding="utf-8")
-    return path
 
 
 def _evolve(world: World, seeds: Path, out: Path, **settings):
@@ -36,7 +29,7 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture()
 def split(tmp_path):
     """Seeds, and three shard stores of a 3-round evolution, each from its own 'machine'."""
-    world, seeds = World(), _seed_file(tmp_path)
+    world, seeds = World(), seed_file(tmp_path / "seeds.jsonl", SEEDS)
     stores = []
     for index in range(3):
         store = tmp_path / f"machine{index}" / f"part{index}.jsonl"

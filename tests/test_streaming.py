@@ -13,7 +13,7 @@ import dspy
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from world import World, evolve, keyed, rows_of
+from world import World, evolve, keyed, rows_of, seed_file
 
 from autoevol_dspy import DataError
 from autoevol_dspy.data.seed_file import SeedFile, scan_instructions
@@ -45,14 +45,6 @@ def _write(path: Path, records: list[dict]) -> Path:
         text = "".join(json.dumps(r) + "\n" for r in records)
         path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
     return path
-
-
-def _texts(count: int) -> list[str]:
-    return [f"Task {i}: add {i} and {i + 3}, then explain." for i in range(count)]
-
-
-def _seed_file(path: Path, count: int) -> Path:
-    return _write(path, [{"instruction": text} for text in _texts(count)])
 
 
 
@@ -103,7 +95,7 @@ def test_a_bad_file_is_the_same_one_line_error_as_loading_it(tmp_path, make_sour
 
 
 def test_a_streamed_evolution_is_the_loaded_one(tmp_path):
-    world, path = World(), _seed_file(tmp_path / "seeds.jsonl", 24)
+    world, path = World(), seed_file(tmp_path / "seeds.jsonl", 24)
     streamed = evolve(world, path, tmp_path / "streamed.jsonl")
     loaded = evolve(world, load_instructions(path), tmp_path / "loaded.jsonl")
     assert keyed(rows_of(tmp_path / "streamed.jsonl")) == keyed(rows_of(tmp_path / "loaded.jsonl"))
@@ -117,7 +109,7 @@ def test_a_streamed_evolution_is_the_loaded_one(tmp_path):
 
 @pytest.mark.parametrize("kept", [1, 17, 40])
 def test_a_streamed_run_cut_after_any_row_resumes_to_the_same_rows(tmp_path, kept):
-    world, path = World(), _seed_file(tmp_path / "seeds.jsonl", 20)
+    world, path = World(), seed_file(tmp_path / "seeds.jsonl", 20)
     evolve(world, scan_instructions(path), tmp_path / "full.jsonl")
     full = rows_of(tmp_path / "full.jsonl")
     assert len(full) > 40
@@ -133,15 +125,15 @@ def test_a_streamed_run_cut_after_any_row_resumes_to_the_same_rows(tmp_path, kep
 
 
 def test_a_streamed_shard_evolves_every_count_th_seed(tmp_path):
-    world, path = World(), _seed_file(tmp_path / "seeds.jsonl", 11)
+    world, path = World(), seed_file(tmp_path / "seeds.jsonl", 11)
     summary = evolve(world, path, tmp_path / "part.jsonl", shard=(1, 3), rounds=1)
     assert summary.seeds == 4 and {row["seed_id"] for row in rows_of(tmp_path / "part.jsonl")} == {"1", "4", "7", "10"}
 
 
 def test_rows_of_a_seed_outside_the_stream_are_refused(tmp_path):
     world = World()
-    evolve(world, _seed_file(tmp_path / "seeds.jsonl", 6), tmp_path / "out.jsonl", rounds=1)
-    fewer = _seed_file(tmp_path / "fewer.jsonl", 4)
+    evolve(world, seed_file(tmp_path / "seeds.jsonl", 6), tmp_path / "out.jsonl", rounds=1)
+    fewer = seed_file(tmp_path / "fewer.jsonl", 4)
     (tmp_path / "out.meta.json").write_text(
         json.dumps({**json.loads((tmp_path / "out.meta.json").read_text()),
                     "seeds": scan_instructions(fewer).fingerprint()}), encoding="utf-8")
@@ -153,13 +145,13 @@ def test_an_evolution_leaves_no_lm_call_in_dspys_history(tmp_path):
     world, trace = World(), []
     before = len(dspy.clients.base_lm.GLOBAL_HISTORY)
     with dspy.context(trace=trace):  # a caller's trace: evolve must not fill it
-        evolve(world, _seed_file(tmp_path / "seeds.jsonl", 8), tmp_path / "out.jsonl", rounds=2)
+        evolve(world, seed_file(tmp_path / "seeds.jsonl", 8), tmp_path / "out.jsonl", rounds=2)
     assert world.engine.calls, "the scripted LM was never called"
     assert len(dspy.clients.base_lm.GLOBAL_HISTORY) == before and world.lm.history == [] and trace == []
 
 
 def test_a_scanned_file_is_a_seed_file_and_is_never_loaded(tmp_path, monkeypatch):
-    path = _seed_file(tmp_path / "seeds.jsonl", 5)
+    path = seed_file(tmp_path / "seeds.jsonl", 5)
     monkeypatch.setattr("autoevol_dspy.data.evolve.load_instructions",
                         lambda *a, **k: pytest.fail("a path was loaded whole"))
     assert isinstance(scan_instructions(path), SeedFile)

@@ -55,6 +55,12 @@ def _optimizer(world: World, **overrides) -> AutoEvolInstruct:
     return AutoEvolInstruct(**settings)
 
 
+def _workers(world: World, url: str, count: int = 1) -> tuple[list[threading.Thread], list]:
+    """``count`` run_worker threads for the scripted evolving method of ``world`` (their summaries or errors)."""
+    return _in_threads(count, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=world.lm), storage=url,
+                                                 lm=world.lm, num_threads=2, wait_s=60))
+
+
 def _in_threads(count: int, target) -> tuple[list[threading.Thread], list]:
     results: list = []
 
@@ -73,8 +79,7 @@ def _in_threads(count: int, target) -> tuple[list[threading.Thread], list]:
 def test_workers_on_sqlite_select_what_one_process_selects(tmp_path):
     url = _url(tmp_path)
     world = World(dict(SCRIPT))
-    threads, summaries = _in_threads(2, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=world.lm),
-                                                           storage=url, lm=world.lm, num_threads=2, wait_s=60))
+    threads, summaries = _workers(world, url, 2)
     shared = _optimizer(world, storage=url, workers=FAST)
     shared.compile(EvolInstruct(method(60)), trainset=seeds(40))
     for thread in threads:
@@ -238,8 +243,7 @@ def test_a_program_compiles_with_run_worker_threads_like_in_one_process(tmp_path
 def test_an_lm_outage_in_a_worker_stops_the_run_in_one_line_and_the_rerun_ends_like_one_process(tmp_path):
     url = _url(tmp_path)
     broken = World(dict(SCRIPT), fail_response_for="Task")  # every answer this worker asks for fails
-    threads, outcomes = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=broken.lm),
-                                                          storage=url, lm=broken.lm, num_threads=2, wait_s=60))
+    threads, outcomes = _workers(broken, url)
     coordinator = SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05, evaluate=False)
     driver = World(dict(SCRIPT))
     with pytest.raises(AutoEvolError, match=r"an LM call failed: .*scripted outage") as error:
@@ -252,8 +256,7 @@ def test_an_lm_outage_in_a_worker_stops_the_run_in_one_line_and_the_rerun_ends_l
     assert [t.state for t in study.trials] == [TrialState.FAIL]  # the outage is never a result
 
     healthy = World(dict(SCRIPT))
-    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=healthy.lm),
-                                                   storage=url, lm=healthy.lm, num_threads=2, wait_s=60))
+    threads, _ = _workers(healthy, url)
     rerun = _optimizer(World(dict(SCRIPT)), storage=url, workers=coordinator)
     rerun.compile(EvolInstruct(method(60)), trainset=seeds(40))
     threads[0].join(timeout=60)
@@ -307,8 +310,7 @@ def test_a_driver_that_only_coordinates_plans_step_1_while_a_worker_evaluates_th
         return original(call)
 
     driver.engine.responder, worker.engine.responder = driver_respond, worker_respond
-    threads, summaries = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=worker.lm),
-                                                           storage=url, lm=worker.lm, num_threads=2, wait_s=60))
+    threads, summaries = _workers(worker, url)
     shared = _optimizer(driver, storage=url, workers=SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05,
                                                                  evaluate=False))
     shared.compile(EvolInstruct(method(60)), trainset=seeds(40))
@@ -336,8 +338,7 @@ def test_a_driver_with_an_lm_call_budget_plans_nothing_before_the_baseline_is_me
         return original(call)
 
     driver.engine.responder = driver_respond
-    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=worker.lm),
-                                                   storage=url, lm=worker.lm, num_threads=2, wait_s=60))
+    threads, _ = _workers(worker, url)
     shared = _optimizer(driver, storage=url, stopper=LMCallBudget(max_calls=10), holdout=0,
                         workers=SharedStudy(heartbeat_s=1, grace_s=2, poll_s=0.05, evaluate=False))
     shared.compile(EvolInstruct(method(60)), trainset=seeds(40))
@@ -415,8 +416,7 @@ def test_a_candidate_abandoned_more_than_max_retry_times_stops_the_run_and_the_r
     assert study.user_attrs["autoevol:driver"]["state"] == "stopped"
 
     world = World(dict(SCRIPT))
-    threads, _ = _in_threads(1, lambda: run_worker(EvolInstruct(method(60)), EvolutionTask(lm=world.lm), storage=url,
-                                                   lm=world.lm, num_threads=2, wait_s=60))
+    threads, _ = _workers(world, url)
     rerun = _optimizer(World(dict(SCRIPT)), storage=url, workers=settings)
     rerun.compile(EvolInstruct(method(60)), trainset=seeds(40))
     threads[0].join(timeout=60)

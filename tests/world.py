@@ -10,9 +10,12 @@ come from a script keyed by the incumbent's quality.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from collections import defaultdict
 
@@ -47,6 +50,20 @@ def bucket(instruction: str) -> int:
 
 def seeds(count: int, prefix: str = "Task") -> list[dspy.Example]:
     return [dspy.Example(instruction=f"{prefix} {i}: add {i} and {i + 3}, then explain.") for i in range(count)]
+
+
+def seed_file(path, count: int):
+    """A JSONL seed file at ``path`` holding the instructions of ``seeds(count)``."""
+    path.write_text("".join(json.dumps({"instruction": example.instruction}) + "\n" for example in seeds(count)),
+                    encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
+    """``autoevol ARGS`` in a subprocess, without an OpenAI key or a kill point unless ``env`` brings one."""
+    base = {key: value for key, value in os.environ.items() if key not in ("OPENAI_API_KEY", "AUTOEVOL_KILL_AT")}
+    return subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**base, **(env or {})})
 
 
 def expected_failures(quality: int, instructions: list[str]) -> int:
