@@ -16,6 +16,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +33,9 @@ COMMANDS = {"autoevol --version": ["--version"], "autoevol optimize --help": ["o
 def time_command(arguments: list[str], env: dict[str, str]) -> float:
     """Seconds from starting ``autoevol ARGUMENTS`` to its exit; a failed command stops the benchmark."""
     started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *arguments], env=env, cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=120)
+    # Not from the checkout: ``python -m`` puts the working directory first on the path, before PYTHONPATH.
+    completed = subprocess.run([sys.executable, "-m", "autoevol_dspy.cli", *arguments], env=env,
+                               cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=120)
     seconds = time.perf_counter() - started
     if completed.returncode != 0 or not completed.stdout.strip():
         raise SystemExit(f"autoevol {' '.join(arguments)} failed: {completed.stderr[-2000:]}")
