@@ -39,6 +39,7 @@ __all__ = [
     "median",
     "setup_logging",
     "stub_lm",
+    "publish",
     "write_section",
 ]
 
@@ -239,3 +240,10 @@ StubCall = Call
 def stub_lm(responder: Callable[[Call], dict[str, Any] | str], **kwargs: Any) -> dspy.LM:
     """A real ``dspy.LM`` answering from ``responder`` (``autoevol_dspy.testing.scripted_lm``), for ``--smoke``."""
     return scripted_lm(responder, **kwargs)[0]
+
+
+def publish(body: str, *, section: str, results: Path, write: bool) -> None:
+    """Print a benchmark's section and, unless told not to, put it in ``results`` (RESULTS.md)."""
+    print(body)
+    if write:
+        write_section(results, section, body)

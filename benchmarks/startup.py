@@ -23,7 +23,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))
 
-from common import DEFAULT_RESULTS, REPO_ROOT, current_load, machine_info, machine_line, markdown_table, write_section  # noqa: E402
+from common import DEFAULT_RESULTS, REPO_ROOT, current_load, machine_info, machine_line, markdown_table, publish  # noqa: E402
 from revisions import exported, short_hash  # noqa: E402
 
 SECTION = "Command start-up (issue 19)"
@@ -101,11 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine_info()
-    command = "python benchmarks/startup.py" + (" " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "")
-    body = report(args, measure(args), info, current_load(), command)
-    print(body)
-    if not args.no_write:
-        write_section(args.results, SECTION, body)
+    command = " ".join(["python benchmarks/startup.py", *sys.argv[1:]])
+    publish(report(args, measure(args), info, current_load(), command), section=SECTION, results=args.results,
+            write=not args.no_write)
     return 0
 
 
