@@ -1,10 +1,11 @@
-"""Building the LMs a command needs from its options."""
+"""Building what a command runs from its options: its LMs, and the evolution task that optimize runs and a
+worker rebuilds."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LOCAL_CONTEXT_TOKENS", "add_request_options", "command_lm", "is_local_spec"]
+__all__ = ["LOCAL_CONTEXT_TOKENS", "add_request_options", "command_lm", "evolution_task", "is_local_spec"]
 
 LOCAL_CONTEXT_TOKENS = 4096
 
@@ -34,3 +35,13 @@ def command_lm(spec: str, *, api_base: str | None, n_threads: int | None = None,
         threads = {"n_threads": n_threads} if n_threads is not None else {}
         return make_lm(spec, n_ctx=LOCAL_CONTEXT_TOKENS, **threads, **kwargs)
     return make_lm(spec, api_base=api_base, **({"timeout": timeout} if timeout is not None else {}), **kwargs)
+
+
+def evolution_task(evol_lm: Any, response_lm: Any, *, rounds: int, judge: bool):
+    """The task of ``autoevol optimize`` (and of its workers): the default detectors, plus the evol LM as a judge
+    when ``judge``."""
+    from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
+    from autoevol_dspy.tasks.evolution import EvolutionTask
+
+    detectors = default_detectors() + ([LLMJudge(lm=evol_lm)] if judge else [])
+    return EvolutionTask(lm=evol_lm, response_lm=response_lm, detectors=detectors, rounds=rounds)

@@ -28,7 +28,7 @@ from autoevol_dspy.cli.clean import (
 )
 from autoevol_dspy.cli.errors import EXIT_CODES, describe_error
 from autoevol_dspy.cli.split import fit_split
-from autoevol_dspy.cli.lms import add_request_options, command_lm
+from autoevol_dspy.cli.lms import add_request_options, command_lm, evolution_task
 from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.cli.prompt import add_prompt_command
 from autoevol_dspy.cli.shards import add_shards_command
@@ -244,16 +244,13 @@ def run_optimize(args: argparse.Namespace) -> int:
 def _optimize_in(out: Path, args: argparse.Namespace, config: OptimizeConfig, lms: dict[str, Any], loaded: Any,
                  initial: str | None, dev: Any = None) -> int:
     """The locked part of ``optimize``: the run directory is this process's."""
-    from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import EvolInstruct
     from autoevol_dspy.report.html import write_report
     from autoevol_dspy.search.strategies import stop_when
     from autoevol_dspy.teleprompter import AutoEvolInstruct
-    from autoevol_dspy.tasks.evolution import EvolutionTask
 
     _prepare_run_dir(out, config, restart=args.restart)
-    detectors = default_detectors() + ([LLMJudge(lm=lms["evol_lm"])] if config.judge else [])
-    task = EvolutionTask(lm=lms["evol_lm"], response_lm=lms["response_lm"], detectors=detectors, rounds=config.rounds)
+    task = evolution_task(lms["evol_lm"], lms["response_lm"], rounds=config.rounds, judge=config.judge)
     optimizer = AutoEvolInstruct(
         task=task,
         lm=lms["evol_lm"],

@@ -12,7 +12,7 @@ import argparse
 import logging
 from typing import Any
 
-from autoevol_dspy.cli.lms import add_request_options
+from autoevol_dspy.cli.lms import add_request_options, command_lm, evolution_task
 from autoevol_dspy.cli.options import add_output_options
 from autoevol_dspy.errors import ConfigurationError, RunConflictError
 from autoevol_dspy.redact import redact_url
@@ -88,11 +88,8 @@ def add_worker_command(commands: Any) -> None:
 
 def run_worker_command(args: argparse.Namespace) -> int:
     """``autoevol worker``: rebuild the driver's task from the study's recipe and evaluate until the run ends."""
-    from autoevol_dspy.cli.lms import command_lm
-    from autoevol_dspy.evolution.detectors import LLMJudge, default_detectors
     from autoevol_dspy.evolution.method import EvolInstruct
     from autoevol_dspy.search.worker import read_identity, run_worker
-    from autoevol_dspy.tasks.evolution import EvolutionTask
 
     if args.threads < 1:
         raise ConfigurationError(f"--threads must be at least 1, got {args.threads}")
@@ -110,8 +107,7 @@ def run_worker_command(args: argparse.Namespace) -> int:
                           **recipe[role]["sampling"])
 
     evol_lm, response_lm = lm("evol_lm"), lm("response_lm")
-    detectors = default_detectors() + ([LLMJudge(lm=evol_lm)] if recipe.get("judge") else [])
-    task = EvolutionTask(lm=evol_lm, response_lm=response_lm, detectors=detectors, rounds=recipe["rounds"])
+    task = evolution_task(evol_lm, response_lm, rounds=recipe["rounds"], judge=bool(recipe.get("judge")))
     summary = run_worker(EvolInstruct(style=recipe.get("style") or "rewrite"), task, storage=args.storage,
                          study_name=args.study, lm=evol_lm, num_threads=args.threads, wait_s=args.wait,
                          idle_timeout_s=args.idle_timeout, progress=False if args.no_progress else None)
