@@ -1,36 +1,14 @@
 """The evolving method and how one evolution is judged."""
 
-from autoevol_dspy.evolution.detectors import (
-    AnsweredInstead,
-    CopiedExample,
-    EvolInstructRules,
-    EvolutionCase,
-    Failure,
-    FailureDetector,
-    LLMJudge,
-    LostKeyContent,
-    NearCopy,
-    PaperResponseRules,
-    Repetition,
-    default_detectors,
-)
-from autoevol_dspy.evolution.method import INITIAL_METHOD, EvolInstruct
-from autoevol_dspy.evolution.parsing import parse_rewritten_instruction
+from autoevol_dspy.lazy import lazy_exports
 
-__all__ = [
-    "INITIAL_METHOD",
-    "AnsweredInstead",
-    "CopiedExample",
-    "EvolInstruct",
-    "EvolInstructRules",
-    "EvolutionCase",
-    "Failure",
-    "FailureDetector",
-    "LLMJudge",
-    "LostKeyContent",
-    "NearCopy",
-    "PaperResponseRules",
-    "Repetition",
-    "default_detectors",
-    "parse_rewritten_instruction",
-]
+_EXPORTS = {
+    **dict.fromkeys(("AnsweredInstead", "CopiedExample", "EvolInstructRules", "EvolutionCase", "Failure",
+                     "FailureDetector", "LLMJudge", "LostKeyContent", "NearCopy", "PaperResponseRules", "Repetition",
+                     "default_detectors"), "autoevol_dspy.evolution.detectors"),
+    **dict.fromkeys(("INITIAL_METHOD", "EvolInstruct"), "autoevol_dspy.evolution.method"),
+    "parse_rewritten_instruction": "autoevol_dspy.evolution.parsing",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = sorted(_EXPORTS)
