@@ -40,7 +40,8 @@ from autoevol_dspy.search.events import EventBus  # noqa: E402
 from autoevol_dspy.search.holdout import HoldoutMeasure, compare_on_holdout, measure  # noqa: E402
 from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
 from autoevol_dspy.tasks import EvolutionTask  # noqa: E402
-from methods import in_depth_method  # noqa: E402
+from autoevol_dspy.evolution import default_style  # noqa: E402
+from methods import in_depth_method, previous_extend_program  # noqa: E402
 
 logger = logging.getLogger("benchmarks.quality")
 
@@ -86,6 +87,7 @@ class Settings:
     max_steps: int
     style: str
     proposal_style: str
+    compare: tuple[str, ...]
     evol_max_tokens: int
     response_max_tokens: int
     optimizer_max_tokens: int
@@ -181,6 +183,22 @@ def build_lms(settings: Settings) -> Lms:
 # Search and held-out measurement ---------------------------------------------------------------
 
 
+def style_for(settings: Settings, lms: Lms) -> str:
+    """The evolving step: the one asked for, or with ``auto`` the one that suits the evol LM (``default_style``)."""
+    return default_style(lms.evol) if settings.style == "auto" else settings.style
+
+
+#: Methods measured on the held-out seeds beside the search: a label and how to build the program.
+COMPARED: dict[str, tuple[str, Callable[[str], EvolInstruct]]] = {
+    "in_depth": ("hand-written in-depth", lambda style: EvolInstruct(in_depth_method(style), style=style)),
+    "previous": ("initial method at b1fd199 (extend: its method, field texts and 3 demos)",
+                 lambda style: previous_extend_program()),
+}
+
+
+_LETTERS = {"previous": "a0", "in_depth": "b"}
+
+
 def task_for(lms: Lms) -> EvolutionTask:
     return EvolutionTask(lm=lms.evol, response_lm=lms.response)
 
@@ -196,7 +214,8 @@ def optimize(train: list[str], dev: list[str], heldout: list[str], lms: Lms, set
         stopper=NoImprovement(patience=settings.max_steps), num_threads=settings.num_threads, seed=seed,
         proposal_style=settings.proposal_style, progress=False,
     )
-    compiled = optimizer.compile(EvolInstruct(style=settings.style), trainset=train, valset=dev, holdoutset=heldout)
+    compiled = optimizer.compile(EvolInstruct(style=style_for(settings, lms)), trainset=train, valset=dev,
+                                 holdoutset=heldout)
     result = optimizer.result
     best = next(t for t in result.trials if t.number == result.best_trial)
     return {
@@ -216,11 +235,11 @@ def optimize(train: list[str], dev: list[str], heldout: list[str], lms: Lms, set
     }
 
 
-def measure_method(method: str, heldout: list[str], lms: Lms, settings: Settings,
+def measure_method(program: EvolInstruct, heldout: list[str], lms: Lms, settings: Settings,
                    label: str) -> tuple[HoldoutMeasure, dict[str, int]]:
     """A method on the held-out seeds: its measure and its failures by category."""
     examples = [dspy.Example(instruction=text).with_inputs("instruction") for text in heldout]
-    evaluation = evaluate(task_for(lms), EvolInstruct(method, style=settings.style), examples,
+    evaluation = evaluate(task_for(lms), program, examples,
                           num_threads=settings.num_threads, meter=UsageMeter(), events=EventBus(), label=label)
     if evaluation.error:
         raise SystemExit(f"{label}: the LM failed: {evaluation.error}")
@@ -240,13 +259,17 @@ def run_domain(key: str, settings: Settings) -> dict[str, Any]:
         run = optimize(train, dev, heldout, lms, settings, seed)
         logger.info("%s seed %d: %s", key, seed, run["holdout"].describe())
         runs.append(run)
-    in_depth, in_depth_categories = measure_method(in_depth_method(settings.style), heldout, lms, settings,
-                                                   "in_depth")
     initial = runs[0]["holdout"].initial
+    compared = []
+    for name in settings.compare:
+        label, build = COMPARED[name]
+        measured, categories = measure_method(build(style_for(settings, lms)), heldout, lms, settings, name)
+        logger.info("%s %s: %s", key, name, measured.by_category)
+        compared.append({"name": name, "label": label, "check": compare_on_holdout(initial, measured),
+                         "categories": categories})
     return {"domain": key, "heldout": len(heldout), "search_pool": len(search), "runs": runs,
-            "initial": initial, "initial_categories": initial.by_category,
-            "in_depth": compare_on_holdout(initial, in_depth), "in_depth_categories": in_depth_categories,
-            "seconds": round(time.perf_counter() - started, 1)}
+            "initial": initial, "initial_categories": initial.by_category, "compared": compared,
+            "style": style_for(settings, lms), "seconds": round(time.perf_counter() - started, 1)}
 
 
 # Reporting ---------------------------------------------------------------------------------------
@@ -264,9 +287,10 @@ def render_domain(result: dict[str, Any]) -> str:
     """One table for a domain: each method on the held-out seeds, with the paired test against the initial one."""
     domain = DOMAINS[result["domain"]]
     rows = [["(a) initial method", "—", _rate(result["initial"]), "—", "—", _categories(result["initial_categories"])]]
-    depth = result["in_depth"]
-    rows.append(["(b) hand-written in-depth", "—", _rate(depth.best), f"{depth.wins}/{depth.losses}",
-                 f"{depth.p_value:.3f}", _categories(result["in_depth_categories"])])
+    for other in result["compared"]:
+        check = other["check"]
+        rows.append([f"({_LETTERS[other['name']]}) {other['label']}", "—", _rate(check.best), f"{check.wins}/{check.losses}",
+                     f"{check.p_value:.3f}", _categories(other["categories"])])
     for run in result["runs"]:
         check = run["holdout"]
         dev = f"{100 * run['dev_initial']:.0f}% -> {100 * run['dev_best']:.0f}%"
@@ -285,7 +309,12 @@ def render_domain(result: dict[str, Any]) -> str:
             examples.append(f"- seed {run['seed']}: `{_short(stages[0])}` → `{_short(stages[-1])}`{verdict}")
     methods = "\n\n".join(f"search seed {run['seed']}:\n\n```text\n{run['method']}\n```" for run in result["runs"]
                           if run["changed"])
-    return (f"### {domain.title}\n\n{table}\n\nExample evolutions by the best method of each search:\n\n"
+    answered = [f"({_LETTERS[other['name']]}) {other['categories'].get('answered_instead', 0)}"
+                for other in result["compared"]]
+    answered.append(f"(a) initial method {result['initial_categories'].get('answered_instead', 0)}")
+    answered_line = (f"answered_instead of {result['heldout']} held-out seeds (style `{result['style']}`): "
+                     + ", ".join(answered) + ".")
+    return (f"### {domain.title}\n\n{table}\n\n{answered_line}\n\nExample evolutions by the best method of each search:\n\n"
             + ("\n".join(examples) or "(none)")
             + (f"\n\n<details><summary>optimized methods</summary>\n\n{methods}\n\n</details>" if methods else "")
             + f"\n\nDomain wall time {result['seconds'] / 60:.0f} min; {result['search_pool']} search seeds.\n")
@@ -314,7 +343,8 @@ def verdict(results: list[dict[str, Any]]) -> str:
 def render_section(results: list[dict[str, Any]], settings: Settings, command: str, info: dict[str, Any],
                    seconds: float) -> str:
     lm = "scripted stub LM (smoke run: the numbers mean nothing)" if settings.smoke else (
-        f"{settings.evol_lm or 'embedded SmolLM2-135M-Instruct (llama.cpp)'} evolves (style `{settings.style}`) and "
+        f"{settings.evol_lm or 'embedded SmolLM2-135M-Instruct (llama.cpp)'} evolves (style `{settings.style}`"
+        f"{', per LM' if settings.style == 'auto' else ''}) and "
         f"answers at temperature 0 (max_tokens {settings.evol_max_tokens} / {settings.response_max_tokens}); "
         f"optimizer LM {settings.optimizer_lm or 'the embedded model'} (proposal style "
         f"`{settings.proposal_style}`) at temperature "
@@ -350,9 +380,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-size", type=int, default=20)
     parser.add_argument("--num-candidates", "-m", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=2)
-    parser.add_argument("--style", choices=["rewrite", "extend"], default="extend",
-                        help="the evolving step: extend (the LM writes an addition; default, for small models) "
-                        "or rewrite (the paper's)")
+    parser.add_argument("--style", choices=["auto", "rewrite", "extend"], default="auto",
+                        help="the evolving step: auto (default: extend for an in-process model such as the embedded "
+                        "one, rewrite for any other; autoevol_dspy.evolution.default_style), extend (the LM writes an "
+                        "addition) or rewrite (the paper's)")
+    parser.add_argument("--compare", nargs="*", choices=list(COMPARED), default=["in_depth"],
+                        help="methods measured on the held-out seeds beside the search: in_depth (hand-written), "
+                        "previous (the extend step at b1fd199, for before/after); default in_depth")
     parser.add_argument("--proposal-style", choices=["rewrite", "amend"], default="amend",
                         help="how the optimizer LM proposes: amend (one rule appended; default, for small models) "
                         "or rewrite (the whole method, the paper's)")
@@ -375,6 +409,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _recorded(argv: Sequence[str]) -> list[str]:
+    """The arguments as the section records them: without where the data sets and results files lie."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--data-dir", "--results"):
+            skip = True
+        elif not arg.startswith(("--data-dir=", "--results=")):
+            kept.append(arg)
+    return kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     common.setup_logging(args.verbose)
@@ -383,12 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=str(args.data_dir), smoke=args.smoke, heldout=args.heldout, search_seeds=tuple(args.search_seeds),
         batch_size=args.batch_size, dev_size=args.dev_size, train_size=args.train_size,
         num_candidates=args.num_candidates, max_steps=args.max_steps, style=args.style,
-        proposal_style=args.proposal_style,
+        proposal_style=args.proposal_style, compare=tuple(args.compare),
         evol_max_tokens=args.evol_max_tokens, response_max_tokens=args.response_max_tokens,
         optimizer_max_tokens=args.optimizer_max_tokens, evol_lm=args.evol_lm, optimizer_lm=args.optimizer_lm,
         optimizer_temperature=args.optimizer_temperature, num_threads=args.num_threads,
     )
-    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in _recorded(argv or sys.argv[1:]))
     info = common.machine_info()
     logger.info("settings: %s", asdict(settings))
     started = time.perf_counter()

@@ -94,6 +94,10 @@ ALANI = (
         ('def add(a, b):\n    """Return the sum of a and b."""\n',
          'def add(a, b):\n    """Return the sum of a and b, for ints only."""\n    return a + b\n', "code body"),
         ("Write a haiku about rain.", "Rain taps on the roof, the garden drinks.", "asks for nothing"),
+        # the extend style's bare answers, which near_copy used to count
+        (ALANI, ALANI + " 5 hours", "bare result"),
+        (SOCCER_SHORT := "How many goals did the other players score?", SOCCER_SHORT + " $2.30.", "bare result"),
+        ("Name a prime number.", "Name a prime number. 7", "bare result"),
     ],
 )
 def test_answered_instead_flags(parent, evolved, reason):
@@ -114,6 +118,8 @@ def test_answered_instead_flags(parent, evolved, reason):
           "alone on a bench while the others play c) a group of children playing a loud game of tag near the gate")),
         ('def add(a, b):\n    """Return the sum of a and b."""\n',
          'def add(a, b):\n    """Return the sum of a and b; raise TypeError unless both are ints."""\n'),
+        (ALANI, ALANI + " Answer in 2 sentences."),
+        ("Write a poem about 15 cats.", "Write a poem about 15 cats. 15 cats"),  # the parent's own words
     ],
 )
 def test_answered_instead_passes_real_requests(parent, evolved):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dspy
 
 from autoevol_dspy import EvolInstruct
-from autoevol_dspy.evolution.method import EXTEND_DEMOS, INITIAL_EXTEND_METHOD, INITIAL_METHOD
+from autoevol_dspy.evolution.method import EXTEND_DEMOS, INITIAL_EXTEND_METHOD, INITIAL_METHOD, default_style
 from autoevol_dspy.evolution.unit import Evolver
 from autoevol_dspy.testing.fake_lm import scripted_lm
 
@@ -45,14 +45,24 @@ def test_an_empty_reply_field_is_a_failure_with_its_reason_not_a_crash():
     assert garbage.failure.category == "unparseable_evolution" and "did not parse" in garbage.failure.reason
 
 
-def test_the_extend_style_appends_the_addition_and_shows_worked_examples():
+def test_the_extend_style_appends_the_addition_and_worked_examples_reach_the_lm_when_attached():
     program = EvolInstruct(style="extend")
-    assert program.method == INITIAL_EXTEND_METHOD and len(program.evolve.demos) == len(EXTEND_DEMOS)
+    assert program.method == INITIAL_EXTEND_METHOD and program.evolve.demos == []
     addition = "Overtime after 8 hours pays 1.5 times the rate; show each step."
     result, lm = evolve_with(lambda call: {"added_requirement": addition}, program)
     assert result.evolved == f"{SEED} {addition}" and result.reply == addition
-    messages = str(lm.history[-1]["messages"])
-    assert EXTEND_DEMOS[1]["added_requirement"] in messages  # the worked examples reach the LM
+    program.evolve.demos = [dspy.Example(**demo) for demo in EXTEND_DEMOS]
+    result, lm = evolve_with(lambda call: {"added_requirement": addition}, program)
+    assert EXTEND_DEMOS[1]["added_requirement"] in str(lm.history[-1]["messages"])
+
+
+def test_the_style_follows_the_lm():
+    assert default_style(dspy.LM("local/SmolLM2-135M-Instruct")) == "extend"
+    assert default_style(dspy.LM("openai/gpt-4o-mini")) == "rewrite"
+    with dspy.context(lm=dspy.LM("local/model")):
+        assert default_style() == "extend" and EvolInstruct.for_lm().style == "extend"
+    strong = EvolInstruct.for_lm(dspy.LM("hosted_vllm/Qwen"), rounds=2)
+    assert strong.style == "rewrite" and strong.method == INITIAL_METHOD and strong.rounds == 2
 
 
 def test_an_empty_addition_is_a_failure(tmp_path):
@@ -62,6 +72,7 @@ def test_an_empty_addition_is_a_failure(tmp_path):
 
 def test_the_style_and_its_demos_survive_save_and_load(tmp_path):
     program = EvolInstruct("Add one constraint.", style="extend")
+    program.evolve.demos = [dspy.Example(**demo) for demo in EXTEND_DEMOS]
     program.save(tmp_path / "method.json")
     loaded = EvolInstruct(style="extend")
     loaded.load(tmp_path / "method.json")
@@ -83,6 +94,7 @@ def test_the_json_adapter_is_chosen_for_an_in_process_model_and_can_be_overridde
 
 def test_an_addition_that_copies_a_worked_example_fails_as_a_copy():
     program = EvolInstruct(style="extend")
+    program.evolve.demos = [dspy.Example(**demo) for demo in EXTEND_DEMOS]
     assert program.example_outputs == tuple(demo["added_requirement"] for demo in EXTEND_DEMOS)
     copied = EXTEND_DEMOS[-1]["added_requirement"]
     result, _ = evolve_with(lambda call: {"added_requirement": copied}, program)

@@ -6,7 +6,7 @@ _EXPORTS = {
     **dict.fromkeys(("AnsweredInstead", "CopiedExample", "EvolInstructRules", "EvolutionCase", "Failure",
                      "FailureDetector", "LLMJudge", "LostKeyContent", "NearCopy", "PaperResponseRules", "Repetition",
                      "default_detectors"), "autoevol_dspy.evolution.detectors"),
-    **dict.fromkeys(("INITIAL_METHOD", "EvolInstruct"), "autoevol_dspy.evolution.method"),
+    **dict.fromkeys(("INITIAL_METHOD", "EvolInstruct", "default_style"), "autoevol_dspy.evolution.method"),
     "parse_rewritten_instruction": "autoevol_dspy.evolution.parsing",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

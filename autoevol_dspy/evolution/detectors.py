@@ -241,9 +241,19 @@ _EXPLAINING = regex.compile(
 )
 
 
+# A bare result after the request: "15", "$2.30", "10.5 miles", "150 kilometers per hour." (one number, few words).
+_BARE_ANSWER = regex.compile(r"[$€£]?+-?+\d[\d.,/]*+%?+(?:[ \t]++[A-Za-z]++){0,3}+[ \t]*+\.?+")
 _DOCSTRING = regex.compile(r'"""([\s\S]*?)"""|\'\'\'([\s\S]*?)\'\'\'')
 _LISTED = regex.compile(r"^[ \t]*+(?:[a-z0-9][.)]|[-*•])\s", regex.MULTILINE)  # options listed after a question
 _LETTERS = regex.compile(r"[A-Za-z]+")
+
+
+def _appended(parent: str, evolved: str) -> str:
+    """What follows the parent in the evolved text (whitespace aside), or what follows its last question; else ''."""
+    flat_parent, flat = " ".join(parent.split()), " ".join(evolved.split())
+    if flat_parent and flat.startswith(flat_parent):
+        return flat[len(flat_parent):].strip()
+    return flat[flat.rindex("?") + 1:].strip() if "?" in flat else ""
 
 
 def _code_lines(text: str) -> int:
@@ -280,6 +290,9 @@ class AnsweredInstead:
             long = len(_LETTERS.findall(trailing)) >= self.min_trailing_words
             if long and not listed and not _asks(trailing):
                 return self._fail("it asks the question, then goes on to state an answer")
+        tail = _appended(parent, evolved)
+        if tail and _BARE_ANSWER.fullmatch(tail) and tail not in parent:
+            return self._fail(f"it ends with a bare result ({tail[:40]!r}) instead of asking for more")
         if _STUB.search(evolved) and _code_lines(evolved) > _code_lines(parent):
             return self._fail("it writes the code body instead of asking for it")
         if _asks(parent) and not _asks(evolved):

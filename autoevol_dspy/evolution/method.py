@@ -14,9 +14,11 @@ from autoevol_dspy.evolution.parsing import (
     parse_rewritten_instruction,
 )
 from autoevol_dspy.evolution.signatures import EvolveInstruction, ExtendInstruction
+from autoevol_dspy.lm.context import is_local_lm
 from autoevol_dspy.lm.health import watched_reply
 
-__all__ = ["CONTEXT_HEADING", "EXTEND_DEMOS", "INITIAL_EXTEND_METHOD", "INITIAL_METHOD", "EvolInstruct", "EvolutionStep", "Style"]
+__all__ = ["CONTEXT_HEADING", "EXTEND_DEMOS", "INITIAL_EXTEND_METHOD", "INITIAL_METHOD", "EvolInstruct", "EvolutionStep",
+           "Style", "default_style"]
 
 Style = Literal["rewrite", "extend"]
 
@@ -42,28 +44,45 @@ Step 4: Review the rewritten instruction, fix anything unreasonable, unclear or 
 unanswerable, and give only the final rewritten instruction in `evolved_instruction`."""
 
 
-#: The initial method of the ``extend`` style: the same steps, for a model that writes only the addition.
+#: The initial method of the ``extend`` style, for a small model that writes only the addition. Short and
+#: direct: on the embedded 135M model it answered fewer seeds than the four steps of the paper's shape
+#: (benchmarks/evol_pilot.py, search seeds of GSM8K and MT-Bench; benchmarks/RESULTS.md).
 INITIAL_EXTEND_METHOD = """\
-You make instructions more complex by adding to them. Do not answer, solve or explain the \
-instruction: write only what is added to it.
+You add one new requirement to a user's request, to make the request harder. Write only the \
+added sentence: an instruction to the assistant, such as a constraint, an extra step, a format, \
+or a related case to handle as well. Never answer, solve or explain the request, never state \
+facts or results, and do not repeat the request."""
 
-Step 1: Think of ways to make this particular instruction more complex, such as adding a \
-constraint, asking for reasoning in several steps, making a general concept concrete, or \
-widening the scope, in the same language.
-Step 2: Choose the one that fits this instruction best.
-Step 3: Write it as one or two sentences, about 10 to 20 words, that can be appended to \
-the instruction and that a capable assistant could still answer."""
-
-#: Worked examples that show a small model the reply the ``extend`` style expects (one math,
-#: one writing, one coding request); saved with the program like any DSPy demos.
+#: Worked examples of the ``extend`` style, written for this project from everyday domains (a balcony
+#: plant, a ferry timetable, a note to a neighbour, a SQL query, stale bread). Not attached by default:
+#: a 135M model pastes one of them under any instruction (measured: see benchmarks/RESULTS.md), which
+#: the ``copied_example`` detector fails. Attach them for a model that follows examples::
+#:
+#:     program.evolve.demos = [dspy.Example(**demo) for demo in EXTEND_DEMOS]
 EXTEND_DEMOS: tuple[dict[str, str], ...] = (
-    {"instruction": "Tom has 3 apples and buys 5 more. How many apples does he have?",
-     "added_requirement": "Then he gives 2 to his sister; how many are left? Show each step."},
-    {"instruction": "Write a short poem about the sea.",
-     "added_requirement": "Use exactly three stanzas and end with a question."},
-    {"instruction": "Write a Python function that reverses a string.",
-     "added_requirement": "Do not use slicing, and explain its time complexity."},
+    {"instruction": "How often should I water a potted basil plant on a sunny balcony?",
+     "added_requirement": "Give separate advice for summer and winter, and explain how to tell from the soil "
+                          "when it needs water."},
+    {"instruction": "A ferry leaves the harbour at 9:40 and docks on the island at 11:25. How long is the crossing?",
+     "added_requirement": "Also find when it docks if it leaves 35 minutes late, and show each step."},
+    {"instruction": "Write a note to my neighbour asking them to feed my cat while I am away.",
+     "added_requirement": "Keep it under 80 words, name the days I am away, and end with a friendly question."},
+    {"instruction": "Write a SQL query that lists the customers who placed no orders.",
+     "added_requirement": "Use a LEFT JOIN instead of a subquery, and sort the result by the customer's last name."},
+    {"instruction": "Why does bread go stale?",
+     "added_requirement": "Explain it to a ten-year-old, and say whether the fridge slows it down or speeds it up."},
 )
+
+
+def default_style(lm: object | None = None) -> Style:
+    """The evolving step that suits ``lm`` (default: the configured LM).
+
+    ``"extend"`` for a model that runs in-process (``make_lm("local...")``: the embedded 135M
+    model or a GGUF file on a laptop), which cannot rewrite a whole instruction without
+    answering it; ``"rewrite"``, the paper's step, for any other LM (a server or an API).
+    """
+    lm = dspy.settings.lm if lm is None else lm
+    return "extend" if is_local_lm(lm) else "rewrite"
 
 
 @dataclass(frozen=True)
@@ -81,9 +100,9 @@ class EvolInstruct(dspy.Module):
     The method is the signature instructions of ``self.evolve``, so DSPy optimizers,
     ``save()`` and ``load()`` treat it as the program's parameter. ``style="rewrite"`` (the
     paper's) has the LM write the whole evolved instruction; ``style="extend"`` has it write
-    only an addition, appended to the instruction, which small models manage far more often
-    (it starts with :data:`EXTEND_DEMOS` as worked examples). ``plan=True`` adds a working
-    field before the output, for models that do better planning first.
+    only an addition, appended to the instruction, which small models manage more often.
+    :meth:`for_lm` picks the style for an LM (:func:`default_style`). ``plan=True`` adds a
+    working field before the output, for models that do better planning first.
     """
 
     def __init__(self, method: str | None = None, *, rounds: int = 1, style: Style = "rewrite",
@@ -99,8 +118,11 @@ class EvolInstruct(dspy.Module):
             signature = signature.prepend("plan", dspy.OutputField(desc=_PLAN), type_=str)
         default = INITIAL_METHOD if style == "rewrite" else INITIAL_EXTEND_METHOD
         self.evolve = dspy.Predict(signature.with_instructions(method or default))
-        if style == "extend":
-            self.evolve.demos = [dspy.Example(**demo) for demo in EXTEND_DEMOS]
+
+    @classmethod
+    def for_lm(cls, lm: object | None = None, method: str | None = None, **kwargs: object) -> EvolInstruct:
+        """An ``EvolInstruct`` in the style that suits ``lm`` (default: the configured LM): see :func:`default_style`."""
+        return cls(method, style=default_style(lm), **kwargs)  # type: ignore[arg-type]
 
     @property
     def method(self) -> str:

@@ -26,10 +26,9 @@ class EvolveInstruction(dspy.Signature):
 class ExtendInstruction(dspy.Signature):
     """Make the instruction harder by adding to it (replaced by the evolving method)."""
 
-    instruction: str = dspy.InputField(desc="the instruction to make harder")
+    instruction: str = dspy.InputField(desc="the request to make harder")
     added_requirement: str = dspy.OutputField(
-        desc="one or two sentences appended to the instruction that ask for something more: a condition, "
-        "an extra step, a constraint or a format; never an answer"
+        desc="one sentence appended to the request that asks the assistant for something more; never an answer"
     )
 
 
