@@ -6,7 +6,7 @@ and the failures are counted by category. The seeds come from the *search* pool 
 ``quality.py`` (GSM8K questions outside its held-out draw, MT-Bench second turns), never from
 its held-out seeds, so choosing a variant here does not tune on what quality.py reports.
 
-    python benchmarks/evol_pilot.py --n 20 --variants extend rewrite   # embedded model, minutes
+    python benchmarks/evol_pilot.py --n 30 --variants previous_extend extend extend_demos   # embedded, minutes
     python benchmarks/evol_pilot.py --smoke                             # scripted stub LM
 """
 
@@ -26,14 +26,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import common  # noqa: E402
+import dspy  # noqa: E402
 import quality  # noqa: E402
 from autoevol_dspy import EvolInstruct  # noqa: E402
+from autoevol_dspy.evolution.method import EXTEND_DEMOS  # noqa: E402
 from autoevol_dspy.evolution.unit import Evolver  # noqa: E402
+from methods import previous_extend_program  # noqa: E402
+
+
+def _with_demos() -> EvolInstruct:
+    program = EvolInstruct(style="extend")
+    program.evolve.demos = [dspy.Example(**demo) for demo in EXTEND_DEMOS]
+    return program
+
 
 #: The variants the pilot can compare: a name and how to build the program.
 VARIANTS: dict[str, Callable[[], EvolInstruct]] = {
     "rewrite": lambda: EvolInstruct(style="rewrite"),
     "extend": lambda: EvolInstruct(style="extend"),
+    "extend_demos": _with_demos,
+    "previous_extend": previous_extend_program,
 }
 
 
