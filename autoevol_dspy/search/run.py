@@ -114,7 +114,6 @@ class SearchRun:
         self.student = student
         self.initial = initial
         self.predictors = list(initial)
-        self.output_fields = {name: tuple(p.signature.output_fields) for name, p in student.named_predictors()}
         self.output_terms = {name: signature_terms(p.signature) for name, p in student.named_predictors()}
         self.fields = {name: fields_of(p.signature) for name, p in student.named_predictors()}
         self.refused_texts: set[str] = set()  # drafts the guard refused in this process, never drafted again
@@ -229,7 +228,7 @@ class SearchRun:
         )
         proposals = self.proposer.propose(
             request=request, num_candidates=self.config.num_candidates, num_threads=self.config.num_threads,
-            cases=_case_texts(results), output_fields=self.output_fields.get(predictor, ()),
+            cases=_case_texts(results), output_fields=tuple(field.name for field in outputs),
             output_terms=self.output_terms.get(predictor, {}),
         )
         candidates: dict[str, CandidatePlan] = {}
