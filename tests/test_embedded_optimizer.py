@@ -24,6 +24,7 @@ def test_a_tiny_optimization_on_the_embedded_model(tmp_path):
     optimizer = AutoEvolInstruct(
         lm=evol, optimizer_lm=optimizer_lm,
         num_candidates=2, batch_sampler=2, dev_size=3, max_steps=1, num_threads=2, run_dir=tmp_path, progress=False,
+        proposal_style="rewrite",  # the paper's analyse-then-rewrite (a local optimizer LM defaults to "mixed")
     )
     compiled = optimizer.compile(EvolInstruct(), trainset=seeds)
 
@@ -36,6 +37,7 @@ def test_a_tiny_optimization_on_the_embedded_model(tmp_path):
     assert baseline.user_attrs["kind"] == "baseline" and 0.0 <= baseline.value <= 1.0
     assert result.usage.by_role["evolution"].calls >= 3
     assert result.usage.by_role["analysis"].calls >= 1
+    assert {row.source for row in result.by_source()} == {"lm_rewrite"}
 
 
 def test_the_embedded_models_failures_stay_results_when_replies_are_watched(tmp_path):
