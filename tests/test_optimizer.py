@@ -88,6 +88,30 @@ def test_budget_stops_the_run():
     assert result.usage.calls <= 60 + 1
 
 
+def test_a_budget_that_stops_a_step_keeps_what_its_finished_candidates_found(tmp_path):
+    """The limit falls after the step's second candidate (the best) and inside its third: the finished ones
+    decide the step for this run, and a rerun with a higher limit finishes the step and decides it again."""
+    world = World({60: [method(50), method(20), method(40)]})
+    train, dev = dev_and_train()
+    opt = optimizer(world, max_lm_calls=120, early_stop=False, holdout=0, run_dir=tmp_path)
+    compiled = opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+    result = opt.result
+    assert result.stop_reason == "budget"
+    assert [t.status for t in result.trials] == ["complete", "complete", "complete", "failed"]
+    assert compiled.method == method(20) and result.best_failure_rate < result.initial_failure_rate
+    assert [(s.step, s.accepted, s.cut_short) for s in result.steps] == [(1, True, True)]
+    import optuna
+
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert "step:0001:outcome" not in study.user_attrs and "step:0001:cut" in study.user_attrs
+
+    rerun = optimizer(world, early_stop=False, holdout=0, run_dir=tmp_path)
+    compiled = rerun.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+    assert [t.status for t in rerun.result.trials] == ["complete", "complete", "complete", "failed", "complete"]
+    assert [(s.step, s.accepted, s.cut_short) for s in rerun.result.steps] == [(1, True, False)]
+    assert compiled.method == method(20)
+
+
 def test_duplicate_candidates_are_evaluated_once():
     world = World({60: [method(40), method(40), method(30)]})
     train, dev = dev_and_train()

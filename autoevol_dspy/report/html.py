@@ -465,11 +465,13 @@ def _outcome_line(view: RunView, plan: StepPlan) -> str:
     outcome = next((o for o in view.outcomes if o.step == plan.step), None)
     if outcome is None:
         return '<p class="outcome open">Step not finished: no decision recorded.</p>'
+    cut = (" The run stopped inside this step: its finished candidates decided it, and a rerun with a higher "
+           "limit finishes the step." if outcome.cut_short else "")
     if outcome.accepted:
         return (f'<p class="outcome accepted">Accepted trial {outcome.incumbent_after}: the incumbent failure rate '
-                f"is now {format_rate(outcome.incumbent_failure_rate)}.</p>")
+                f"is now {format_rate(outcome.incumbent_failure_rate)}.{cut}</p>")
     return (f'<p class="outcome kept">No candidate beat the incumbent: trial {outcome.incumbent_after} '
-            f"stays, at {format_rate(outcome.incumbent_failure_rate)}.</p>")
+            f"stays, at {format_rate(outcome.incumbent_failure_rate)}.{cut}</p>")
 
 
 def _candidate(view: RunView, plan: StepPlan, index: int) -> str:

@@ -111,8 +111,9 @@ class LogEvents:
             logger.info("trial %s (%s): %s, %s", trial.number, event.label, trial.status, detail)
         elif isinstance(event, StepDecided):
             outcome = event.outcome
-            logger.info("step %d: incumbent failure rate %.3f (%s)", outcome.step, outcome.incumbent_failure_rate,
-                        "accepted a candidate" if outcome.accepted else "kept")
+            logger.info("step %d: incumbent failure rate %.3f (%s%s)", outcome.step, outcome.incumbent_failure_rate,
+                        "accepted a candidate" if outcome.accepted else "kept",
+                        ", decided on the candidates finished before the stop" if outcome.cut_short else "")
         elif isinstance(event, HoldoutChecked):
             logger.info("%s", event.comparison.describe())
         elif isinstance(event, RunEnded):

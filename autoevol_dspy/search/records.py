@@ -119,6 +119,9 @@ class StepOutcome(BaseModel):
     incumbent_failure_rate: float
     steps_without_improvement: int
     seconds: float = 0.0
+    cut_short: bool = Field(default=False, description=(
+        "the run stopped mid-step (a call or time limit) and the candidates it finished decided the step; the "
+        "study keeps the step open, so a rerun with a higher limit finishes it and decides it again"))
 
 
 @dataclass(frozen=True)

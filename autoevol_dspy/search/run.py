@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -295,8 +296,13 @@ class SearchRun:
         if self.config.evaluation.reevaluate_incumbent:
             incumbent = self.remeasure(step, incumbent)
         trials = self.evaluate_candidates(step, plan, incumbent)
-        best = min((t for t in trials if t is not None and t.status == "complete"),
-                   key=lambda t: (t.failures, trials.index(t)), default=None)
+        return self.decide(step, incumbent, trials, started=started)
+
+    def decide(self, step: int, incumbent: TrialRecord, trials: Sequence[TrialRecord | None], *, started: float,
+               cut_short: bool = False) -> StepOutcome:
+        """The step's outcome: its best finished candidate replaces the incumbent if the acceptance rule says so."""
+        finished = [t for t in trials if t is not None and t.status == "complete"]
+        best = min(finished, key=lambda t: (t.failures, finished.index(t)), default=None)
         accepted = best is not None and self.config.acceptance.accepts(
             candidate=best.losses, incumbent=incumbent.losses, dev_size=len(self.devset))
         winner = best if accepted else incumbent
@@ -305,8 +311,21 @@ class SearchRun:
             best_candidate_trial=best.number if best is not None else None, accepted=accepted,
             incumbent_failure_rate=winner.failure_rate,
             steps_without_improvement=0 if accepted else self._without + 1,
-            seconds=round(time.perf_counter() - started, 3),
+            seconds=round(time.perf_counter() - started, 3), cut_short=cut_short,
         )
+
+    def decide_cut_step(self, step: int, incumbent: TrialRecord, *, started: float) -> TrialRecord:
+        """The run stopped inside ``step``: the candidates it finished decide it, as far as they go (what a
+        limit bought is not thrown away). Saved apart from decided steps: a rerun with a higher limit finishes
+        the step. Returns the incumbent the run ends with."""
+        finished = [t for t in self.tracker.trials() if t.step == step and t.kind == "candidate"
+                    and t.parent_trial == incumbent.number]
+        if not any(t.status == "complete" for t in finished):
+            return incumbent
+        outcome = self.decide(step, incumbent, finished, started=started, cut_short=True)
+        self.tracker.save_cut_outcome(outcome)
+        self.events.emit(StepDecided(outcome=outcome, resumed=False))
+        return self.tracker.trial(outcome.incumbent_after)
 
     def evaluate_candidates(self, step: int, plan: StepPlan, incumbent: TrialRecord) -> list[TrialRecord]:
         """Every candidate of the plan as a trial (finished ones are reused), side by side; each one stops
@@ -334,10 +353,12 @@ class SearchRun:
             outcome = self.tracker.outcome(step)
             resumed = outcome is not None
             if outcome is None:
+                started = time.perf_counter()
                 try:
                     outcome = self.run_step(step, incumbent, planned=first_plan if step == 1 else None)
                 except EvaluationInterrupted as stop:
                     stop_reason = stop.reason
+                    incumbent = self.decide_cut_step(step, incumbent, started=started)
                     break
                 self.tracker.save_outcome(outcome)
             self.events.emit(StepDecided(outcome=outcome, resumed=resumed))

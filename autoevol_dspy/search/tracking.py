@@ -374,6 +374,15 @@ class RunTracker:
         kill_point("outcome-unsaved")
         self.study.set_user_attr(_step_key(outcome.step, "outcome"), outcome.model_dump(mode="json"))
 
+    def save_cut_outcome(self, outcome: StepOutcome) -> None:
+        """A step the run stopped in the middle of, decided on its finished candidates; kept apart from the
+        decided outcomes, so a resumed run still finishes that step."""
+        self.study.set_user_attr(_step_key(outcome.step, "cut"), outcome.model_dump(mode="json"))
+
+    def cut_outcome(self, step: int) -> StepOutcome | None:
+        payload = self.study.user_attrs.get(_step_key(step, "cut"))
+        return StepOutcome.model_validate(payload) if payload else None
+
     def plans(self) -> list[StepPlan]:
         attrs = self.study.user_attrs
         return [StepPlan.model_validate(attrs[key]) for key in sorted(k for k in attrs if k.endswith(":plan"))]
@@ -399,6 +408,9 @@ class RunTracker:
         the incumbent, the LM usage of all of it, and the held-out check once both sides were measured."""
         trials, plans, holdouts = self.trials(), self.plans(), self.holdouts()
         outcomes = [o for o in self.outcomes() if through_step is None or o.step <= through_step]
+        cut = self.cut_outcome((outcomes[-1].step if outcomes else 0) + 1)
+        if cut is not None and (through_step is None or cut.step == through_step + 1):
+            outcomes.append(cut)  # the step the run stopped in, decided on what it finished
         baseline = next((t for t in trials if t.kind == "baseline" and t.finished), None)
         best = baseline
         if outcomes:
