@@ -145,6 +145,19 @@ def test_edit_library_puts_the_tasks_edit_for_the_commonest_failure_first_and_ne
     assert drafts[2] is None  # nothing else is known about a signature without fields
 
 
+def test_a_text_field_gets_the_form_its_metrics_feedback_asks_for():
+    """``answer: str`` says nothing of its form; a metric whose feedback asks for the number alone does."""
+    drafted = EditLibrary().draft(request(), sample=0)
+    assert drafted.text == ("Answer the question.\n"
+                            "Give the answer as a bare number: digits only, with no words, units or symbols.")
+    other = request(failures=(("metric_rejected", "Wrong: the answer should name the city."),) * 3)
+    assert "bare number" not in EditLibrary().draft(other, sample=0).text
+    bools = request(failures=(("metric_rejected", "Reply true or false only."),) * 2 + (("metric_rejected", "x"),))
+    assert EditLibrary().draft(bools, sample=0).text.endswith("Give the answer as true or false, and nothing else.")
+    mostly_other = request(failures=(("metric_rejected", "not a bare number"),) + (("metric_rejected", "too long"),) * 2)
+    assert "bare number" not in EditLibrary().draft(mostly_other, sample=0).text  # one case in three is no pattern
+
+
 # LM sources -------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 In the spirit of MIPROv2's proposal tips and PromptBreeder's mutation prompts, but written
 out: say the output's form (from its type: a number, one of the allowed labels, true or
-false), ask for the output alone, keep it short, define it from its description, read the
+false; for a text field, the form the metric's feedback asks for), ask for the output alone, keep it short, define it from its description, read the
 inputs carefully, and the task's own edit for each failure category it names (an
 evolution that answers instead of rewriting gets "never answer the instruction"). Each
 edit is one sentence appended to the current instructions; the dev set decides which helps.
@@ -13,16 +13,37 @@ names, types and descriptions.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
-from autoevol_dspy.search.strategies.proposal_source import Draft, FieldView, ProposalRequest, first_unclaimed
+import regex
 
-__all__ = ["EditLibrary", "signature_edits"]
+from autoevol_dspy.search.strategies.proposal_source import Draft, FieldView, ProposalRequest, first_unclaimed
+from autoevol_dspy.text import bounded
+
+__all__ = ["EditLibrary", "form_from_feedback", "signature_edits"]
 
 
 def _listed(values: tuple[str, ...]) -> str:
     quoted = [f'"{value}"' for value in values]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+# What a metric's feedback says when it wants a number, or true/false, in a text field.
+_ASKS_NUMBER = regex.compile(r"\b(?:bare|single|plain|whole|one)\s++number\b|\bnumber\s++(?:alone|only)\b|"
+                             r"\bnumeric\b|\bdigits\b", regex.IGNORECASE)
+_ASKS_BOOL = regex.compile(r"\btrue\s++or\s++false\b|\byes\s++or\s++no\b", regex.IGNORECASE)
+
+
+def form_from_feedback(output: FieldView, feedback: list[str]) -> FieldView:
+    """``output``, typed by what the metric's feedback asks for when its own type says only "text": a field
+    the feedback wants as a bare number is a number here (most failing cases must say so)."""
+    if output.type_name != "str" or not feedback:
+        return output
+    for kind, pattern in (("number", _ASKS_NUMBER), ("bool", _ASKS_BOOL)):
+        if 2 * sum(1 for text in feedback if pattern.search(bounded(text, 2_000))) > len(feedback):
+            return replace(output, type_name=kind)
+    return output
 
 
 def _form(output: FieldView) -> str | None:
@@ -66,7 +87,11 @@ class EditLibrary:
         by_category = Counter(category for category, _ in request.failures)
         hints = [request.edit_hints[category] for category, _ in by_category.most_common()
                  if category in request.edit_hints]
-        edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, request.outputs)])
+        outputs = request.outputs
+        if outputs:  # a text field whose metric asks for a number (or true/false) gets that form's edit
+            feedback = [reason for _, reason in request.failures]
+            outputs = (*outputs[:-1], form_from_feedback(outputs[-1], feedback))
+        edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, outputs)])
                  if edit.lower() not in request.current.lower()]
         chosen = first_unclaimed(request, [request.appended(edit) for edit in edits])
         if chosen is None:
