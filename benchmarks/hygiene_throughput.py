@@ -57,7 +57,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import resource
 
     from autoevol_dspy.data import HygieneOptions, clean_file
-    from autoevol_dspy.data.records import iter_records
+    from autoevol_dspy.data.io import iter_records
     from autoevol_dspy.data.sinks import RowSink
 
     import datasketch  # noqa: F401 - its import (scipy) is a one-off cost, not throughput

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from autoevol_dspy.data.columns import TextColumns
 from autoevol_dspy.data.contamination import DEFAULT_NGRAM, Decontaminator
 from autoevol_dspy.data.hygiene import DEFAULT_NEAR_THRESHOLD, HygieneCounts, RowHygiene, Verdict, clean_rows
-from autoevol_dspy.data.records import iter_records
+from autoevol_dspy.data.io import iter_records
 from autoevol_dspy.data.sinks import RowSink, output_format
 from autoevol_dspy.errors import ConfigurationError, at_least
 from autoevol_dspy.files import atomic_write_text

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from autoevol_dspy.data.normalise import Normaliser
-from autoevol_dspy.data.records import iter_records
+from autoevol_dspy.data.io import iter_records
 from autoevol_dspy.errors import DataError, at_least
 
 __all__ = ["BENCHMARK_COLUMNS", "DEFAULT_NGRAM", "Contamination", "Decontaminator", "benchmark_files"]

@@ -51,6 +51,7 @@ __all__ = [
     "load_evolved",
     "nesting_exceeds",
     "quiet_datasets",
+    "iter_records",
     "read_records",
     "row_store_beside",
     "save_evolved",
@@ -83,6 +84,8 @@ MAX_WHOLE_FILE_BYTES = 2**30
 #: How deeply one JSON row may nest objects and lists (a row of plain fields is 1 deep).
 MAX_NESTING = 32
 
+#: Rows read from a Parquet file at a time.
+_PARQUET_BATCH = 1024
 _BOM = b"\xef\xbb\xbf"
 _TEXT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -94,15 +97,21 @@ _SUPPORTED = ".jsonl, .json, .csv (each optionally .gz) or .parquet"
 
 def read_records(path: Path) -> list[Any]:
     """The rows of a seed file (dicts, or strings for a JSON list of strings); one-line ``DataError`` otherwise."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path) -> Iterator[Any]:
+    """The rows of a seed file, one at a time: JSONL and CSV (each optionally gzipped) line by line, Parquet a
+    batch at a time, so a file of millions of rows costs the memory of one; a JSON file is one document and is
+    read whole (at most :data:`MAX_WHOLE_FILE_BYTES`). One reader per format, one-line ``DataError`` s."""
     kind = seed_file_format(path)
     if kind == "parquet":
-        return _read_parquet(path)
+        return _parquet_rows(path)
     if kind == "jsonl":
-        return list(iter_jsonl_values(path))
-    text = _decode(path)
-    if kind == "json":
-        return _parse_json(text, path)
-    return _parse_csv(text, path)
+        return iter_jsonl_values(path)
+    if kind == "csv":
+        return _csv_rows(path)
+    return iter(_parse_json(_decode(path), path))
 
 
 def seed_file_format(path: Path) -> str:
@@ -275,22 +284,32 @@ def _parse_json(text: str, path: Path) -> list[Any]:
     return value
 
 
-def _parse_csv(text: str, path: Path) -> list[dict[str, Any]]:
+def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
     """Rows of a CSV file with a header line; cells stay strings."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    reader = None
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        return [{key: value for key, value in row.items() if key is not None} for row in reader]
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(line for _, line in bounded_lines(handle, path))
+            for row in reader:
+                yield {key: value for key, value in row.items() if key is not None}
+    except UnicodeDecodeError:
+        line = reader.line_num + 1 if reader is not None else 1
+        raise DataError(f"{path} is not UTF-8 text (near line {line}); re-save the file as UTF-8") from None
     except csv.Error as exc:
-        raise DataError(f"{path} is not valid CSV near line {reader.line_num} ({exc})") from None
+        raise DataError(f"{path} is not valid CSV near line {reader.line_num if reader else 0} ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise unreadable_file_error(path, exc) from None
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    """Rows of a Parquet file."""
+def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a Parquet file, a batch at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_PARQUET_BATCH):
+            yield from batch.to_pylist()
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0]})") from None
 

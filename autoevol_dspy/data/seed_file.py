@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoevol_dspy.data.records import iter_records
+from autoevol_dspy.data.io import iter_records
 from autoevol_dspy.data.seeds import (
     AUTO,
     Seed,
