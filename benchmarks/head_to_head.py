@@ -109,6 +109,58 @@ def _gsm8k_pool(data_dir: Path) -> list[dspy.Example]:
             .with_inputs("question") for r in rows]
 
 
+def _asked_sentence(question: str) -> str | None:
+    """The one sentence of a word problem that asks the question (its last, ending in "?"), if it has one."""
+    text = " ".join(question.split())
+    if text.count("?") != 1 or not text.endswith("?"):
+        return None
+    cut = max(text.rfind(". ", 0, len(text) - 1), text.rfind("! ", 0, len(text) - 1))
+    sentence = text[cut + 2:] if cut >= 0 else text
+    return sentence if 3 <= len(sentence.split()) <= 30 and sentence != text else None
+
+
+def _asked_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems whose question is their last sentence, with that sentence as the gold reply."""
+    examples = []
+    for example in _gsm8k_pool(data_dir):
+        asked = _asked_sentence(example.question)
+        if asked is not None:
+            examples.append(dspy.Example(problem=example.question, asked=asked).with_inputs("problem"))
+    return examples
+
+
+def _comparable(text: str) -> str:
+    return " ".join(text.lower().split()).strip(" .?!\"'")
+
+
+def _asked_correct(gold: dspy.Example, answer: str) -> bool:
+    return _comparable(answer) == _comparable(gold.asked)
+
+
+def _asked_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Wrong: the reply {answer[:80]!r} is not the question of the problem; the reply must be the sentence "
+            "that asks the question, copied word for word, without answering it.")
+
+
+_NAME_INSIDE = re.compile(r"(?<=[a-z,] )[A-Z][a-z]{2,}\b")
+
+
+def _name_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems that name a person (a capitalized word inside a sentence)."""
+    return [dspy.Example(problem=e.question).with_inputs("problem") for e in _gsm8k_pool(data_dir)
+            if _NAME_INSIDE.search(e.question)]
+
+
+def _name_correct(gold: dspy.Example, answer: str) -> bool:
+    word = answer.strip(" .")
+    return word.isalpha() and word[:1].isupper() and re.search(rf"\b{word}\b", gold.problem) is not None
+
+
+def _name_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Wrong: the reply {answer[:80]!r} is not a name from the problem; it must be a single word, the "
+            "person's name as the problem spells it, with nothing before or after it.")
+
+
 def _mt_bench(data_dir: Path) -> list[dict[str, Any]]:
     """MT-Bench rows in question order."""
     return sorted(common.load_jsonl(data_dir / "mt_bench_questions.jsonl"), key=lambda r: r["question_id"])
@@ -202,6 +254,16 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("gsm8k-solved", "GSM8K question -> answer; metric: the bare number equals the final answer",
              "question", "answer", str, "Answer the question.", _GSM8K_INSTRUCTIONS, _gsm8k_pool, _solved_correct,
              _solved_explain),
+    TaskSpec("gsm8k-asked", "GSM8K problem -> its question sentence; metric: copied word for word (an extraction)",
+             "problem", "asked", str, "Find the question the problem asks.",
+             ("Copy the last sentence of the problem, the one that ends with a question mark, exactly as it is "
+              "written. Do not answer it and do not change any word.",),
+             _asked_pool, _asked_correct, _asked_explain),
+    TaskSpec("gsm8k-name", "GSM8K problem -> the person it is about; metric: one word, a name the problem spells",
+             "problem", "person", str, "Who is the problem about?",
+             ("Name the person the problem is about. Reply with the name only: one word, spelled as in the "
+              "problem, nothing else.",),
+             _name_pool, _name_correct, _name_explain),
     TaskSpec("math-or-not", "text -> is it a math word problem? (yes/no: GSM8K vs MT-Bench turns without math)",
              "text", "is_math_problem", bool, "Decide whether the text is a math word problem.",
              ("Answer true when the text is a math word problem: a short story with quantities that asks for a "
@@ -221,7 +283,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              _reviews_pool, _sentiment_correct, _sentiment_explain),
 )}
 #: Tasks run in one process share its LM cache: the two GSM8K tasks send the same requests.
-PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved"), ("math-or-not",), ("mt-bench-4", "review-sentiment"))
+PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved"), ("math-or-not", "gsm8k-asked", "gsm8k-name"), ("mt-bench-4", "review-sentiment"))
 
 
 @dataclass(frozen=True)
@@ -314,6 +376,12 @@ def _stub_task_answer(call: common.StubCall) -> dict[str, Any] | None:
     text = next(iter(call.inputs.values()), "").lower()
     if "answer" in call.outputs and "question" in call.inputs:
         return {"answer": "42" if "number" in call.instructions.lower() else "The answer is 42."}
+    if "asked" in call.outputs and "problem" in call.inputs:
+        problem = next(iter(call.inputs.values()), "")
+        return {"asked": _asked_sentence(problem) or problem if "copy" in call.instructions.lower() else "42"}
+    if "person" in call.outputs and "problem" in call.inputs:
+        found = _NAME_INSIDE.search(next(iter(call.inputs.values()), ""))
+        return {"person": found.group(0) if found and "only" in call.instructions.lower() else "It is about a person."}
     if "is_math_problem" in call.outputs:
         return {"is_math_problem": "how many" in text or "how much" in text}
     if "category" in call.outputs and "question" in call.inputs:
