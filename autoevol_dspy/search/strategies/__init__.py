@@ -1,4 +1,5 @@
-"""The search rules as small objects: batch sampling, evaluation, acceptance, stopping, predictor choice.
+"""The search rules as small objects: batch sampling, evaluation, acceptance, stopping, predictor choice,
+where proposals come from (the LM sources, ``LMRewrite`` and ``LMAmend``, are in :mod:`autoevol_dspy.search.lm_sources`).
 
 Each rule is a Protocol with a few classes; every class can ``describe()`` its settings,
 which a resumed run compares with the study's.
@@ -21,8 +22,11 @@ from autoevol_dspy.search.strategies.evaluation_policy import (
     FullEvaluation,
     PaperProtocol,
 )
+from autoevol_dspy.search.strategies.edit_library import EditLibrary
+from autoevol_dspy.search.strategies.feedback_rules import FeedbackRules
 from autoevol_dspy.search.strategies.predictor_choice import PredictorChoice, RoundRobin
 from autoevol_dspy.search.strategies.proposal_guard import ProposalCheck, ProposalContext, ProposalGuard, Rejection
+from autoevol_dspy.search.strategies.proposal_source import Draft, ProposalRequest, ProposalSource
 from autoevol_dspy.search.strategies.stopping import (
     AnyOf,
     LMCallBudget,
@@ -37,9 +41,12 @@ __all__ = [
     "AcceptanceCriterion",
     "AnyOf",
     "BatchSampler",
+    "Draft",
+    "EditLibrary",
     "EpochBatches",
     "EvaluationPolicy",
     "ExactEarlyStop",
+    "FeedbackRules",
     "FullEvaluation",
     "LMCallBudget",
     "MarginAcceptance",
@@ -51,6 +58,8 @@ __all__ = [
     "ProposalCheck",
     "ProposalContext",
     "ProposalGuard",
+    "ProposalRequest",
+    "ProposalSource",
     "RandomBatches",
     "Rejection",
     "RoundRobin",
