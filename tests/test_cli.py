@@ -52,6 +52,7 @@ def test_optimize_writes_the_run_and_resumes(server, initial_method, tmp_path):
     assert "<td>cli.candidates</td>" in report and "<td>cli.dev_size</td>" in report
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["best_failure_rate"] <= run["summary"]["initial_failure_rate"]
+    assert run["settings"]["style"] == "rewrite"  # no --style: the paper's step for a server (extend is for local)
 
     calls = counter.stats()["requests"]
     assert calls > 0

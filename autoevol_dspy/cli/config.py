@@ -77,8 +77,9 @@ class OptimizeConfig(LMSettings):
     study_name: str | None = Field(None, description="the run's study in the storage (default: the --out folder's name)")
     initial_method: str | None = None
     judge: bool = False
-    style: Literal["rewrite", "extend"] = Field(
-        "rewrite", description="rewrite: the LM writes the evolved instruction; extend: it writes an addition")
+    style: Literal["rewrite", "extend"] | None = Field(
+        None, description="rewrite: the LM writes the evolved instruction; extend: it writes an addition (default: "
+                          "extend for an in-process model, rewrite otherwise)")
     proposal_style: Literal["rewrite", "amend", "mixed"] | None = Field(
         None, description="rewrite: the optimizer LM rewrites the method; amend: it appends one rule; mixed: rules "
                           "from the failures, general edits and one LM rule (default: mixed for the embedded model, "

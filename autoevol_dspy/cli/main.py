@@ -217,6 +217,12 @@ def _write_run_json(out: Path, config: OptimizeConfig, seeds: str, study_name: s
     atomic_write_text(out / "run.json", json.dumps(payload, indent=2))
 
 
+def _default_style(lm: Any) -> str:
+    from autoevol_dspy.evolution.method import default_style
+
+    return default_style(lm)
+
+
 def run_optimize(args: argparse.Namespace) -> int:
     """``autoevol optimize``: find a better evolving method for a seed set."""
     from autoevol_dspy.cli.config import OptimizeConfig, load_config_file, merge_config
@@ -232,6 +238,8 @@ def run_optimize(args: argparse.Namespace) -> int:
     config = merge_config(OptimizeConfig, file_values, options, source=args.config)
     out = Path(args.out)
     lms = _build_lms(config)  # first: a bad spec or a missing key fails before any work
+    if config.style is None:  # the evolving step that suits the evol LM, recorded in run.json as chosen
+        config = config.model_copy(update={"style": _default_style(lms["evol_lm"])})
     loaded = load_instructions(args.seeds, column=config.column)
     dev = load_instructions(config.dev_file, column=config.column) if config.dev_file else None
     explicit = {key for key, value in options.items() if value is not None} | set(file_values)
@@ -316,7 +324,7 @@ def run_evolve(args: argparse.Namespace) -> int:
     summary = evolve_dataset(
         seeds,
         method=method,
-        style=config.style or "rewrite",
+        style=config.style or _default_style(lms["evol_lm"]),
         out_path=store,
         rounds=config.rounds,
         evol_lm=lms["evol_lm"],
@@ -433,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "small optimizer LMs can drive (default: mixed for the embedded model, rewrite otherwise)")
     optimize.add_argument("--style", choices=["rewrite", "extend"], help="rewrite: the LM writes the whole evolved "
                           "instruction (the paper); extend: it writes only an addition, which small models manage "
-                          "far more often (default rewrite)")
+                          "far more often (default: extend for an in-process model, rewrite otherwise)")
     optimize.add_argument("--patience", type=int, help="steps without improvement before stopping (default 1)")
     optimize.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory), "
                           "e.g. postgresql+psycopg://user@host/db to share a run between machines")
@@ -469,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     evolve.add_argument("--drop-failures", action="store_true", help="leave failed evolutions out of the output")
     evolve.add_argument("--no-response", action="store_true", help="do not answer evolved instructions")
     evolve.add_argument("--style", choices=["rewrite", "extend"], help="the method's style (default: the one "
-                        "--method's run directory was optimized in, else rewrite)")
+                        "--method's run directory was optimized in, else extend for an in-process model and rewrite otherwise)")
     evolve.add_argument("--shard", help="INDEX/COUNT: evolve only every COUNT-th seed starting at INDEX, to split "
                         "a large dataset across machines (give each shard its own --out)")
     evolve.add_argument("--restart", action="store_true", help="discard the existing output and start over")
