@@ -1095,14 +1095,15 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
 
 
 def recorded_command(argv: Sequence[str]) -> str:
-    """The command line as RESULTS.md shows it: without the options that only say where files go."""
+    """The command line as RESULTS.md shows it: without the options that only say where files are (no machine's
+    paths in the repository; the data sets' default folder is ../shared/data)."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--raw", "--results"):
+        elif arg in ("--raw", "--results", "--data-dir"):
             skip = True
-        elif not arg.startswith(("--raw=", "--results=")):
+        elif not arg.startswith(("--raw=", "--results=", "--data-dir=")):
             kept.append(arg)
     return " ".join(["python benchmarks/head_to_head.py", *map(shlex.quote, kept)])
 
