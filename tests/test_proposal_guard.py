@@ -340,6 +340,9 @@ def test_repeats_itself_refuses_loops_but_not_a_repeated_term():
     ("Can you tell me more about the product?", "question"),
     ("The product is excellent, but has a few issues with the strap.", "not_instructions"),
     ("The instructions have been improved to fix the problems in the feedback.", "not_instructions"),
+    # What the 135M optimizer wrote as a "rule" in a quality run (RESULTS.md): a report of an edit, no order.
+    ("Added a new requirement to the instruction. The instruction is now more challenging.", "not_instructions"),
+    ("Made the task harder.", "not_instructions"),
 ])
 def test_not_an_instruction_names_what_it_is(text, category):
     rejection = NotAnInstruction().check(qa(text, cases=()))
@@ -360,7 +363,9 @@ def test_not_an_instruction_accepts_imperatives_and_addressed_text():
     rule = NotAnInstruction()
     for text in ("Answer the question with one number.", "You are a math tutor; the reply is one number.",
                  "- Use digits only.\n- Never add units.", "Step 1: Read the problem. Step 2: Reply with the number.",
-                 "If the review is sarcastic, treat it as negative."):
+                 "If the review is sarcastic, treat it as negative.", "Embed the link in the answer.",
+                 "Proceed step by step, then reply with the number.", "Reply with the number alone.",
+                 "Apply the discount first, then multiply."):
         assert rule.check(qa(text)) is None, text
 
 

@@ -249,13 +249,25 @@ def _is_directive(segment: str) -> bool:
     an opener: "Carefully read ...", "otherwise say ..."), or any other word followed by its object ("Condense
     the document")."""
     words = _lower_words(_LEADER.sub("", segment))
-    while len(words) > 1 and (words[0] in _OPENERS or words[0].endswith("ly")):
+    while len(words) > 1 and words[0] not in _DIRECTIVE_VERBS and (words[0] in _OPENERS or words[0].endswith("ly")):
         words = words[1:]
     if not words:
         return False
     if words[0] in _DIRECTIVE_VERBS:
         return True
-    return len(words) > 1 and words[1] in _OBJECT_OPENERS and words[0] not in _NO_VERBS and words[0].isalpha()
+    return (len(words) > 1 and words[1] in _OBJECT_OPENERS and words[0] not in _NO_VERBS and words[0].isalpha()
+            and not _past_tense(words[0]))
+
+
+#: Verbs whose base form ends in "ed": an imperative may open with them ("Embed the link").
+_BASE_ED = frozenset("embed proceed feed need heed exceed succeed speed shed bleed breed seed weed wed shred".split())
+#: Past forms that report an edit instead of asking for one ("Made the task harder", "Wrote a new rule").
+_PAST_FORMS = frozenset("made wrote rewrote gave took kept put set found".split())
+
+
+def _past_tense(word: str) -> bool:
+    """Whether ``word`` reads as a past form ("Added a new requirement"): narration about an edit, no order."""
+    return word in _PAST_FORMS or (word.endswith("ed") and word not in _BASE_ED)
 
 
 class NotAnInstruction:
