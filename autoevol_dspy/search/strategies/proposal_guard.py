@@ -224,6 +224,18 @@ _RESULT = re.compile(r"\b(is|are|was|were|equals|=)\s+(about |approximately |exa
                      re.IGNORECASE)
 
 
+def _field_name(text: str) -> bool:
+    """Whether ``text`` is one snake_case name with only punctuation around it ("improved_instructions."); plain
+    code, linear on any input."""
+    start, end = 0, len(text)
+    while start < end and not (text[start].isalnum() or text[start] == "_"):
+        start += 1
+    while end > start and not (text[end - 1].isalnum() or text[end - 1] == "_"):
+        end -= 1
+    parts = text[start:end].split("_")
+    return len(parts) >= 2 and all(part.isascii() and part.isalpha() and part.islower() for part in parts)
+
+
 def _only_ellipsis(text: str) -> bool:
     """Whether ``text`` is "..." or "…" with only punctuation around it (plain code: linear on any input)."""
     stripped = text.strip()
@@ -301,7 +313,7 @@ class NotAnInstruction:
             return "placeholder", "it is an ellipsis, not instructions"
         if not any(ch.isalpha() for ch in text) and not _NUMBER.fullmatch(text.strip(" $€£.")):
             return "placeholder", "it holds only symbols, not instructions"
-        if re.fullmatch(r"\W*[a-z]+(_[a-z]+)+\W*", text.strip()):
+        if _field_name(text):
             return "placeholder", "it is a field name, not instructions"
         return None
 
