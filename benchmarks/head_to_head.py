@@ -892,14 +892,19 @@ def verdict(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
         return "AutoEvolInstruct was not run."
     mine = means["autoevol"]
     behind = [f"{_NAMES[n]} ({v:.1f})" for n, v in means.items() if n != "autoevol" and v >= mine]
-    unusable = sum(bool(r["flags"]) for r in _runs(rows, "autoevol"))
+    runs = _runs(rows, "autoevol")
+    unusable = sum(bool(r["flags"]) for r in runs)
     garbage = (" It adopted no instructions the guard's rules refuse." if unusable == 0 else
                f" It adopted instructions the guard's rules refuse in {unusable} seed(s).")
-    if not behind:
+    confirmed = sum(holdout_check(r, rows).split(" p=")[-1].split(" ", 1)[-1] == "confirmed" for r in runs)
+    held = f" Its gain is confirmed on the test split (p < 0.05) in {confirmed} of {len(runs)} seed(s)"
+    if not behind and 2 * confirmed > len(runs):
         return (f"Goal met: AutoEvolInstruct's mean held-out accuracy ({mine:.1f}%) is ahead of every other "
-                f"optimizer's and of the unoptimized program's.{garbage}")
-    return (f"Goal missed: AutoEvolInstruct's mean held-out accuracy ({mine:.1f}%) is not ahead of "
-            f"{', '.join(behind)}.{garbage}")
+                f"optimizer's and of the unoptimized program's.{held}.{garbage}")
+    ahead = ("it is ahead of every other optimizer's and of the unoptimized program's" if not behind else
+             f"it is not ahead of {', '.join(behind)}")
+    return (f"Goal missed: AutoEvolInstruct's mean held-out accuracy is {mine:.1f}%; {ahead}.{held}, not in a "
+            f"majority.{garbage}")
 
 
 def gains_from_unusable(rows: Sequence[dict[str, Any]]) -> str:

@@ -395,6 +395,9 @@ def test_a_rule_that_copies_the_guards_retry_message_is_an_echo():
     assert _echo("Your previous rewrite was refused (not_instructions)").category == "echoes_prompt"
     assert _echo("Your previous rewrite was refused (placeholder): it holds only symbols, not instructions. "
                  "Write general instructions for the same task, not an answer, a questi").category == "echoes_prompt"
+    # The embedded model copied a worked example's rule (another task) under a question-answer program.
+    copied = _echo("Never answer or solve the instruction: output only the new, harder instruction.")
+    assert copied.category == "echoes_prompt" and "worked example" in copied.reason
     for usable in ["Reply with the final answer only, as a bare number.",
                    "Always name one of the four teams exactly as written.",
                    "Keep every number and name of the original instruction."]:

@@ -18,6 +18,7 @@ from autoevol_dspy.errors import ConfigurationError
 from autoevol_dspy.lm.errors import LMOutageError, is_lm_error
 from autoevol_dspy.lm.health import STREAK, Unparsed, active_health, unparsed_replies
 from autoevol_dspy.parallel import run_parallel
+from autoevol_dspy.search.demos import SHIPPED_AMEND_DEMOS
 from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings
 from autoevol_dspy.search.signatures import AmendInstructions
 from autoevol_dspy.search.strategies.edit_library import EditLibrary
@@ -262,9 +263,13 @@ _PROMPT_WORDS = " ".join(" ".join([AmendInstructions.instructions, *(
 _RETRY_WORDS = " ".join(re.findall(r"[a-z]+", retry_feedback(Rejection(category="", reason="", check="")).lower()))
 
 
+#: The rules of the shipped worked examples, as letters: a rule that copies one belongs to another task.
+_DEMO_RULES = tuple(" ".join(re.findall(r"[a-z]+", rule.lower())) for _, _, rule in SHIPPED_AMEND_DEMOS)
+
+
 def _echo(rule: str, span: int = 8, retry_span: int = 5) -> Rejection | None:
-    """Refuse a rule that repeats the optimizer's own instructions or the guard's retry message (small
-    models do) instead of adding one."""
+    """Refuse a rule that repeats the optimizer's own instructions, the guard's retry message or a worked
+    example's rule (small models do) instead of adding one."""
     words = rule.lower().split()
     letters = re.findall(r"[a-z]+", rule.lower())
     echoes = any(" ".join(words[i:i + span]) in _PROMPT_WORDS for i in range(max(0, len(words) - span + 1))) or \
@@ -272,6 +277,12 @@ def _echo(rule: str, span: int = 8, retry_span: int = 5) -> Rejection | None:
     if echoes:
         return Rejection(category="echoes_prompt", check="InstructionProposer",
                          reason="it repeats the optimizer's own instructions instead of adding a rule")
+    copied = any(" ".join(letters[i:i + span]) in demo for demo in _DEMO_RULES
+                 for i in range(max(0, len(letters) - span + 1))) if len(letters) >= span else \
+        " ".join(letters) in _DEMO_RULES
+    if copied:
+        return Rejection(category="echoes_prompt", check="InstructionProposer",
+                         reason="it copies the rule of a worked example (another task) instead of writing one")
     return None
 
 
