@@ -112,6 +112,20 @@ def test_a_budget_that_stops_a_step_keeps_what_its_finished_candidates_found(tmp
     assert compiled.method == method(20)
 
 
+def test_under_the_paper_protocol_a_cut_step_compares_with_its_own_remeasured_incumbent():
+    from autoevol_dspy.search.strategies import PaperProtocol
+
+    world = World({60: [method(50), method(20), method(40)]})
+    train, dev = dev_and_train()
+    opt = optimizer(world, max_lm_calls=140, evaluation=PaperProtocol(), holdout=0)
+    compiled = opt.compile(EvolInstruct(method(60)), trainset=train, valset=dev)
+    trials = opt.result.trials
+    assert [t.kind for t in trials] == ["baseline", "incumbent", "candidate", "candidate", "candidate"]
+    assert trials[-1].status == "failed" and compiled.method == method(20)
+    step = opt.result.steps[0]
+    assert step.cut_short and step.accepted and step.incumbent_before == trials[1].number
+
+
 def test_duplicate_candidates_are_evaluated_once():
     world = World({60: [method(40), method(40), method(30)]})
     train, dev = dev_and_train()

@@ -318,6 +318,9 @@ class SearchRun:
         """The run stopped inside ``step``: the candidates it finished decide it, as far as they go (what a
         limit bought is not thrown away). Saved apart from decided steps: a rerun with a higher limit finishes
         the step. Returns the incumbent the run ends with."""
+        remeasured = self.tracker.find_trial(step=step, candidate_key=f"{incumbent.candidate_key}-incumbent")
+        if remeasured is not None and remeasured.status == "complete":
+            incumbent = remeasured  # the paper's protocol compares a step's candidates with its own re-measure
         finished = [t for t in self.tracker.trials() if t.step == step and t.kind == "candidate"
                     and t.parent_trial == incumbent.number]
         if not any(t.status == "complete" for t in finished):
