@@ -238,6 +238,25 @@ PLATES = ("Matt needs to buy new plates for his home. He only wants to do dishes
           "is only him and his son eating and they use 1 plate each. How many plates does he need to buy?")
 
 
+DICE = "Two dice are rolled. What is the probability that the sum is 7?"
+WEEK = "How many minutes are there in a week?"
+
+
+@pytest.mark.parametrize(("evolved", "answered"), [
+    # The embedded model's extend step in the README's first command (2026-12-03): it passed every rule.
+    (f"{DICE} The probability of the sum being 7 is 1/6", True),
+    (f"{WEEK} The total is 10080 minutes.", True),
+    # Facts and conditions that make the request harder are no answer.
+    (f"{DICE} Each die is 6-sided.", False),
+    (f"{WEEK} There are 7 days in a week.", False),
+    (f"{DICE} Also give the probability that the sum is 12.", False),
+])
+def test_a_result_stated_after_the_request_is_an_answer(evolved, answered):
+    parent = DICE if evolved.startswith(DICE) else WEEK
+    failure = AnsweredInstead().detect(EvolutionCase(parent, evolved))
+    assert (failure is not None and failure.category == "answered_instead") == answered, failure
+
+
 @pytest.mark.parametrize(
     ("parent", "evolved"),
     [

@@ -243,6 +243,10 @@ _EXPLAINING = regex.compile(
 
 # A bare result after the request: "15", "$2.30", "10.5 miles", "150 kilometers per hour." (one number, few words).
 _BARE_ANSWER = regex.compile(r"[$€£]?+-?+\d[\d.,/]*+%?+(?:[ \t]++[A-Za-z]++){0,3}+[ \t]*+\.?+")
+# A value stated as a result: "... is 1/6", "... equals 10080 minutes" (not "is 6-sided", not a fact given as
+# context, "there are 7 days in a week"); possessive: linear.
+_STATED_RESULT = regex.compile(r"(?<!\bthere[ \t])\b(?:is|was|equals|makes)[ \t]++(?:about[ \t]++|approximately[ \t]++|"
+                               r"exactly[ \t]++)?+[$€£]?+(-?+\d[\d.,/]*+%?+)(?![\w-])", regex.IGNORECASE)
 _DOCSTRING = regex.compile(r'"""([\s\S]*?)"""|\'\'\'([\s\S]*?)\'\'\'')
 _LISTED = regex.compile(r"^[ \t]*+(?:[a-z0-9][.)]|[-*•])\s", regex.MULTILINE)  # options listed after a question
 _LETTERS = regex.compile(r"[A-Za-z]+")
@@ -293,6 +297,10 @@ class AnsweredInstead:
         tail = _appended(parent, evolved)
         if tail and _BARE_ANSWER.fullmatch(tail) and tail not in parent:
             return self._fail(f"it ends with a bare result ({tail[:40]!r}) instead of asking for more")
+        if tail and _asks(parent) and not _asks(tail):
+            stated = _STATED_RESULT.search(bounded(tail, 2_000))
+            if stated and stated.group(1).rstrip(".,") not in parent:
+                return self._fail(f"it states a result after the request ({clip(tail, 60)!r}) instead of asking")
         if _STUB.search(evolved) and _code_lines(evolved) > _code_lines(parent):
             return self._fail("it writes the code body instead of asking for it")
         if _asks(parent) and not _asks(evolved):
