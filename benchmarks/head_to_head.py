@@ -45,7 +45,7 @@ import dspy  # noqa: E402
 import common  # noqa: E402
 from autoevol_dspy import AutoEvolInstruct  # noqa: E402
 from autoevol_dspy.lm.usage import UsageMeter  # noqa: E402
-from autoevol_dspy.search.holdout import compare_on_holdout, measure as holdout_measure  # noqa: E402
+from autoevol_dspy.search.holdout import HoldoutComparison, compare_on_holdout, measure as holdout_measure  # noqa: E402
 from autoevol_dspy.search.records import RunResult  # noqa: E402
 from autoevol_dspy.search.strategies import SearchState  # noqa: E402
 from autoevol_dspy.search.strategies.proposal_guard import (  # noqa: E402
@@ -814,18 +814,24 @@ def _mean_cell(runs: Sequence[dict[str, Any]]) -> str:
     return f"{mean:.1f}" if len(runs) == 1 else f"{mean:.1f} ({low:.1f}-{high:.1f})"
 
 
-def holdout_check(run: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
-    """The run's gain over the unoptimized program on the test split, as the package's own held-out check says it
-    (the same paired one-sided sign test, ``search/holdout.py``): wins, losses, p and the verdict."""
+def holdout_comparison(run: dict[str, Any], rows: Sequence[dict[str, Any]]) -> HoldoutComparison | None:
+    """The run's gain over the unoptimized program on the test split, as the package's own held-out check judges
+    it (the same paired one-sided sign test, ``search/holdout.py``); ``None`` without per-case results."""
     base = _runs(rows, "unoptimized")
     if not base or "per_case" not in run or "per_case" not in base[0]:
-        return "-"
+        return None
     def losses(per_case):
         return {i: 0.0 if right else 1.0 for i, right in enumerate(per_case)}
     same = run["instructions"].strip() == base[0]["instructions"].strip()
-    check = compare_on_holdout(holdout_measure("plain", losses(base[0]["per_case"]), len(base[0]["per_case"])),
-                               holdout_measure("plain" if same else "adopted", losses(run["per_case"]), len(run["per_case"])))
-    return f"{check.wins}+/{check.losses}- p={check.p_value:.3g} {check.verdict}"
+    return compare_on_holdout(holdout_measure("plain", losses(base[0]["per_case"]), len(base[0]["per_case"])),
+                              holdout_measure("plain" if same else "adopted", losses(run["per_case"]),
+                                              len(run["per_case"])))
+
+
+def holdout_check(run: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`holdout_comparison` as a table cell: wins, losses, p and the verdict."""
+    check = holdout_comparison(run, rows)
+    return "-" if check is None else f"{check.wins}+/{check.losses}- p={check.p_value:.3g} {check.verdict}"
 
 
 def render_sources(rows: Sequence[dict[str, Any]]) -> str:
@@ -896,7 +902,7 @@ def verdict(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
     unusable = sum(bool(r["flags"]) for r in runs)
     garbage = (" It adopted no instructions the guard's rules refuse." if unusable == 0 else
                f" It adopted instructions the guard's rules refuse in {unusable} seed(s).")
-    confirmed = sum(holdout_check(r, rows).split(" p=")[-1].split(" ", 1)[-1] == "confirmed" for r in runs)
+    confirmed = sum((check := holdout_comparison(r, rows)) is not None and check.verdict == "confirmed" for r in runs)
     held = f" Its gain is confirmed on the test split (p < 0.05) in {confirmed} of {len(runs)} seed(s)"
     if not behind and 2 * confirmed > len(runs):
         return (f"Goal met: AutoEvolInstruct's mean held-out accuracy ({mine:.1f}%) is ahead of every other "
