@@ -71,6 +71,7 @@ MT_LABELS = ("math", "coding", "roleplay", "writing")
 SENTIMENTS = ("positive", "negative", "mixed")
 MATH_FREE_CATEGORIES = ("writing", "roleplay", "coding", "extraction", "stem", "humanities")
 _BARE_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
 
 
 # Candidate tasks ---------------------------------------------------------------------------------
@@ -159,6 +160,55 @@ def _name_correct(gold: dspy.Example, answer: str) -> bool:
 def _name_explain(gold: dspy.Example, answer: str) -> str:
     return (f"Wrong: the reply {answer[:80]!r} is not a name from the problem; it must be a single word, the "
             "person's name as the problem spells it, with nothing before or after it.")
+
+
+def _worked_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K worked solutions without their ``#### answer`` line (calculator notes removed), with the final answer."""
+    rows = common.load_jsonl(data_dir / "gsm8k_train.jsonl")
+    random.Random("head-to-head-worked").shuffle(rows)
+    return [dspy.Example(solution=_CALCULATOR.sub("", r["answer"].split("####")[0]).strip(),
+                         final=r["answer"].split("####")[-1].strip().replace(",", "")).with_inputs("solution")
+            for r in rows]
+
+
+def _final_correct(gold: dspy.Example, answer: str) -> bool:
+    return _is_bare_number(answer) and float(answer) == float(gold.final)
+
+
+def _final_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Incorrect: {answer[:80]!r} should have been {gold.final}, the result the worked solution ends with, "
+            "given as digits alone.")
+
+
+def _title_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems to title (no gold: the metric checks the title's form)."""
+    return [dspy.Example(problem=e.question).with_inputs("problem") for e in _gsm8k_pool(data_dir)[::-1]]
+
+
+def _title_correct(gold: dspy.Example, answer: str) -> bool:
+    words = answer.split()
+    return 2 <= len(words) <= 6 and answer[-1:].isalnum() and all(w.strip("-'").isalnum() for w in words) \
+        and not answer.lower().startswith("title")
+
+
+def _title_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Not accepted: {answer[:80]!r}. A title is two to six plain words, without quotes, labels, "
+            "punctuation or a closing period.")
+
+
+def _keywords_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems whose keywords are asked for (no gold: the metric checks the list's form)."""
+    return [dspy.Example(problem=e.question).with_inputs("problem") for e in _gsm8k_pool(data_dir)[1::2]]
+
+
+def _keywords_correct(gold: dspy.Example, answer: str) -> bool:
+    items = [item.strip() for item in answer.split(",")]
+    return len(items) == 3 and all(1 <= len(item.split()) <= 2 and item.replace(" ", "").isalpha() for item in items)
+
+
+def _keywords_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Rejected: {answer[:80]!r}. Expected exactly three keywords separated by commas, each one or two "
+            "words of letters, nothing else.")
 
 
 def _mt_bench(data_dir: Path) -> list[dict[str, Any]]:
@@ -264,6 +314,20 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              ("Name the person the problem is about. Reply with the name only: one word, spelled as in the "
               "problem, nothing else.",),
              _name_pool, _name_correct, _name_explain),
+    TaskSpec("gsm8k-final", "GSM8K worked solution -> its final answer; metric: the bare number equals it",
+             "solution", "answer", str, "What is the final answer of the solution?",
+             ("Reply with the number the worked solution ends with, as digits only: no words, units or symbols.",),
+             _worked_pool, _final_correct, _final_explain),
+    TaskSpec("gsm8k-title", "GSM8K problem -> a title; metric: two to six plain words, no quotes or period",
+             "problem", "title", str, "Write a title for the problem.",
+             ("Write a short title for the problem: two to six plain words, with no quotes, no label and no "
+              "punctuation at the end.",),
+             _title_pool, _title_correct, _title_explain),
+    TaskSpec("gsm8k-keywords", "GSM8K problem -> keywords; metric: exactly three, comma-separated, one or two words each",
+             "problem", "keywords", str, "List the keywords of the problem.",
+             ("Reply with exactly three keywords from the problem, separated by commas, each one or two words, "
+              "and nothing else.",),
+             _keywords_pool, _keywords_correct, _keywords_explain),
     TaskSpec("math-or-not", "text -> is it a math word problem? (yes/no: GSM8K vs MT-Bench turns without math)",
              "text", "is_math_problem", bool, "Decide whether the text is a math word problem.",
              ("Answer true when the text is a math word problem: a short story with quantities that asks for a "
@@ -283,7 +347,8 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              _reviews_pool, _sentiment_correct, _sentiment_explain),
 )}
 #: Tasks run in one process share its LM cache: the two GSM8K tasks send the same requests.
-PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved"), ("math-or-not", "gsm8k-asked", "gsm8k-name"), ("mt-bench-4", "review-sentiment"))
+PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved", "gsm8k-final"), ("math-or-not", "gsm8k-asked", "gsm8k-name"),
+                ("mt-bench-4", "review-sentiment", "gsm8k-title", "gsm8k-keywords"))
 
 
 @dataclass(frozen=True)

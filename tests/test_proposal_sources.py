@@ -19,7 +19,7 @@ from autoevol_dspy import AutoEvolInstruct, ConfigurationError
 from autoevol_dspy.search.demos import SHIPPED_AMEND_DEMOS, amend_demos
 from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings, grouped_failures
 from autoevol_dspy.search.proposer import default_sources, small_model_sources
-from autoevol_dspy.search.strategies.edit_library import EditLibrary, signature_edits
+from autoevol_dspy.search.strategies.edit_library import EditLibrary, framed, signature_edits
 from autoevol_dspy.search.strategies.feedback_rules import FeedbackRules, rules_from_feedback
 from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, ProposalSource, fields_of
 from autoevol_dspy.tasks import EvolutionTask
@@ -147,15 +147,35 @@ def test_edit_library_puts_the_tasks_edit_for_the_commonest_failure_first_and_ne
 
 def test_a_text_field_gets_the_form_its_metrics_feedback_asks_for():
     """``answer: str`` says nothing of its form; a metric whose feedback asks for the number alone does."""
-    drafted = EditLibrary().draft(request(), sample=0)
-    assert drafted.text == ("Answer the question.\n"
-                            "Give the answer as a bare number: digits only, with no words, units or symbols.")
+    step = request()
+    library = EditLibrary()
+    first, second = library.draft(step, sample=0), library.draft(step, sample=1)
+    assert first.text == ("Solve the problem in the question.\nAnswer the question.\n"
+                          "Give the answer as a bare number: digits only, with no words, units or symbols.")
+    assert second.text == ("Answer the question.\n"
+                           "Give the answer as a bare number: digits only, with no words, units or symbols.")
     other = request(failures=(("metric_rejected", "Wrong: the answer should name the city."),) * 3)
     assert "bare number" not in EditLibrary().draft(other, sample=0).text
+    assert "Solve" not in EditLibrary().draft(other, sample=0).text  # a text answer implies no work to name
     bools = request(failures=(("metric_rejected", "Reply true or false only."),) * 2 + (("metric_rejected", "x"),))
     assert EditLibrary().draft(bools, sample=0).text.endswith("Give the answer as true or false, and nothing else.")
     mostly_other = request(failures=(("metric_rejected", "not a bare number"),) + (("metric_rejected", "too long"),) * 2)
     assert "bare number" not in EditLibrary().draft(mostly_other, sample=0).text  # one case in three is no pattern
+
+
+def test_framed_instructions_name_the_work_the_form_implies_and_keep_the_users_words():
+    inputs, outputs = fields_of(Classify.delete("stars"))
+    assert framed("Classify the review.", inputs, outputs) == (
+        "Read the review and choose the sentiment that fits.\nClassify the review.\n"
+        'Give the sentiment as exactly one of "positive", "negative" or "mixed", and nothing else.')
+    ask_inputs, ask_outputs = fields_of(Ask)
+    assert framed("Answer the question.", ask_inputs, ask_outputs) is None  # a text answer: no work implied
+    number = fields_of(Classify.delete("sentiment"))
+    once = framed("Rate the review.", *number)
+    assert once.startswith("Solve the problem in the review.\nRate the review.")
+    assert framed(once, *number) is None  # never framed twice
+    assert framed("Rate the review. Give the stars as a bare number: digits only, with no words, units or "
+                  "symbols.", *number).count("bare number") == 1  # a form already said is not said again
 
 
 # LM sources -------------------------------------------------------------------------------------------

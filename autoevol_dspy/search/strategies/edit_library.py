@@ -2,10 +2,14 @@
 
 In the spirit of MIPROv2's proposal tips and PromptBreeder's mutation prompts, but written
 out: say the output's form (from its type: a number, one of the allowed labels, true or
-false; for a text field, the form the metric's feedback asks for), ask for the output alone, keep it short, define it from its description, read the
-inputs carefully, and the task's own edit for each failure category it names (an
-evolution that answers instead of rewriting gets "never answer the instruction"). Each
-edit is one sentence appended to the current instructions; the dev set decides which helps.
+false; for a text field, the form the metric's feedback asks for), ask for the output alone,
+keep it short, define it from its description, read the inputs carefully, and the task's
+own edit for each failure category it names (an evolution that answers instead of rewriting
+gets "never answer the instruction"). Each edit is one sentence appended to the current
+instructions; the dev set decides which helps. One candidate also names the work the form
+implies before the user's own words (a number is worked out: "Solve the problem in the
+question."; a label is chosen) and appends the form: a small task LM follows a task it is
+told to do far better than an output it is told to give.
 Nothing here comes from a benchmark: every sentence is built from the user's own field
 names, types and descriptions.
 """
@@ -21,7 +25,7 @@ import regex
 from autoevol_dspy.search.strategies.proposal_source import Draft, FieldView, ProposalRequest, first_unclaimed
 from autoevol_dspy.text import bounded
 
-__all__ = ["EditLibrary", "form_from_feedback", "signature_edits"]
+__all__ = ["EditLibrary", "form_from_feedback", "framed", "signature_edits"]
 
 
 def _listed(values: tuple[str, ...]) -> str:
@@ -59,6 +63,28 @@ def _form(output: FieldView) -> str | None:
     return None
 
 
+def _framing(inputs: tuple[FieldView, ...], output: FieldView) -> str | None:
+    """The work the output's form implies, said as the task: what a bare number or a label is made by."""
+    sources = " and ".join(field.words for field in inputs) or "input"
+    if output.type_name == "number":
+        return f"Solve the problem in the {sources}."
+    if output.type_name == "choice" and output.choices:
+        return f"Read the {sources} and choose the {output.words} that fits."
+    return None
+
+
+def framed(current: str, inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...]) -> str | None:
+    """``current`` with the work its last output's form implies said first and the form said last; ``None``
+    when the form implies no work or ``current`` says it already."""
+    if not outputs:
+        return None
+    framing, form = _framing(inputs, outputs[-1]), _form(outputs[-1])
+    if framing is None or framing.lower() in current.lower():
+        return None
+    tail = f"\n{form}" if form and form.lower() not in current.lower() else ""
+    return f"{framing}\n{current.strip()}{tail}"
+
+
 def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...]) -> list[str]:
     """The general edits for a predictor with these fields, most often useful first."""
     if not outputs:
@@ -77,8 +103,9 @@ def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...
 
 
 class EditLibrary:
-    """Appends one general edit per sample: the task's edits for the trajectory's commonest failure
-    categories first, then the edits made from the signature, each only once per run."""
+    """One general edit per sample: the task's edits for the trajectory's commonest failure categories
+    first, then the framed instructions (:func:`framed`), then each edit made from the signature appended;
+    each only once per run."""
 
     name = "edit_library"
     uses_lm = False
@@ -93,7 +120,10 @@ class EditLibrary:
             outputs = (*outputs[:-1], form_from_feedback(outputs[-1], feedback))
         edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, outputs)])
                  if edit.lower() not in request.current.lower()]
-        chosen = first_unclaimed(request, [request.appended(edit) for edit in edits])
+        whole = framed(request.current, request.inputs, outputs)
+        texts = [*(request.appended(edit) for edit in edits if edit in hints), *([whole] if whole else []),
+                 *(request.appended(edit) for edit in edits if edit not in hints)]
+        chosen = first_unclaimed(request, texts)
         if chosen is None:
             return None
         shown = ", ".join(f"{name} {count}" for name, count in by_category.most_common(3)) or "none"
