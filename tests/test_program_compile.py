@@ -398,7 +398,11 @@ def test_a_rule_that_copies_the_guards_retry_message_is_an_echo():
     # The embedded model copied a worked example's rule (another task) under a question-answer program.
     copied = _echo("Never answer or solve the instruction: output only the new, harder instruction.")
     assert copied.category == "echoes_prompt" and "worked example" in copied.reason
+    # The embedded model described its own reply format (passed the guard in benchmarks/head_to_head.py).
+    own = _echo("Your JSON object should have a `new_rule` field with a JSON string with the following format: ```json {")
+    assert own.category == "echoes_prompt" and "reply format" in own.reason
     for usable in ["Reply with the final answer only, as a bare number.",
+                   "Give the new_price as a bare number.",
                    "Always name one of the four teams exactly as written.",
                    "Keep every number and name of the original instruction."]:
         assert _echo(usable) is None, usable

@@ -263,6 +263,12 @@ _PROMPT_WORDS = " ".join(" ".join([AmendInstructions.instructions, *(
 _RETRY_WORDS = " ".join(re.findall(r"[a-z]+", retry_feedback(Rejection(category="", reason="", check="")).lower()))
 
 
+#: The amend prompt's own field names with an underscore ("new_rule"): a rule about them describes the
+#: optimizer's reply format ("Your JSON object should have a `new_rule` field ..."), not the task.
+_OWN_FIELDS = frozenset(name for name in AmendInstructions.fields if "_" in name)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 #: The rules of the shipped worked examples, as letters: a rule that copies one belongs to another task.
 _DEMO_RULES = tuple(" ".join(re.findall(r"[a-z]+", rule.lower())) for _, _, rule in SHIPPED_AMEND_DEMOS)
 
@@ -277,6 +283,9 @@ def _echo(rule: str, span: int = 8, retry_span: int = 5) -> Rejection | None:
     if echoes:
         return Rejection(category="echoes_prompt", check="InstructionProposer",
                          reason="it repeats the optimizer's own instructions instead of adding a rule")
+    if _OWN_FIELDS.intersection(_IDENTIFIER.findall(rule[:10_000])):
+        return Rejection(category="echoes_prompt", check="InstructionProposer",
+                         reason="it describes the optimizer's own reply format, not the task")
     copied = any(" ".join(letters[i:i + span]) in demo for demo in _DEMO_RULES
                  for i in range(max(0, len(letters) - span + 1))) if len(letters) >= span else \
         " ".join(letters) in _DEMO_RULES
