@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -828,6 +828,18 @@ def run_seeds(seeds: Sequence[int], settings: Settings, jobs: int) -> list[dict[
         return [row for future in futures for row in future.result()]
 
 
+def run_others(rows: Sequence[PilotRow], chosen: str | None, settings: Settings, jobs: int) -> list[dict[str, Any]]:
+    """AutoEvolInstruct (seed 0, the unoptimized program beside it) on every other pilot task the comparison's
+    splits fit: where instructions barely matter, a search must keep the plain instruction or gain, never lose."""
+    others = [replace(settings, task=row.task, optimizers=("unoptimized", "autoevol"))
+              for row in rows if row.task != chosen and row.comparable]
+    if jobs <= 1 or len(others) <= 1:
+        return [{**run, "task": other.task} for other in others for run in run_seed(0, other)]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [(other.task, pool.submit(run_seed, 0, other)) for other in others]
+        return [{**run, "task": task} for task, future in futures for run in future.result()]
+
+
 # Reporting ---------------------------------------------------------------------------------------
 
 _NAMES = {
@@ -1030,6 +1042,30 @@ def autoevol_notes(rows: Sequence[dict[str, Any]]) -> str:
                      for r in _runs(rows, "autoevol") if r["notes"])
 
 
+def render_others(runs: Sequence[dict[str, Any]]) -> str:
+    """One row per other task: the plain instruction and AutoEvolInstruct on its test split, the held-out check,
+    and what was adopted."""
+    lines = ["| task | unoptimized % (95% interval) | AutoEvolInstruct % (95% interval) | held-out check against the "
+             "plain instruction (wins+/losses-, sign test) | adopted instructions |", "| --- | --- | --- | --- | --- |"]
+    worse = []
+    for task in dict.fromkeys(run["task"] for run in runs):
+        mine = [run for run in runs if run["task"] == task]
+        base, aei = _runs(mine, "unoptimized"), _runs(mine, "autoevol")
+        if not base or not aei:
+            continue
+        check = holdout_comparison(aei[0], mine)
+        if aei[0]["accuracy"] < base[0]["accuracy"]:
+            worse.append(task)
+        adopted = "the plain instruction" if aei[0]["instructions"].strip() == base[0]["instructions"].strip() \
+            else _clip(aei[0]["instructions"], 160)
+        lines.append(f"| {TASKS[task].title} | {_pct(base[0]['per_case'])} | {_pct(aei[0]['per_case'])} | "
+                     f"{'-' if check is None else f'{check.wins}+/{check.losses}- p={check.p_value:.3g} {check.verdict}'}"
+                     f" | {adopted} |")
+    verdict_line = (f"Worse than the plain instruction on {len(worse)} task(s): {', '.join(worse)}." if worse else
+                    "Never worse than the plain instruction on these tasks.")
+    return "\n".join([*lines, "", verdict_line])
+
+
 def render_section(parts: dict[str, Any], settings: Settings, command: str, info: dict[str, Any],
                    seconds: float, note: str | None = None) -> str:
     """The RESULTS.md section: command, machine, LMs, the pilot, the comparison, the adopted instructions, the verdict."""
@@ -1054,6 +1090,11 @@ def render_section(parts: dict[str, Any], settings: Settings, command: str, info
                   autoevol_notes(rows), "",
                   "AutoEvolInstruct's proposals by source, over all seeds:", "", render_sources(rows), "",
                   "### Adopted instructions", "", render_adopted(rows, settings), ""]
+    if parts.get("others"):
+        lines += ["### The pilot's other tasks", "",
+                  "AutoEvolInstruct with the same settings, seed 0, on each other pilot task whose pool fits the "
+                  "splits above (its own train, val and test cases), beside the unoptimized program, on the test "
+                  "split:", "", render_others(parts["others"]), ""]
     return "\n".join(lines)
 
 
@@ -1075,6 +1116,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="compare on this task (default: the best task of the pilot)")
     parser.add_argument("--no-pilot", action="store_true", help="skip the pilot (needs --task)")
     parser.add_argument("--pilot-only", action="store_true", help="run the pilot, not the comparison")
+    parser.add_argument("--no-others", action="store_true",
+                        help="skip AutoEvolInstruct on the pilot's other tasks (after the comparison)")
     parser.add_argument("--pilot-size", type=int, default=100, help="held-out cases per pilot task (default 100)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (--smoke: 0)")
     parser.add_argument("--optimizers", nargs="+", choices=OPTIMIZERS, default=list(OPTIMIZERS))
@@ -1164,6 +1207,9 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     if chosen is not None and not args.pilot_only:
         record["settings"] = settings = settings_from(args, chosen)
         parts["rows"] = run_seeds(args.seeds, settings, args.jobs)
+        save_raw(args.raw, record)
+    if parts.get("pilot") and not args.pilot_only and not args.no_others:
+        parts["others"] = run_others(parts["pilot"], chosen, settings, args.jobs)
     info["load_at_end"] = common.current_load()
     record["seconds"] = time.perf_counter() - started
     save_raw(args.raw, record)
