@@ -174,6 +174,7 @@ def test_framed_instructions_name_the_work_the_form_implies_and_keep_the_users_w
     once = framed("Rate the review.", *number)
     assert once.startswith("Solve the problem in the review.\nRate the review.")
     assert framed(once, *number) is None  # never framed twice
+    assert "\n\n" not in framed("", *number)  # empty instructions leave no empty line
     assert framed("Rate the review. Give the stars as a bare number: digits only, with no words, units or "
                   "symbols.", *number).count("bare number") == 1  # a form already said is not said again
 

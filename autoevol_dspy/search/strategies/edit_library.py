@@ -81,8 +81,8 @@ def framed(current: str, inputs: tuple[FieldView, ...], outputs: tuple[FieldView
     framing, form = _framing(inputs, outputs[-1]), _form(outputs[-1])
     if framing is None or framing.lower() in current.lower():
         return None
-    tail = f"\n{form}" if form and form.lower() not in current.lower() else ""
-    return f"{framing}\n{current.strip()}{tail}"
+    parts = [framing, current.strip(), form if form and form.lower() not in current.lower() else ""]
+    return "\n".join(part for part in parts if part)
 
 
 def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...]) -> list[str]:
