@@ -727,14 +727,17 @@ def run_autoevol(student: dspy.Module, ctx: RunContext) -> dspy.Module:
 
 
 def trial_lines(result: RunResult, plain: str) -> list[str]:
-    """Each instruction AutoEvolInstruct scored on val: wrong answers out of cases scored, and the rule it added."""
+    """Each instruction AutoEvolInstruct scored on val: wrong answers out of cases scored, and the rule it added
+    (or the whole text, when it no longer starts with the plain instruction)."""
     lines = []
     for trial in result.trials:
         text = next(iter(trial.instructions.values()), "")
-        added = text[len(plain):].strip() if text.startswith(plain) else text
+        added = text[len(plain):].strip() if text.startswith(plain) else ""
+        said = (f"added \"{_clip(added, 160)}\"" if added else "the plain instruction") if text.startswith(plain) \
+            else f"now \"{_clip(text, 160)}\""
         status = "" if trial.status == "complete" else f", {trial.status}"
         lines.append(f"{trial.kind} (step {trial.step}): {trial.failures:.0f} wrong of {trial.evaluated} val "
-                     f"cases{status}; " + (f"added \"{_clip(added, 160)}\"" if added else "the plain instruction"))
+                     f"cases{status}; {said}")
     return lines
 
 
