@@ -102,12 +102,17 @@ class TaskSpec:
         return str(getattr(prediction, self.output_field, "")).strip()
 
 
+def _final_answer(solution: str) -> str:
+    """The number after GSM8K's ``####``, without thousands separators."""
+    return solution.split("####")[-1].strip().replace(",", "")
+
+
 def _gsm8k_pool(data_dir: Path) -> list[dspy.Example]:
     """GSM8K questions in one fixed shuffled order, with the final answer after ``####``."""
     rows = common.load_jsonl(data_dir / "gsm8k_train.jsonl")
     random.Random("head-to-head-gsm8k").shuffle(rows)
-    return [dspy.Example(question=r["question"], final=r["answer"].split("####")[-1].strip().replace(",", ""))
-            .with_inputs("question") for r in rows]
+    return [dspy.Example(question=r["question"], final=_final_answer(r["answer"])).with_inputs("question")
+            for r in rows]
 
 
 def _asked_sentence(question: str) -> str | None:
@@ -167,8 +172,7 @@ def _worked_pool(data_dir: Path) -> list[dspy.Example]:
     rows = common.load_jsonl(data_dir / "gsm8k_train.jsonl")
     random.Random("head-to-head-worked").shuffle(rows)
     return [dspy.Example(solution=_CALCULATOR.sub("", r["answer"].split("####")[0]).strip(),
-                         final=r["answer"].split("####")[-1].strip().replace(",", "")).with_inputs("solution")
-            for r in rows]
+                         final=_final_answer(r["answer"])).with_inputs("solution") for r in rows]
 
 
 def _final_explain(gold: dspy.Example, answer: str) -> str:
@@ -557,14 +561,20 @@ def choose_task(rows: Sequence[PilotRow], settings: Settings) -> str | None:
     return max(passing, key=lambda row: best_gain(row)[1][1]).task
 
 
+def in_processes(function: Callable[..., list[Any]], calls: Sequence[tuple[Any, ...]], jobs: int) -> list[list[Any]]:
+    """``function(*call)`` for each call, in order: in this process, or in up to ``jobs`` spawned processes (one
+    embedded model each) when there is more than one call."""
+    if jobs <= 1 or len(calls) <= 1:
+        return [function(*call) for call in calls]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(calls)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(function, *call) for call in calls]
+        return [future.result() for future in futures]
+
+
 def run_pilot(settings: Settings, jobs: int) -> list[PilotRow]:
     """Every candidate task, its groups in parallel processes when ``jobs`` > 1."""
     groups = [[n for n in group if n in TASKS] for group in PILOT_GROUPS]
-    if jobs <= 1:
-        return [row for group in groups for row in pilot_group(group, settings)]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(pilot_group, group, settings) for group in groups]
-        return [row for future in futures for row in future.result()]
+    return [row for rows in in_processes(pilot_group, [(group, settings) for group in groups], jobs) for row in rows]
 
 
 # Metric ------------------------------------------------------------------------------------------
@@ -732,9 +742,9 @@ def trial_lines(result: RunResult, plain: str) -> list[str]:
     lines = []
     for trial in result.trials:
         text = next(iter(trial.instructions.values()), "")
-        added = text[len(plain):].strip() if text.startswith(plain) else ""
-        said = (f"added \"{_clip(added, 160)}\"" if added else "the plain instruction") if text.startswith(plain) \
-            else f"now \"{_clip(text, 160)}\""
+        added = text[len(plain):].strip()
+        said = (f"now \"{_clip(text, 160)}\"" if not text.startswith(plain) else
+                f"added \"{_clip(added, 160)}\"" if added else "the plain instruction")
         status = "" if trial.status == "complete" else f", {trial.status}"
         lines.append(f"{trial.kind} (step {trial.step}): {trial.failures:.0f} wrong of {trial.evaluated} val "
                      f"cases{status}; {said}")
@@ -820,11 +830,8 @@ def run_seed(seed: int, settings: Settings, first: bool = True) -> list[dict[str
 
 def run_seeds(seeds: Sequence[int], settings: Settings, jobs: int) -> list[dict[str, Any]]:
     """Run the seeds in this process, or in ``jobs`` spawned processes (one embedded model each)."""
-    if jobs <= 1 or len(seeds) == 1:
-        return [row for i, seed in enumerate(seeds) for row in run_seed(seed, settings, i == 0)]
-    with ProcessPoolExecutor(max_workers=min(jobs, len(seeds)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_seed, seed, settings, i == 0) for i, seed in enumerate(seeds)]
-        return [row for future in futures for row in future.result()]
+    calls = [(seed, settings, i == 0) for i, seed in enumerate(seeds)]
+    return [row for rows in in_processes(run_seed, calls, jobs) for row in rows]
 
 
 def run_others(rows: Sequence[PilotRow], chosen: str | None, settings: Settings, jobs: int) -> list[dict[str, Any]]:
@@ -832,11 +839,8 @@ def run_others(rows: Sequence[PilotRow], chosen: str | None, settings: Settings,
     splits fit: where instructions barely matter, a search must keep the plain instruction or gain, never lose."""
     others = [replace(settings, task=row.task, optimizers=("unoptimized", "autoevol"))
               for row in rows if row.task != chosen and row.comparable]
-    if jobs <= 1 or len(others) <= 1:
-        return [{**run, "task": other.task} for other in others for run in run_seed(0, other)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [(other.task, pool.submit(run_seed, 0, other)) for other in others]
-        return [{**run, "task": task} for task, future in futures for run in future.result()]
+    results = in_processes(run_seed, [(0, other) for other in others], jobs)
+    return [{**run, "task": other.task} for other, runs in zip(others, results) for run in runs]
 
 
 # Reporting ---------------------------------------------------------------------------------------
@@ -1066,14 +1070,12 @@ def render_others(runs: Sequence[dict[str, Any]]) -> str:
         base, aei = _runs(mine, "unoptimized"), _runs(mine, "autoevol")
         if not base or not aei:
             continue
-        check = holdout_comparison(aei[0], mine)
         if aei[0]["accuracy"] < base[0]["accuracy"]:
             worse.append(task)
         adopted = "the plain instruction" if aei[0]["instructions"].strip() == base[0]["instructions"].strip() \
             else _clip(aei[0]["instructions"], 160)
         lines.append(f"| {TASKS[task].title} | {_pct(base[0]['per_case'])} | {_pct(aei[0]['per_case'])} | "
-                     f"{'-' if check is None else f'{check.wins}+/{check.losses}- p={check.p_value:.3g} {check.verdict}'}"
-                     f" | {adopted} |")
+                     f"{holdout_check(aei[0], mine)} | {adopted} |")
     verdict_line = (f"Worse than the plain instruction on {len(worse)} task(s): {', '.join(worse)}." if worse else
                     "Never worse than the plain instruction on these tasks.")
     return "\n".join([*lines, "", verdict_line])

@@ -63,9 +63,14 @@ def _form(output: FieldView) -> str | None:
     return None
 
 
+def _sources(inputs: tuple[FieldView, ...]) -> str:
+    """The input fields as words ("question and context"), for instructions."""
+    return " and ".join(field.words for field in inputs) or "input"
+
+
 def _framing(inputs: tuple[FieldView, ...], output: FieldView) -> str | None:
     """The work the output's form implies, said as the task: what a bare number or a label is made by."""
-    sources = " and ".join(field.words for field in inputs) or "input"
+    sources = _sources(inputs)
     if output.type_name == "number":
         return f"Solve the problem in the {sources}."
     if output.type_name == "choice" and output.choices:
@@ -90,7 +95,7 @@ def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...
     if not outputs:
         return []
     main = outputs[-1]  # the last output is the answer; earlier ones (reasoning) lead up to it
-    sources = " and ".join(field.words for field in inputs) or "input"
+    sources = _sources(inputs)
     edits = [
         _form(main),
         f"Reply with the {main.words} only: no explanation, no working, no extra words.",
