@@ -7,8 +7,9 @@ on enough cases to tell (its paired 95% interval excludes zero). Comparison, on 
 task: unoptimized, COPRO, MIPROv2 (instructions only), GEPA and AutoEvolInstruct with the
 same task LM, adapter and proposal LM, at about the same number of metric calls (one
 counting wrapper around the metric, for all), over several seeds; held-out accuracy with
-95% intervals, beside the pilot's hand-written instruction as a reference (not ranked). The instructions every optimizer adopted are judged by the library's
-ProposalGuard rules, the same way for all.
+95% intervals, beside the pilot's hand-written instruction as a reference (not ranked). The
+instructions every optimizer adopted are judged by the library's ProposalGuard rules, the
+same way for all.
 
     python benchmarks/head_to_head.py            # real run, embedded SmolLM2-135M
     python benchmarks/head_to_head.py --smoke    # seconds, scripted stub LM (CI)
@@ -214,6 +215,8 @@ def _keywords_explain(gold: dspy.Example, answer: str) -> str:
 
 
 _FIRST_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_MONEY_WORDS = re.compile(r"\$|dollar|cent|price|cost|pay|paid|sell|sold|buy|bought|earn|spend|spent|money",
+                          re.IGNORECASE)
 _NUMBER_WORDS = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
                            r"forty|fifty|hundred|thousand|half|twice|double|triple|dozen)\b", re.IGNORECASE)
 
@@ -224,7 +227,7 @@ def _first_number_pool(data_dir: Path) -> list[dspy.Example]:
     for example in _gsm8k_pool(data_dir)[2::3]:
         found = _FIRST_NUMBER.search(example.question)
         if found and not _NUMBER_WORDS.search(example.question[: found.start()]):
-            number = found.group().rstrip(",").replace(",", "")
+            number = found.group().replace(",", "")
             examples.append(dspy.Example(problem=example.question, first=number).with_inputs("problem"))
     return examples
 
@@ -242,9 +245,7 @@ def _money_pool(data_dir: Path) -> list[dspy.Example]:
     """GSM8K problems with a dollar sign (yes) interleaved with problems without money words (no)."""
     problems = [e.question for e in _gsm8k_pool(data_dir)[1::3]]
     yes = [dspy.Example(problem=p, money="yes").with_inputs("problem") for p in problems if "$" in p]
-    no = [dspy.Example(problem=p, money="no").with_inputs("problem") for p in problems
-          if not re.search(r"\$|dollar|cent|price|cost|pay|paid|sell|sold|buy|bought|earn|spend|spent|money", p,
-                           re.IGNORECASE)]
+    no = [dspy.Example(problem=p, money="no").with_inputs("problem") for p in problems if not _MONEY_WORDS.search(p)]
     return _interleave(yes, no)
 
 
