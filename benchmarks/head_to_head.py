@@ -257,6 +257,54 @@ def _money_explain(gold: dspy.Example, answer: str) -> str:
     return f"No: the reply was {answer[:80]!r}, and it should have been just {gold.money!r}."
 
 
+_DOLLARS = re.compile(r"\$\d[\d,]*(?:\.\d\d)?")
+_WITH_UNIT = re.compile(r"\$?\d[\d,]*(?:\.\d+)? [A-Za-z]+(?: [A-Za-z]+)?")
+_EXPRESSION = re.compile(r"[\d\s.,+\-*/x×()]+")
+_OPERATION = re.compile(r"\d\)?\s*[+\-*/x×]\s*\(?\s*\d")
+
+
+def _dollars_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K questions that speak of dollars (a ``$`` in the text), whose answer is an amount of money."""
+    return [e for e in _gsm8k_pool(data_dir)[::-1] if "$" in e.question]
+
+
+def _dollars_correct(gold: dspy.Example, answer: str) -> bool:
+    return _DOLLARS.fullmatch(answer.rstrip(".")) is not None
+
+
+def _dollars_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Not in the required form: {answer[:80]!r}. An amount is written as a dollar sign followed by the "
+            "number, such as $12 or $4.50, with nothing else.")
+
+
+def _unit_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K questions (every third, from the second) whose answer is a quantity with its unit."""
+    return _gsm8k_pool(data_dir)[1::3]
+
+
+def _unit_correct(gold: dspy.Example, answer: str) -> bool:
+    return _WITH_UNIT.fullmatch(answer.rstrip(".")) is not None
+
+
+def _unit_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Wrong form: {answer[:80]!r}. Give the quantity as a number followed by its unit, like '18 cards' or "
+            "'45 minutes', and nothing more.")
+
+
+def _expression_pool(data_dir: Path) -> list[dspy.Example]:
+    """GSM8K problems (every third) whose calculation is asked for."""
+    return [dspy.Example(problem=e.question).with_inputs("problem") for e in _gsm8k_pool(data_dir)[::3]]
+
+
+def _expression_correct(gold: dspy.Example, answer: str) -> bool:
+    return _EXPRESSION.fullmatch(answer) is not None and _OPERATION.search(answer) is not None
+
+
+def _expression_explain(gold: dspy.Example, answer: str) -> str:
+    return (f"Rejected: {answer[:80]!r} is not an arithmetic expression. The reply must be a calculation made of "
+            "numbers and the signs + - * / only, with no words and no equals sign.")
+
+
 def _mt_bench(data_dir: Path) -> list[dict[str, Any]]:
     """MT-Bench rows in question order."""
     return sorted(common.load_jsonl(data_dir / "mt_bench_questions.jsonl"), key=lambda r: r["question_id"])
@@ -384,6 +432,21 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              ("Reply yes if the problem mentions money (dollars, prices, costs or payments) and no if it does not. "
               "Reply with the single word yes or no.",),
              _money_pool, _money_correct, _money_explain),
+    TaskSpec("gsm8k-dollars", "GSM8K question about money -> answer; metric: an amount written as $ and digits",
+             "question", "answer", str, "Answer the question.",
+             ("Solve the problem and reply with the amount of money only, written as a dollar sign followed by "
+              "digits, for example $12 or $4.50, with no words.",),
+             _dollars_pool, _dollars_correct, _dollars_explain),
+    TaskSpec("gsm8k-unit", "GSM8K question -> answer; metric: a number followed by its unit (one or two words)",
+             "question", "answer", str, "Answer the question.",
+             ("Solve the math word problem and reply with the number followed by its unit, such as 18 cards or "
+              "45 minutes, and nothing else.",),
+             _unit_pool, _unit_correct, _unit_explain),
+    TaskSpec("gsm8k-expression", "GSM8K problem -> its calculation; metric: digits and + - * / signs only",
+             "problem", "calculation", str, "Write the calculation that solves the problem.",
+             ("Reply with a single arithmetic expression that computes the answer from the problem's numbers, "
+              "such as 12 * 3 + 5: digits and the signs + - * / only, no words, no equals sign and no result.",),
+             _expression_pool, _expression_correct, _expression_explain),
     TaskSpec("math-or-not", "text -> is it a math word problem? (yes/no: GSM8K vs MT-Bench turns without math)",
              "text", "is_math_problem", bool, "Decide whether the text is a math word problem.",
              ("Answer true when the text is a math word problem: a short story with quantities that asks for a "
@@ -405,7 +468,8 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
 #: Tasks run in one process share its LM cache: the two GSM8K tasks send the same requests.
 PILOT_GROUPS = (("gsm8k-number", "gsm8k-solved", "gsm8k-final"),
                 ("math-or-not", "gsm8k-asked", "gsm8k-name", "gsm8k-first-number"),
-                ("mt-bench-4", "review-sentiment", "gsm8k-title", "gsm8k-keywords", "gsm8k-money"))
+                ("mt-bench-4", "review-sentiment", "gsm8k-title", "gsm8k-keywords", "gsm8k-money"),
+                ("gsm8k-dollars", "gsm8k-unit", "gsm8k-expression"))
 
 
 @dataclass(frozen=True)
