@@ -3,8 +3,8 @@
 Pilot: for each candidate task built from the public data sets, the plain instruction and one
 or two hand-written ones run on held-out cases with the embedded SmolLM2-135M (JSON adapter);
 a task qualifies when a hand-written instruction beats the plain one by at least 10 points,
-on enough cases to tell (its paired 95% interval excludes zero). Comparison, on the chosen
-task: unoptimized, COPRO, MIPROv2 (instructions only), GEPA and AutoEvolInstruct with the
+on enough cases to tell (its paired 95% interval excludes zero). Comparison, on every task
+that qualifies: unoptimized, COPRO, MIPROv2 (instructions only), GEPA and AutoEvolInstruct with the
 same task LM, adapter and proposal LM, at about the same number of metric calls (one
 counting wrapper around the metric, for all), over several seeds; held-out accuracy with
 95% intervals, beside the pilot's hand-written instruction as a reference (not ranked). The
@@ -568,6 +568,8 @@ def _stub_task_answer(call: common.StubCall) -> dict[str, Any] | None:
     if "person" in call.outputs and "problem" in call.inputs:
         found = _NAME_INSIDE.search(next(iter(call.inputs.values()), ""))
         return {"person": found.group(0) if found and "only" in call.instructions.lower() else "It is about a person."}
+    if "calculation" in call.outputs:
+        return {"calculation": "12 * 3 + 5" if "expression" in call.instructions.lower() else "It is 41."}
     if "is_math_problem" in call.outputs:
         return {"is_math_problem": "how many" in text or "how much" in text}
     if "category" in call.outputs and "question" in call.inputs:
@@ -674,12 +676,18 @@ def qualifies(row: PilotRow, settings: Settings) -> tuple[bool, str]:
     return True, "passes"
 
 
-def choose_task(rows: Sequence[PilotRow], settings: Settings) -> str | None:
-    """The passing task whose best gain has the highest lower bound."""
+def choose_tasks(rows: Sequence[PilotRow], settings: Settings) -> list[str]:
+    """Every passing task, the one whose best gain has the highest lower bound first."""
     passing = [row for row in rows if qualifies(row, settings)[0]]
-    if not passing:
-        return None
-    return max(passing, key=lambda row: best_gain(row)[1][1]).task
+    return [row.task for row in sorted(passing, key=lambda row: best_gain(row)[1][1], reverse=True)]
+
+
+def compared_tasks(parts: dict[str, Any], settings: Settings) -> list[str]:
+    """The tasks a record compares on (a record from before several could be compared names one, or none)."""
+    if "compared" in parts:
+        return list(parts["compared"])
+    chosen = parts.get("chosen") or (settings.task if parts.get("rows") else None)
+    return [chosen] if chosen else []
 
 
 def in_processes(function: Callable[..., list[Any]], calls: Sequence[tuple[Any, ...]], jobs: int) -> list[list[Any]]:
@@ -956,17 +964,20 @@ def run_seed(seed: int, settings: Settings, first: bool = True) -> list[dict[str
     return [run_one(name, ctx) for name in names]
 
 
-def run_seeds(seeds: Sequence[int], settings: Settings, jobs: int) -> list[dict[str, Any]]:
-    """Run the seeds in this process, or in ``jobs`` spawned processes (one embedded model each)."""
-    calls = [(seed, settings, i == 0) for i, seed in enumerate(seeds)]
-    return [row for rows in in_processes(run_seed, calls, jobs) for row in rows]
+def run_seeds(tasks: Sequence[str], seeds: Sequence[int], settings: Settings, jobs: int) -> list[dict[str, Any]]:
+    """Every seed of every task (each row names its task), in this process or in ``jobs`` spawned processes (one
+    embedded model each), all in one pool so that no process waits for another task's turn."""
+    calls = [(seed, replace(settings, task=task), i == 0) for task in tasks for i, seed in enumerate(seeds)]
+    return [{**row, "task": call[1].task} for call, rows in zip(calls, in_processes(run_seed, calls, jobs))
+            for row in rows]
 
 
-def run_others(rows: Sequence[PilotRow], chosen: str | None, settings: Settings, jobs: int) -> list[dict[str, Any]]:
+def run_others(rows: Sequence[PilotRow], compared: Sequence[str], settings: Settings,
+               jobs: int) -> list[dict[str, Any]]:
     """AutoEvolInstruct (seed 0, the unoptimized program beside it) on every other pilot task the comparison's
     splits fit: where instructions barely matter, a search must keep the plain instruction or gain, never lose."""
     others = [replace(settings, task=row.task, optimizers=("unoptimized", "autoevol"))
-              for row in rows if row.task != chosen and row.comparable]
+              for row in rows if row.task not in compared and row.comparable]
     results = in_processes(run_seed, [(0, other) for other in others], jobs)
     return [{**run, "task": other.task} for other, runs in zip(others, results) for run in runs]
 
@@ -993,7 +1004,7 @@ def _clip(text: str, limit: int = 240) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def render_pilot(rows: Sequence[PilotRow], settings: Settings, chosen: str | None) -> str:
+def render_pilot(rows: Sequence[PilotRow], settings: Settings, compared: Sequence[str]) -> str:
     """The pilot table: every instruction of every task, the best gain with its interval, the verdict."""
     table = []
     for row in rows:
@@ -1006,8 +1017,8 @@ def render_pilot(rows: Sequence[PilotRow], settings: Settings, chosen: str | Non
             table.append([spec.title if i == 0 else "", len(right), label, _clip(text, 160), _pct(right), verdict])
     header = ["task", "cases", "instruction", "text", "accuracy % (95% interval)",
               "hand-written minus plain, points (paired 95% interval)"]
-    choice = (f"Chosen for the comparison: **{TASKS[chosen].title}** (`{chosen}`)." if chosen else
-              "No task passed the pilot.")
+    choice = ("Chosen for the comparison: " + "; ".join(f"**{TASKS[name].title}** (`{name}`)" for name in compared)
+              + "." if compared else "No task passed the pilot.")
     return "\n".join([common.markdown_table(header, table), "", choice])
 
 
@@ -1216,6 +1227,19 @@ def render_others(runs: Sequence[dict[str, Any]]) -> str:
     return "\n".join([*lines, "", verdict_line])
 
 
+def render_comparison(rows: Sequence[dict[str, Any]], settings: Settings, parts: dict[str, Any], *,
+                      named: bool) -> list[str]:
+    """One task's comparison: settings, table, verdict, scale, sources and adopted instructions (``named``: the
+    headings name the task, when the section compares on several)."""
+    on = f" on `{settings.task}`" if named else ""
+    return [f"### Comparison at an equal metric-call budget{on}", "", setup_text(settings, parts["seeds"]), "",
+            render_table(rows, settings), "", verdict(rows, settings), "",
+            handwritten_gap(rows, parts.get("pilot"), settings.task), "", gains_from_unusable(rows), "",
+            autoevol_notes(rows), "",
+            "AutoEvolInstruct's proposals by source, over all seeds:", "", render_sources(rows), "",
+            f"### Adopted instructions{on}", "", render_adopted(rows, settings), ""]
+
+
 def render_section(parts: dict[str, Any], settings: Settings, command: str, info: dict[str, Any],
                    seconds: float, note: str | None = None) -> str:
     """The RESULTS.md section: command, machine, LMs, the pilot, the comparison, the adopted instructions, the verdict."""
@@ -1227,20 +1251,17 @@ def render_section(parts: dict[str, Any], settings: Settings, command: str, info
              f"LMs: {lm}. Total wall time {seconds / 60:.1f} min.", ""]
     if note:
         lines += [note, ""]
+    compared = compared_tasks(parts, settings)
     if parts.get("pilot") is not None:
         lines += ["### Pilot: does a hand-written instruction move the model?", "",
                   f"Each candidate task on its own held-out cases (up to {settings.pilot_size}, never used below); "
                   f"a task passes when a hand-written instruction beats the plain one by at least {PILOT_GAIN:g} "
                   f"points with a paired 95% interval above zero, on at least {settings.min_pilot_cases} cases.", "",
-                  render_pilot(parts["pilot"], settings, parts.get("chosen")), ""]
-    rows = parts.get("rows")
-    if rows:
-        lines += ["### Comparison at an equal metric-call budget", "", setup_text(settings, parts["seeds"]), "",
-                  render_table(rows, settings), "", verdict(rows, settings), "",
-                  handwritten_gap(rows, parts.get("pilot"), settings.task), "", gains_from_unusable(rows), "",
-                  autoevol_notes(rows), "",
-                  "AutoEvolInstruct's proposals by source, over all seeds:", "", render_sources(rows), "",
-                  "### Adopted instructions", "", render_adopted(rows, settings), ""]
+                  render_pilot(parts["pilot"], settings, compared), ""]
+    for task in compared:
+        rows = [row for row in parts.get("rows") or () if row.get("task", settings.task) == task]
+        if rows:
+            lines += render_comparison(rows, replace(settings, task=task), parts, named=len(compared) > 1)
     if parts.get("others"):
         lines += ["### The pilot's other tasks", "",
                   "AutoEvolInstruct with the same settings, seed 0, on each other pilot task whose pool fits the "
@@ -1264,7 +1285,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="folder with the public data sets (default: ../shared/data from the repo root)")
     parser.add_argument("--smoke", action="store_true", help="tiny run on a scripted stub LM (seconds; for CI)")
     parser.add_argument("--task", choices=sorted(TASKS), default=None,
-                        help="compare on this task (default: the best task of the pilot)")
+                        help="compare on this task only (default: every task that passes the pilot)")
     parser.add_argument("--no-pilot", action="store_true", help="skip the pilot (needs --task)")
     parser.add_argument("--pilot-only", action="store_true", help="run the pilot, not the comparison")
     parser.add_argument("--no-others", action="store_true",
@@ -1350,17 +1371,18 @@ def measure(args: argparse.Namespace, command: str) -> dict[str, Any]:
     parts: dict[str, Any] = {"seeds": list(args.seeds)}
     record = {"command": command, "info": info, "settings": settings, "parts": parts, "seconds": 0.0,
               "note": args.note}
+    parts["compared"] = [args.task] if args.task else []
     if not args.no_pilot:
         parts["pilot"] = run_pilot(settings, args.jobs)
-        parts["chosen"] = args.task or choose_task(parts["pilot"], settings)
+        parts["compared"] = [args.task] if args.task else choose_tasks(parts["pilot"], settings)
         save_raw(args.raw, record)
-    chosen = args.task or parts.get("chosen")
-    if chosen is not None and not args.pilot_only:
-        record["settings"] = settings = settings_from(args, chosen)
-        parts["rows"] = run_seeds(args.seeds, settings, args.jobs)
+    compared = parts["compared"]
+    if compared and not args.pilot_only:
+        record["settings"] = settings = settings_from(args, compared[0])
+        parts["rows"] = run_seeds(compared, args.seeds, settings, args.jobs)
         save_raw(args.raw, record)
     if parts.get("pilot") and not args.pilot_only and not args.no_others:
-        parts["others"] = run_others(parts["pilot"], chosen, settings, args.jobs)
+        parts["others"] = run_others(parts["pilot"], compared, settings, args.jobs)
     info["load_at_end"] = common.current_load()
     record["seconds"] = time.perf_counter() - started
     save_raw(args.raw, record)

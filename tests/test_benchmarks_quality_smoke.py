@@ -54,6 +54,9 @@ def test_head_to_head_smoke_prints_a_table_and_writes_its_section(tmp_path: Path
     completed = _run("head_to_head.py", results, "--raw", str(raw))
     _assert_table(completed)
     assert "### Pilot" in completed.stdout and "Chosen for the comparison" in completed.stdout
+    # Every task that passes the pilot is compared (the stub passes several), each under its own heading.
+    assert "### Comparison at an equal metric-call budget on `gsm8k-number`" in completed.stdout
+    assert "### Comparison at an equal metric-call budget on `gsm8k-expression`" in completed.stdout
     assert "AutoEvolInstruct" in completed.stdout and "### Adopted instructions" in completed.stdout
     assert "ProposalGuard verdict" in completed.stdout
     # The pilot's hand-written instruction is measured on the test split beside the optimizers, never ranked.
