@@ -19,7 +19,7 @@ from autoevol_dspy import AutoEvolInstruct, ConfigurationError
 from autoevol_dspy.search.demos import SHIPPED_AMEND_DEMOS, amend_demos
 from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings, grouped_failures
 from autoevol_dspy.search.proposer import default_sources, small_model_sources
-from autoevol_dspy.search.strategies.edit_library import EditLibrary, framed, signature_edits
+from autoevol_dspy.search.strategies.edit_library import EditLibrary, example_of, framed, signature_edits
 from autoevol_dspy.search.strategies.feedback_rules import FeedbackRules, rules_from_feedback
 from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, ProposalSource, fields_of
 from autoevol_dspy.tasks import EvolutionTask
@@ -179,6 +179,29 @@ def test_framed_instructions_name_the_work_the_form_implies_and_keep_the_users_w
                   "symbols.", *number).count("bare number") == 1  # a form already said is not said again
 
 
+def test_an_example_of_a_right_output_comes_from_the_run_else_from_the_metrics_feedback():
+    _, (answer,) = fields_of(Ask)
+    passed = ({"answer": "The answer is 7."}, {"answer": "12 apples."})
+    assert example_of(answer, passed, ["Give it like '18 cards'."]) == "The answer is 7"  # accepted beats quoted
+    assert example_of(answer, (), ["Not in the form: '7'. Write an amount such as $12 or $4.50."]) == "$12"
+    assert example_of(answer, (), ["Wrong form: 'x'. Give a count like '18 cards' and nothing more."]) == "18 cards"
+    assert example_of(answer, (), ["The reply must be a calculation, with no words."]) is None  # none quoted
+    assert example_of(answer, ({"answer": "line one\nline two"}, {"answer": "x" * 200}), []) is None  # no one line
+    assert example_of(answer, ({"other": "5"},), []) is None  # another field's output shows nothing of this one
+    _, (sentiment, _) = fields_of(Classify)
+    assert example_of(sentiment, ({"sentiment": "positive"},), []) is None  # one label shown pulls answers to it
+
+
+def test_the_edit_library_shows_an_accepted_output_first_when_the_type_says_no_form():
+    failures = (("metric_rejected", "Rejected: 'It is 41.' is not a calculation; the reply must be numbers and "
+                                    "signs only."),)
+    step = request(failures=failures, passed_outputs=({"answer": "48 / 2 + 48"},))
+    assert EditLibrary().draft(step, sample=0).text == "Answer the question.\nExample answer: 48 / 2 + 48"
+    inputs, outputs = fields_of(Classify.delete("sentiment"))
+    assert signature_edits(inputs, outputs, example="4")[:2] == [
+        "Give the stars as a bare number: digits only, with no words, units or symbols.", "Example stars: 4"]
+
+
 # LM sources -------------------------------------------------------------------------------------------
 
 
@@ -238,6 +261,35 @@ def test_the_result_counts_proposals_by_source_and_names_the_winners():
     assert sum(row.candidates for row in rows.values()) == sum(len(p.candidates) for p in optimizer.result.plans)
     text = optimizer.result.describe()
     assert f"drafted by {winners[0].source}" in text and "proposals by source:" in text
+
+
+def counted(example: dspy.Example, prediction: dspy.Prediction) -> dspy.Prediction:
+    """Right when the answer is the count and its noun ("7 apples"); the feedback quotes no example."""
+    if str(prediction.answer).strip() == f"{example.answer} apples":
+        return dspy.Prediction(score=1.0, feedback="Right.")
+    return dspy.Prediction(score=0.0, feedback="Rejected: the reply must give the count followed by what is "
+                                               "counted, with no other words.")
+
+
+def test_a_run_shows_an_output_the_metric_accepted_as_an_example_and_adopts_it():
+    """The task LM gets the form right on one case by itself, and on every case once it is shown that one."""
+
+    def answer(call: Call) -> dict[str, str]:
+        if call.kind != "program":
+            return respond(call)
+        number = _NUMBER.search(call.inputs["question"]).group(1)
+        shown = "Example answer: 3 apples" in call.instructions
+        return {"answer": f"{number} apples" if shown or number == "3" else f"The answer is {number}."}
+
+    lm, _ = scripted_lm(answer)
+    optimizer = AutoEvolInstruct(counted, lm=lm, optimizer_lm=lm, proposal_style="mixed", num_candidates=4,
+                                 batch_sampler=4, dev_size=8, max_steps=1, num_threads=1, holdout=0, progress=False)
+    program = optimizer.compile(dspy.Predict(Ask), trainset=questions(range(20)),
+                                valset=questions([3, *range(50, 57)]))
+    result = optimizer.result
+    assert program.signature.instructions.endswith("Example answer: 3 apples")
+    assert result.best_failure_rate == 0.0 and result.initial_failure_rate == 7 / 8
+    assert next(t for t in result.trials if t.number == result.best_trial).source == "edit_library"
 
 
 def test_the_exact_metric_states_the_norm_that_feedback_rules_can_use():

@@ -226,6 +226,7 @@ class SearchRun:
             failures=tuple((r.failure.category, r.feedback or r.failure.reason) for r in results if r.failure),
             inputs=inputs, outputs=outputs, history=history, tried=self._tried(predictor),
             edit_hints=dict(getattr(self.task, "edit_hints", {}) or {}), accepted_rules=self._accepted_rules(predictor),
+            passed_outputs=self._passed_outputs(results),
         )
         proposals = self.proposer.propose(
             request=request, num_candidates=self.config.num_candidates, num_threads=self.config.num_threads,
@@ -264,6 +265,13 @@ class SearchRun:
         """Texts of ``predictor`` this run evaluated or refused: a source never drafts them again."""
         evaluated = {normalized(t.instructions.get(predictor, "")) for t in self.tracker.trials()}
         return frozenset(evaluated | self.refused_texts)
+
+    def _passed_outputs(self, trajectory: list[CaseResult]) -> tuple[dict[str, str], ...]:
+        """Outputs of the cases the metric accepted: the trajectory's, then the evidence the dev evaluations kept."""
+        kept = [case for trial in self.tracker.trials() for case in trial.examples]
+        passed = [case.outputs for case in [*trajectory, *kept] if case.failure is None and case.case_loss == 0]
+        unique = {repr(sorted(outputs.items())): outputs for outputs in passed}
+        return tuple({name: str(value) for name, value in outputs.items()} for outputs in unique.values())
 
     def _accepted_rules(self, predictor: str) -> tuple[tuple[str, str, str], ...]:
         """(before, feedback, rule) for each accepted step that appended a rule to ``predictor``."""

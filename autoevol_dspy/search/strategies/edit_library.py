@@ -9,7 +9,10 @@ gets "never answer the instruction"). Each edit is one sentence appended to the 
 instructions; the dev set decides which helps. One candidate also names the work the form
 implies before the user's own words (a number is worked out: "Solve the problem in the
 question."; a label is chosen) and appends the form: a small task LM follows a task it is
-told to do far better than an output it is told to give.
+told to do far better than an output it is told to give. For a free-text or number output,
+one edit shows an example of a right output ("Example answer: ..."): an output the metric
+accepted earlier in the run, else one the metric's feedback quotes; a small model copies a
+form it is shown far more readily than one it is told.
 Nothing here comes from a benchmark: every sentence is built from the user's own field
 names, types and descriptions.
 """
@@ -25,7 +28,7 @@ import regex
 from autoevol_dspy.search.strategies.proposal_source import Draft, FieldView, ProposalRequest, first_unclaimed
 from autoevol_dspy.text import bounded
 
-__all__ = ["EditLibrary", "form_from_feedback", "framed", "signature_edits"]
+__all__ = ["EditLibrary", "example_of", "form_from_feedback", "framed", "signature_edits"]
 
 
 def _listed(values: tuple[str, ...]) -> str:
@@ -48,6 +51,38 @@ def form_from_feedback(output: FieldView, feedback: list[str]) -> FieldView:
         if 2 * sum(1 for text in feedback if pattern.search(bounded(text, 2_000))) > len(feedback):
             return replace(output, type_name=kind)
     return output
+
+
+# An example the metric's feedback gives of a right output: "such as $12", "like '18 cards'", "e.g. 3 + 4".
+_FEEDBACK_EXAMPLE = regex.compile(
+    r"\b(?:such\s++as|like|for\s++example|for\s++instance|e\.g\.)[\s,:]++"
+    r"(?:'([^'\n]{1,60}+)'|\"([^\"\n]{1,60}+)\"|`([^`\n]{1,60}+)`|([^\s\d,;]*+\d[^\s,;]*+))", regex.IGNORECASE)
+_EXAMPLE_CHARS = 80
+
+
+def _example_text(value: str) -> str | None:
+    """``value`` as an example to show: one short line, without a closing period; ``None`` when it is not."""
+    text = " ".join(str(value).split()).rstrip(".")
+    return text if text and len(text) <= _EXAMPLE_CHARS and "\n" not in str(value).strip() else None
+
+
+def example_of(output: FieldView, passed: tuple[dict[str, str], ...] | list[dict[str, str]],
+               feedback: list[str]) -> str | None:
+    """An example of a right ``output``: the first short one the metric accepted in ``passed``, else the first
+    the metric's ``feedback`` quotes; ``None`` for a label or true/false (one label shown would pull every
+    answer to it) and when there is none."""
+    if output.type_name in ("choice", "bool"):
+        return None
+    for outputs in passed:
+        text = _example_text(outputs.get(output.name, "")) if output.name in outputs else None
+        if text:
+            return text
+    for reason in feedback:
+        for match in _FEEDBACK_EXAMPLE.finditer(bounded(reason, 2_000)):
+            text = _example_text(next(group for group in match.groups() if group))
+            if text:
+                return text
+    return None
 
 
 def _form(output: FieldView) -> str | None:
@@ -90,14 +125,17 @@ def framed(current: str, inputs: tuple[FieldView, ...], outputs: tuple[FieldView
     return "\n".join(part for part in parts if part)
 
 
-def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...]) -> list[str]:
-    """The general edits for a predictor with these fields, most often useful first."""
+def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...], *,
+                    example: str | None = None) -> list[str]:
+    """The general edits for a predictor with these fields, most often useful first; ``example``: a right
+    output to show (:func:`example_of`)."""
     if not outputs:
         return []
     main = outputs[-1]  # the last output is the answer; earlier ones (reasoning) lead up to it
     sources = _sources(inputs)
     edits = [
         _form(main),
+        f"Example {main.words}: {example}" if example else None,
         f"Reply with the {main.words} only: no explanation, no working, no extra words.",
         f"Write the {main.words} in as few words as it needs, on one line.",
         f"The {main.words} is {main.desc.rstrip('.')}." if main.desc else None,
@@ -119,11 +157,11 @@ class EditLibrary:
         by_category = Counter(category for category, _ in request.failures)
         hints = [request.edit_hints[category] for category, _ in by_category.most_common()
                  if category in request.edit_hints]
-        outputs = request.outputs
+        outputs, feedback = request.outputs, [reason for _, reason in request.failures]
+        example = example_of(outputs[-1], request.passed_outputs, feedback) if outputs else None
         if outputs:  # a text field whose metric asks for a number (or true/false) gets that form's edit
-            feedback = [reason for _, reason in request.failures]
             outputs = (*outputs[:-1], form_from_feedback(outputs[-1], feedback))
-        edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, outputs)])
+        edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, outputs, example=example)])
                  if edit.lower() not in request.current.lower()]
         whole = framed(request.current, request.inputs, outputs)
         texts = [*(request.appended(edit) for edit in edits if edit in hints), *([whole] if whole else []),

@@ -90,7 +90,9 @@ class ProposalRequest:
     metric's feedback. ``tried``: texts this run already evaluated or refused for the predictor
     (whitespace collapsed, :func:`normalized`); a source that lists candidates skips them and
     the ones another sample of the step claimed. ``edit_hints``: the task's edit for each
-    failure category it knows.
+    failure category it knows. ``passed_outputs``: outputs of cases the metric accepted in this run
+    (the trajectory's first, then the dev evaluations' evidence), each as field -> text: what a
+    right output looks like, in the task model's own words.
     """
 
     step: int
@@ -104,6 +106,7 @@ class ProposalRequest:
     tried: frozenset[str] = frozenset()
     edit_hints: dict[str, str] = field(default_factory=dict)
     accepted_rules: tuple[tuple[str, str, str], ...] = ()  # (instructions before, feedback, rule) of accepted steps
+    passed_outputs: tuple[dict[str, str], ...] = ()
     _claimed: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
