@@ -10,6 +10,7 @@ refuses, so any gain must come from the sources that do not need a capable LM.
 from __future__ import annotations
 
 import re
+import time
 from typing import Literal
 
 import dspy
@@ -18,11 +19,17 @@ import pytest
 from autoevol_dspy import AutoEvolInstruct, ConfigurationError
 from autoevol_dspy.search.demos import SHIPPED_AMEND_DEMOS, amend_demos
 from autoevol_dspy.search.lm_sources import LMAmend, LMRewrite, OptimizerSettings, grouped_failures
-from autoevol_dspy.search.proposer import default_sources, small_model_sources
+from autoevol_dspy.search.proposer import InstructionProposer, default_sources, small_model_sources
 from autoevol_dspy.search.strategies.edit_library import EditLibrary, example_of, framed, signature_edits
 from autoevol_dspy.search.strategies.feedback_rules import FeedbackRules, rules_from_feedback
-from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, ProposalSource, fields_of
-from autoevol_dspy.tasks import EvolutionTask
+from autoevol_dspy.search.strategies.proposal_source import (
+    Draft,
+    ProposalRequest,
+    ProposalSource,
+    fields_of,
+    first_unclaimed,
+)
+from autoevol_dspy.tasks import EvolutionTask, ProgramTask
 from autoevol_dspy.testing import Call, scripted_lm
 
 _NUMBER = re.compile(r"#(\d+)")
@@ -200,6 +207,43 @@ def test_the_edit_library_shows_an_accepted_output_first_when_the_type_says_no_f
     inputs, outputs = fields_of(Classify.delete("sentiment"))
     assert signature_edits(inputs, outputs, example="4")[:2] == [
         "Give the stars as a bare number: digits only, with no words, units or symbols.", "Example stars: 4"]
+
+
+
+def test_the_framed_instructions_come_again_with_an_example_before_the_form_appended_alone():
+    """The framed candidate already says the form: the step's next edit adds the example to it, not the form
+    appended to the plain instructions."""
+    step = request(passed_outputs=({"answer": "18"},))
+    library = EditLibrary()
+    first, second, third = (library.draft(step, sample=i).text for i in range(3))
+    framed_text = ("Solve the problem in the question.\nAnswer the question.\n"
+                   "Give the answer as a bare number: digits only, with no words, units or symbols.")
+    assert (first, second) == (framed_text, f"{framed_text}\nExample answer: 18")
+    assert third == ("Answer the question.\n"
+                     "Give the answer as a bare number: digits only, with no words, units or symbols.")
+    assert library.draft(request(), sample=0).text == framed_text  # no example known: no twin
+
+
+class _SlowFirstSample:
+    """A source that needs no LM and takes longer on sample 0: with parallel drafting, sample 1 would claim first."""
+
+    name, uses_lm = "slow_first", False
+
+    def draft(self, request: ProposalRequest, *, sample: int, note: str = "") -> Draft | None:
+        if sample == 0:
+            time.sleep(0.05)
+        text = first_unclaimed(request, [request.appended("Be brief."), request.appended("Be exact.")])
+        return Draft(text=text) if text else None
+
+    def describe(self) -> dict:
+        return {"type": "SlowFirstSample"}
+
+
+def test_sources_without_an_lm_draft_in_sample_order_whatever_the_threads():
+    proposer = InstructionProposer(task=ProgramTask(metric=bare_number), lm=None, temperature=0.6, seed=0,
+                                   sources=[_SlowFirstSample()])
+    proposals = proposer.propose(request=request(), num_candidates=2, num_threads=2)
+    assert [p.instructions for p in proposals] == ["Answer the question.\nBe brief.", "Answer the question.\nBe exact."]
 
 
 # LM sources -------------------------------------------------------------------------------------------

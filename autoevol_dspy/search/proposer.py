@@ -57,9 +57,13 @@ def paper_sources() -> list[ProposalSource]:
 
 
 def small_model_sources() -> list[ProposalSource]:
-    """For a small optimizer LM (the embedded 135M, laptop models): rules from the metric's feedback, general
-    edits from the signature, and one rule written by the LM from grouped failures with worked examples."""
-    return [FeedbackRules(), EditLibrary(), LMAmend(analyse=False, demos=True), EditLibrary()]
+    """For a small optimizer LM (the embedded 135M, laptop models): two general edits from the signature, a rule
+    from the metric's feedback, and one rule written by the LM from grouped failures with worked examples.
+
+    The general edits come first: they won every step the head-to-head benchmark's tasks accepted, and a
+    budget that evaluates fewer candidates than m evaluates the first samples' (``benchmarks/head_to_head.py``).
+    """
+    return [EditLibrary(), EditLibrary(), FeedbackRules(), LMAmend(analyse=False, demos=True)]
 
 
 def default_sources(optimizer_lm: object | None, style: ProposalStyle | None = None) -> list[ProposalSource]:
@@ -207,8 +211,13 @@ class InstructionProposer:
             def one(sample: int) -> Proposal:
                 return self._sample(request, sample, note, seen)
 
-            results = dict(run_parallel(one, range(first, first + num_candidates), num_threads=num_threads))
-            return [results[i] for i in range(num_candidates)]  # run_parallel yields positions
+            samples = range(first, first + num_candidates)
+            # Sources that need no LM draft first, one after another in sample order, so which sample gets which
+            # edit never depends on the threads; only the LM drafts run in parallel.
+            results = {s: one(s) for s in samples if not self.sources[s % len(self.sources)].uses_lm}
+            online = [s for s in samples if s not in results]
+            results.update((online[i], p) for i, p in run_parallel(one, online, num_threads=num_threads))
+            return [results[s] for s in samples]
 
         with unparsed_replies() as unparsed:
             attempt = 0

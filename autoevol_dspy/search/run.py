@@ -221,12 +221,13 @@ class SearchRun:
         results = run_cases(self.task, program, [(i, self.trainset[i]) for i in batch_indices],
                             num_threads=self.config.num_threads)
         inputs, outputs = self.fields.get(predictor, ((), ()))
+        trials = self.tracker.trials()  # read once: what was tried, what was accepted, what passed
         request = ProposalRequest(
             step=step, predictor=predictor, current=current[predictor], trajectory=self.task.format_trajectory(results),
             failures=tuple((r.failure.category, r.feedback or r.failure.reason) for r in results if r.failure),
-            inputs=inputs, outputs=outputs, history=history, tried=self._tried(predictor),
-            edit_hints=dict(getattr(self.task, "edit_hints", {}) or {}), accepted_rules=self._accepted_rules(predictor),
-            passed_outputs=self._passed_outputs(results),
+            inputs=inputs, outputs=outputs, history=history, tried=self._tried(predictor, trials),
+            edit_hints=dict(getattr(self.task, "edit_hints", {}) or {}),
+            accepted_rules=self._accepted_rules(predictor, trials), passed_outputs=self._passed_outputs(results, trials),
         )
         proposals = self.proposer.propose(
             request=request, num_candidates=self.config.num_candidates, num_threads=self.config.num_threads,
@@ -261,21 +262,22 @@ class SearchRun:
             refused_by_source=dict(refused), usage=self.meter.report() - before,
         )
 
-    def _tried(self, predictor: str) -> frozenset[str]:
+    def _tried(self, predictor: str, trials: list[TrialRecord]) -> frozenset[str]:
         """Texts of ``predictor`` this run evaluated or refused: a source never drafts them again."""
-        evaluated = {normalized(t.instructions.get(predictor, "")) for t in self.tracker.trials()}
+        evaluated = {normalized(t.instructions.get(predictor, "")) for t in trials}
         return frozenset(evaluated | self.refused_texts)
 
-    def _passed_outputs(self, trajectory: list[CaseResult]) -> tuple[dict[str, str], ...]:
+    @staticmethod
+    def _passed_outputs(trajectory: list[CaseResult], trials: list[TrialRecord]) -> tuple[dict[str, str], ...]:
         """Outputs of the cases the metric accepted: the trajectory's, then the evidence the dev evaluations kept."""
-        kept = [case for trial in self.tracker.trials() for case in trial.examples]
+        kept = [case for trial in trials for case in trial.examples]
         passed = [case.outputs for case in [*trajectory, *kept] if case.failure is None and case.case_loss == 0]
         unique = {repr(sorted(outputs.items())): outputs for outputs in passed}
         return tuple({name: str(value) for name, value in outputs.items()} for outputs in unique.values())
 
-    def _accepted_rules(self, predictor: str) -> tuple[tuple[str, str, str], ...]:
+    def _accepted_rules(self, predictor: str, trials: list[TrialRecord]) -> tuple[tuple[str, str, str], ...]:
         """(before, feedback, rule) for each accepted step that appended a rule to ``predictor``."""
-        by_number = {t.number: t for t in self.tracker.trials()}
+        by_number = {t.number: t for t in trials}
         rules = []
         for outcome in self.tracker.outcomes():
             after, before = by_number.get(outcome.incumbent_after), by_number.get(outcome.incumbent_before)

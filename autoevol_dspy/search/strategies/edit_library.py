@@ -98,6 +98,11 @@ def _form(output: FieldView) -> str | None:
     return None
 
 
+def _example_edit(output: FieldView, example: str | None) -> str | None:
+    """The edit that shows ``example`` as a right ``output``."""
+    return f"Example {output.words}: {example}" if example else None
+
+
 def _sources(inputs: tuple[FieldView, ...]) -> str:
     """The input fields as words ("question and context"), for instructions."""
     return " and ".join(field.words for field in inputs) or "input"
@@ -135,7 +140,7 @@ def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...
     sources = _sources(inputs)
     edits = [
         _form(main),
-        f"Example {main.words}: {example}" if example else None,
+        _example_edit(main, example),
         f"Reply with the {main.words} only: no explanation, no working, no extra words.",
         f"Write the {main.words} in as few words as it needs, on one line.",
         f"The {main.words} is {main.desc.rstrip('.')}." if main.desc else None,
@@ -147,8 +152,11 @@ def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...
 
 class EditLibrary:
     """One general edit per sample: the task's edits for the trajectory's commonest failure categories
-    first, then the framed instructions (:func:`framed`), then each edit made from the signature appended;
-    each only once per run."""
+    first, then the framed instructions (:func:`framed`) and the same with the example of a right output
+    (:func:`example_of`) after them, then each edit made from the signature appended; each only once per run.
+
+    The framed candidate already says the form, so its example-bearing twin comes before the form appended
+    alone: the step's second edit tries something the first did not."""
 
     name = "edit_library"
     uses_lm = False
@@ -164,13 +172,17 @@ class EditLibrary:
         edits = [edit for edit in dict.fromkeys([*hints, *signature_edits(request.inputs, outputs, example=example)])
                  if edit.lower() not in request.current.lower()]
         whole = framed(request.current, request.inputs, outputs)
-        texts = [*(request.appended(edit) for edit in edits if edit in hints), *([whole] if whole else []),
+        wholes = [whole] if whole else []
+        shown = _example_edit(outputs[-1], example) if outputs else None
+        if whole and shown and shown.lower() not in whole.lower():
+            wholes.append(f"{whole}\n{shown}")  # the framed instructions and a right output: two ideas at once
+        texts = [*(request.appended(edit) for edit in edits if edit in hints), *wholes,
                  *(request.appended(edit) for edit in edits if edit not in hints)]
         chosen = first_unclaimed(request, texts)
         if chosen is None:
             return None
-        shown = ", ".join(f"{name} {count}" for name, count in by_category.most_common(3)) or "none"
-        return Draft(text=chosen, feedback=f"A general edit of the instructions (trajectory failures: {shown}).")
+        counts = ", ".join(f"{name} {count}" for name, count in by_category.most_common(3)) or "none"
+        return Draft(text=chosen, feedback=f"A general edit of the instructions (trajectory failures: {counts}).")
 
     def describe(self) -> dict[str, Any]:
         return {"type": "EditLibrary"}
