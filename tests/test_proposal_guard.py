@@ -390,6 +390,9 @@ def test_copies_trajectory_finds_numbers_names_and_sentences_of_the_cases():
     assert rule.check(qa("Answer the question with one number, in 2 steps at most.", cases=cases)) is None
     assert rule.check(qa("Answer the question. Remember that 48 clips were sold.", cases=())) is None
     assert rule.check(qa("Answer the question with one number, e.g. 48 or 2.5.", cases=cases)) is None
+    assert rule.check(qa("Answer the question.\nExample answer: 72", cases=cases)) is None  # a form shown by example
+    assert rule.check(qa("Answer the question. An example: 72 is right.", cases=cases)) is not None  # not on its own line
+    assert "Natalia" in rule.check(qa("Answer the question.\nExample answer: Natalia", cases=cases)).reason
     sarcasm = ("phone case", "Oh great, it cracked the first time I dropped it. Really protective.")
     assert rule.check(qa("Answer the question; sarcasm such as 'Oh great' or 'Really?' is a complaint.",
                          cases=sarcasm)) is None  # sentence-initial capitals are no names

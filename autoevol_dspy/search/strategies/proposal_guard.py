@@ -51,7 +51,9 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'_-]*|\d+(?:[.,/:]\d+)*")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,/:]\d+)*(?![\w])")
 # A capitalized word inside a sentence, as names stand in the cases ("How many did Natalia sell?").
 _MID_SENTENCE_CAPITAL = re.compile(r"(?<=[a-z0-9,;] )[A-Z][a-z][A-Za-z-]+")
-_EXAMPLE = re.compile(r"\b(e\.g\.|for example|for instance|such as)[^.;:)\n]*", re.IGNORECASE)
+# A format shown by example: "e.g. 12 or 3.5", or a line of its own, "Example answer: 18".
+_EXAMPLE = re.compile(r"\b(e\.g\.|for example|for instance|such as)[^.;:)\n]*|^example\b[^:\n]{0,40}:[^\n]*",
+                      re.IGNORECASE | re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])(?<!e\.g\.)(?<!i\.e\.)\s+")
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|(?<!\w)'[^']*'(?!\w)")
 _STOP_WORDS = frozenset(
@@ -474,7 +476,7 @@ class CopiesTrajectory:
     def _number(self, proposal: ProposalContext, cases: str) -> str | None:
         known = set(_NUMBER.findall(proposal.incumbent))
         seen = set(_NUMBER.findall(cases))
-        stated = _EXAMPLE.sub("", _QUOTED.sub("", proposal.text))  # "e.g. 12 or 3.5" shows a format, not a case
+        stated = _EXAMPLE.sub("", _QUOTED.sub("", proposal.text))  # "e.g. 12", "Example answer: 12": a form
         for number in _NUMBER.findall(stated):
             if number in seen and number not in known and self._specific(number):
                 return f"the number {number}"
