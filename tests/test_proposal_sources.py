@@ -209,7 +209,6 @@ def test_the_edit_library_shows_an_accepted_output_first_when_the_type_says_no_f
         "Give the stars as a bare number: digits only, with no words, units or symbols.", "Example stars: 4"]
 
 
-
 def test_the_framed_instructions_come_again_with_an_example_before_the_form_appended_alone():
     """The framed candidate already says the form: the step's next edit adds the example to it, not the form
     appended to the plain instructions."""

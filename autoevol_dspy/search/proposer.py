@@ -137,18 +137,21 @@ class InstructionProposer:
         """The sources, in the order samples are dealt to them (part of the run's identity)."""
         return [source.describe() for source in self.sources]
 
+    def _source_for(self, sample: int) -> ProposalSource:
+        """The source a sample is dealt to: the sources in turn."""
+        return self.sources[sample % len(self.sources)]
+
     def _draft(self, request: ProposalRequest, sample: int, note: str) -> tuple[ProposalSource, Draft | None]:
         """The draft of the sample's source, or of the next source that has one."""
-        count = len(self.sources)
-        for offset in range(count):
-            source = self.sources[(sample + offset) % count]
+        for offset in range(len(self.sources)):
+            source = self._source_for(sample + offset)
             draft = source.draft(request, sample=sample, note=note)
             if draft is not None:
                 return source, draft
-        return self.sources[sample % count], None
+        return self._source_for(sample), None
 
     def _sample(self, request: ProposalRequest, sample: int, note: str, seen: _Seen) -> Proposal:
-        current, source_name, feedback = request.current, self.sources[sample % len(self.sources)].name, ""
+        current, source_name, feedback = request.current, self._source_for(sample).name, ""
         try:
             source, draft = self._draft(request, sample, note)
             source_name = source.name
@@ -214,7 +217,7 @@ class InstructionProposer:
             samples = range(first, first + num_candidates)
             # Sources that need no LM draft first, one after another in sample order, so which sample gets which
             # edit never depends on the threads; only the LM drafts run in parallel.
-            results = {s: one(s) for s in samples if not self.sources[s % len(self.sources)].uses_lm}
+            results = {s: one(s) for s in samples if not self._source_for(s).uses_lm}
             online = [s for s in samples if s not in results]
             results.update((online[i], p) for i, p in run_parallel(one, online, num_threads=num_threads))
             return [results[s] for s in samples]
