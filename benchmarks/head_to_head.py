@@ -1192,7 +1192,7 @@ def setup_text(settings: Settings, seeds: Sequence[int]) -> str:
         f"{settings.proposer_temperature}, {settings.proposer_max_tokens} tokens. Seeds {', '.join(map(str, seeds))}; "
         f"each optimizer starts from a cold LM cache; the unoptimized program is deterministic and measured once. "
         f"Adopted instructions are judged by `ProposalGuard().check_all` (LengthOutOfRange, RepeatsItself, "
-        f"NotAnInstruction, DropsTask, CopiesTrajectory) against the plain instruction, with the train and val "
+        f"RestatesInstructions, NotAnInstruction, DropsTask, CopiesTrajectory) against the plain instruction, with the train and val "
         f"cases (inputs and gold fields) as the cases an optimizer could copy, and the words the signature gives "
         f"about the output (`signature_terms`)."
     )

@@ -33,6 +33,7 @@ from autoevol_dspy.search.strategies.proposal_guard import (
     ProposalGuard,
     Rejection,
     RepeatsItself,
+    RestatesInstructions,
     default_checks,
     retry_feedback,
 )
@@ -125,12 +126,17 @@ def test_usable_rewrites_pass_against_every_real_trajectory_of_their_incumbent()
     assert wrongly <= pairs // 100  # measured: 0 of 1007
 
 
+#: This data holds whole rewrites only: none keeps its incumbent whole, so RestatesInstructions has nothing to
+#: catch here (its garbage, the amend that says the instructions again, is in its own tests below).
+_LEAST_CAUGHT = {"RestatesInstructions": 0}
+
+
 @pytest.mark.parametrize("rule", default_checks(), ids=lambda rule: type(rule).__name__)
 def test_each_rule_alone_rejects_garbage_and_spares_usable_rewrites(rule):
     data = rows()
     caught = sum(rule.check(context(row)) is not None for row in data if row["label"] != "usable")
     spared = sum(rule.check(context(row)) is None for row in data if row["label"] == "usable")
-    assert caught >= 15  # the least: RepeatsItself, 16 (the loops); the most: DropsTask, 107
+    assert caught >= _LEAST_CAUGHT.get(type(rule).__name__, 15)  # least: RepeatsItself, 16; most: DropsTask, 107
     assert spared == sum(row["label"] == "usable" for row in data)
 
 
@@ -327,6 +333,45 @@ def test_repeats_itself_refuses_loops_but_not_a_repeated_term():
     assert rule.check(ProposalContext(text=INITIAL_METHOD, incumbent=INITIAL_METHOD)) is None
 
 
+FRAMED = ("Solve the problem in the question.\nAnswer the question.\n"
+          "Give the answer as a bare number: digits only, with no words, units or symbols.")
+
+
+@pytest.mark.parametrize("addition", [
+    "A new rule has been implemented: Solve the problem in the question. Answer the question. Give the answer as "
+    "a bare number: digits only, with no words, units or symbols.",  # the embedded model's amend, examples/
+    "Remember: give the answer as a bare number.",
+    "Solve the problem in the question.",
+])
+def test_restates_instructions_refuses_an_addition_that_says_them_again(addition):
+    rule = RestatesInstructions()
+    rejection = rule.check(ProposalContext(text=f"{FRAMED}\n{addition}", incumbent=FRAMED))
+    assert rejection is not None and rejection.category == "restates"
+    assert ProposalGuard().check(ProposalContext(text=f"{FRAMED} {addition}", incumbent=FRAMED,
+                                                 output_fields=("answer",))).category == "restates"
+
+
+@pytest.mark.parametrize("addition", [
+    "Example answer: 2.5",  # a form shown: its number is what it adds
+    "Reply with the answer only: no explanation, no working, no extra words.",
+    "Read the question carefully and make sure the answer gives exactly what is asked for.",
+    "Never round: a fraction of a dollar stays in the answer.",
+])
+def test_restates_instructions_lets_a_new_rule_through(addition):
+    rule = RestatesInstructions()
+    assert rule.check(ProposalContext(text=f"{FRAMED}\n{addition}", incumbent=FRAMED)) is None
+    assert rule.check(ProposalContext(text=f"{addition} {FRAMED}", incumbent=FRAMED)) is None
+
+
+def test_restates_instructions_leaves_a_rewrite_and_an_unchanged_text_to_the_other_checks():
+    rule = RestatesInstructions()
+    assert rule.check(ProposalContext(text="Work out the answer, then give it as a number.",
+                                      incumbent=ANSWER_THE_QUESTION)) is None  # not the incumbent kept whole
+    assert rule.check(ProposalContext(text=FRAMED, incumbent=" ".join(FRAMED.split()))) is None  # nothing added
+    with pytest.raises(ConfigurationError):
+        RestatesInstructions(min_new_share=0)
+
+
 @pytest.mark.parametrize(("text", "category"), [
     ("{improved_instructions}", "placeholder"),
     ("improved_instructions", "placeholder"),
@@ -408,7 +453,8 @@ def test_copies_trajectory_finds_numbers_names_and_sentences_of_the_cases():
 def test_guard_runs_cheap_rules_first_and_reports_the_first_rejection():
     guard = ProposalGuard()
     assert [type(rule).__name__ for rule in guard.checks] == [
-        "LengthOutOfRange", "RepeatsItself", "NotAnInstruction", "DropsTask", "CopiesTrajectory"]
+        "LengthOutOfRange", "RepeatsItself", "RestatesInstructions", "NotAnInstruction", "DropsTask",
+        "CopiesTrajectory"]
     rejection = guard.check(qa("The correct answer is 20."))
     assert rejection.check == "NotAnInstruction"
     assert [r.check for r in guard.check_all(qa("The correct answer is 20."))] == [

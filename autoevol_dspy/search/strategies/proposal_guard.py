@@ -42,6 +42,7 @@ __all__ = [
     "ProposalGuard",
     "Rejection",
     "RepeatsItself",
+    "RestatesInstructions",
     "default_checks",
     "retry_feedback",
     "signature_terms",
@@ -195,6 +196,41 @@ class RepeatsItself:
     def describe(self) -> dict[str, Any]:
         return {"type": "RepeatsItself", "ngram": self.ngram, "min_repeats": self.min_repeats,
                 "min_share": self.min_share}
+
+
+class RestatesInstructions:
+    """Refuses the current instructions with an addition that only says them again ("A new rule has been
+    implemented: <the instructions>", "Remember: answer the question.").
+
+    The addition must bring at least ``min_new_share`` of its content words (and numbers) from outside the
+    current instructions. A rewrite that does not keep the current text whole is left to the other checks.
+    """
+
+    def __init__(self, *, min_new_share: float = 0.25) -> None:
+        self.min_new_share = _positive("min_new_share", min_new_share)
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        text, incumbent = " ".join(proposal.text.split()), " ".join(proposal.incumbent.split())
+        start = text.lower().find(incumbent.lower()) if incumbent else -1
+        if start < 0:
+            return None
+        added = _content(text[:start] + " " + text[start + len(incumbent):])
+        if not added:
+            return None
+        new = added - _content(incumbent)
+        if len(new) < self.min_new_share * len(added):
+            return Rejection(category="restates", check="RestatesInstructions",
+                             reason=f"what it adds says the current instructions again ({len(new)} of its "
+                                    f"{len(added)} content words are new)")
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "RestatesInstructions", "min_new_share": self.min_new_share}
+
+
+def _content(text: str) -> set[str]:
+    """The content words' stems of ``text`` and its numbers: what a text says, apart from its glue."""
+    return _key_stems(text) | set(_NUMBER.findall(text))
 
 
 _DIRECTIVE_VERBS = frozenset(
@@ -545,7 +581,8 @@ class JudgeCheck:
 
 def default_checks() -> list[ProposalCheck]:
     """The rule checks, cheapest first; no LM calls."""
-    return [LengthOutOfRange(), RepeatsItself(), NotAnInstruction(), DropsTask(), CopiesTrajectory()]
+    return [LengthOutOfRange(), RepeatsItself(), RestatesInstructions(), NotAnInstruction(), DropsTask(),
+            CopiesTrajectory()]
 
 
 class ProposalGuard:
