@@ -1,6 +1,6 @@
 """Find the instruction that makes a small model answer in the form a program needs, and check it on held-out data.
 
-A ``question -> answer`` program answers short word problems; the program that reads its
+A ``question -> answer`` program answers word problems of a few sentences; the program that reads its
 answers needs a bare number, and the metric says so in its feedback ("the answer must be the
 number alone, ..."). The plain instruction "Answer the question." leaves the embedded 135M
 model writing sentences ("The answer is 18."). AutoEvolInstruct proposes candidates from
@@ -10,7 +10,8 @@ and checks the winner against the plain instruction on held-out questions it nev
 
 The metric checks the form only: a 135M model rarely gets the arithmetic right whatever it is
 told, but it does follow an instruction about the form of its answer. The data
-(``examples/data/word_problems.jsonl``) was written for this project.
+(``examples/data/story_problems.jsonl``, from ``make_story_problems.py`` beside it) was written
+for this project.
 
     python examples/answer_format.py                      # embedded model, offline (a few minutes on 2 cores)
     python examples/answer_format.py --lm openai/gpt-4o-mini   # any LM: the same code, a stronger model
@@ -32,7 +33,7 @@ import dspy
 from autoevol_dspy import AutoEvolError, AutoEvolInstruct
 from autoevol_dspy.lm import make_lm
 
-DATA = Path(__file__).parent / "data" / "word_problems.jsonl"
+DATA = Path(__file__).parent / "data" / "story_problems.jsonl"
 
 
 class AnswerQuestion(dspy.Signature):
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--candidates", type=int, default=4)
     parser.add_argument("--dev-size", type=int, default=16)
-    parser.add_argument("--holdout", type=int, default=32, help="questions kept out of the search for the check")
+    parser.add_argument("--holdout", type=int, default=64, help="questions kept out of the search for the check")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--restart", action="store_true", help="delete --out and start over")
     args = parser.parse_args(argv)
