@@ -77,6 +77,7 @@ def _first_run_benchmark():
     """benchmarks/first_run.py as a module (it finds its helpers beside it)."""
     spec = importlib.util.spec_from_file_location("first_run_benchmark", REPO / "benchmarks" / "first_run.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
