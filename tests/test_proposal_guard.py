@@ -333,6 +333,15 @@ def test_repeats_itself_refuses_loops_but_not_a_repeated_term():
     assert rule.check(ProposalContext(text=INITIAL_METHOD, incumbent=INITIAL_METHOD)) is None
 
 
+def test_repeats_itself_refuses_one_number_run_on_but_not_real_numbers():
+    rule = RepeatsItself()
+    loop = "Answer the question.\nOutput JSON object: {1.1.2.1.1.1.1.1.2.1.2.2.2.2.2.2.2.2.2.2.2.2.2.2.2"  # head_to_head
+    rejection = rule.check(qa(loop))
+    assert rejection is not None and rejection.category == "repetition" and "on and on" in rejection.reason
+    fine = "Answer the question. Round to 2 decimals (e.g. 1,234,567.89), dates as 12/31/2024, times as 10:30."
+    assert rule.check(qa(fine)) is None
+
+
 FRAMED = ("Solve the problem in the question.\nAnswer the question.\n"
           "Give the answer as a bare number: digits only, with no words, units or symbols.")
 

@@ -50,6 +50,7 @@ __all__ = [
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'_-]*|\d+(?:[.,/:]\d+)*")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,/:]\d+)*(?![\w])")
+_NUMBER_PART = re.compile(r"[.,/:]")
 # A capitalized word inside a sentence, as names stand in the cases ("How many did Natalia sell?").
 _MID_SENTENCE_CAPITAL = re.compile(r"(?<=[a-z0-9,;] )[A-Z][a-z][A-Za-z-]+")
 # A format shown by example: "e.g. 12 or 3.5", or a line of its own, "Example answer: 18".
@@ -175,14 +176,22 @@ class LengthOutOfRange:
 
 
 class RepeatsItself:
-    """Refuses a degenerate loop: one phrase repeated until it fills much of the text, as small models do."""
+    """Refuses a degenerate loop: one phrase repeated until it fills much of the text, as small models do, or one
+    number run on and on ("1.1.2.1.1.1.2.2.2..."): more than ``max_number_parts`` parts in one number."""
 
-    def __init__(self, *, ngram: int = 4, min_repeats: int = 4, min_share: float = 0.25) -> None:
+    def __init__(self, *, ngram: int = 4, min_repeats: int = 4, min_share: float = 0.25,
+                 max_number_parts: int = 12) -> None:
         self.ngram = int(_positive("ngram", ngram))
         self.min_repeats = int(_positive("min_repeats", min_repeats))
         self.min_share = _positive("min_share", min_share)
+        self.max_number_parts = int(_positive("max_number_parts", max_number_parts))
 
     def check(self, proposal: ProposalContext) -> Rejection | None:
+        run_on = next((number for number in _NUMBER.findall(proposal.text)
+                       if len(_NUMBER_PART.split(number)) > self.max_number_parts), None)
+        if run_on is not None:
+            return Rejection(category="repetition", check="RepeatsItself",
+                             reason=f"it runs one number on and on ({clip(run_on, 40)})")
         words = [word for word in _lower_words(proposal.text) if not word[0].isdigit()]  # "1. x 2. x" loops too
         grams = Counter(tuple(words[i:i + self.ngram]) for i in range(len(words) - self.ngram + 1))
         if not grams:
@@ -195,7 +204,7 @@ class RepeatsItself:
 
     def describe(self) -> dict[str, Any]:
         return {"type": "RepeatsItself", "ngram": self.ngram, "min_repeats": self.min_repeats,
-                "min_share": self.min_share}
+                "min_share": self.min_share, "max_number_parts": self.max_number_parts}
 
 
 class RestatesInstructions:
