@@ -8,11 +8,14 @@ before that cut do not cut again), honours ``Retry-After`` by holding every new 
 until then, and each success grows the limit back by ``1/limit`` (additive increase,
 multiplicative decrease, as TCP does). LMs that talk to the same server share one gate.
 
-:meth:`RateLimitGate.call` runs one attempt through the gate. A 429 of a request sent
-before the latest cut is the overshoot the cut already answered: the request is sent again
-under the new limit (after any ``Retry-After``) instead of using up one of DSPy's retries,
-so hundreds of threads settle at the server's rate without losing calls. The 429 that
-makes a cut is raised, and DSPy retries it (``num_retries``) or the run stops on it.
+:meth:`RateLimitGate.call` runs one attempt through the gate. A 429 the gate answers itself
+is sent again under the new limit (after any ``Retry-After``) instead of using up one of
+DSPy's retries: one of a request sent before the latest cut (the overshoot that cut
+answered), and the one that makes a cut which lowers the limit. So hundreds of threads
+settle at the server's rate without losing calls, however often the limit saws between one
+and two requests. A 429 with one request allowed in flight is the server's own refusal,
+with nothing left to slow down: it is raised, and DSPy retries it (``num_retries``, with the
+``Retry-After`` as its delay) or the run stops on it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 #: The longest pause a ``Retry-After`` may impose on every request (a broken header must not stall a run).
 MAX_PAUSE_S = 60.0
-#: How many times one call is sent again after 429s that an earlier cut already answered.
+#: How many times one call is sent again after 429s that the gate answered itself.
 MAX_RESENDS = 16
 _POLL_S = 0.02
 
@@ -109,9 +112,9 @@ class RateLimitGate:
         raise AssertionError("unreachable: the last resend raises")
 
     def _resend(self, token: int, exc: RateLimitError, resends: int) -> bool:
-        """Report a 429; True when the call should be sent again (a stale 429, resends left)."""
-        stale = self.release(token, rate_limited=True, retry_after=exc.retry_after)
-        if not stale or resends >= MAX_RESENDS:
+        """Report a 429; True when the call should be sent again (the gate answered it, resends left)."""
+        answered = self.release(token, rate_limited=True, retry_after=exc.retry_after)
+        if not answered or resends >= MAX_RESENDS:
             return False
         with self._condition:
             self._resent += 1
@@ -132,20 +135,21 @@ class RateLimitGate:
     def release(self, token: int, *, succeeded: bool = True, rate_limited: bool = False,
                 retry_after: float | None = None) -> bool:
         """End one request. A success grows the limit, a 429 cuts it (once per window) and may pause new
-        requests, another error does neither. Returns whether a 429 was stale (sent before the latest cut)."""
+        requests, another error does neither. Returns whether the gate answered a 429 itself (sent before the
+        latest cut, or its cut lowered the limit), so the request may be sent again."""
         with self._condition:
             in_flight = self._in_flight
             self._in_flight -= 1
-            stale = False
+            answered = False
             if rate_limited:
-                stale = not self._on_rate_limit(token, in_flight, retry_after)
+                answered = self._on_rate_limit(token, in_flight, retry_after)
             elif succeeded and token == self._window and self._limit < self.ceiling:
                 before = math.floor(self._limit)
                 self._limit = min(float(self.ceiling), self._limit + 1.0 / self._limit)
                 if math.floor(self._limit) > before:
                     self._condition.notify()
             self._condition.notify()
-            return stale
+            return answered
 
     def settle(self, token: int, error: BaseException | None = None) -> bool:
         """:meth:`release` by how the request ended: ``error`` None (a success), a 429, or another error."""
@@ -178,21 +182,22 @@ class RateLimitGate:
         return 0.0 if self._in_flight < max(1, math.floor(self._limit)) else math.inf
 
     def _on_rate_limit(self, token: int, in_flight: int, retry_after: float | None) -> bool:
-        """Halve the limit below what the server just refused, unless this window was cut already; whether it
-        cut. Lock held."""
+        """Halve the limit below what the server just refused, unless this window was cut already. Whether the
+        gate answered the 429: stale (an earlier cut did), or this cut let fewer requests through. Lock held."""
         self._rate_limited += 1
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             self._resume_at = max(self._resume_at, self._clock() + min(retry_after, MAX_PAUSE_S))
         if token != self._window:
-            return False
+            return True
         self._window += 1
         self._cuts += 1
+        allowed = math.floor(self._limit)
         self._limit = max(1.0, min(self._limit, float(in_flight)) / 2.0)
         self._lowest = min(self._lowest, self._limit)
         log = logger.warning if self._cuts == 1 else logger.info
         log("the LM server rate-limits (HTTP 429): at most %d request(s) in flight now%s", math.floor(self._limit),
             f", none for {retry_after:g}s" if retry_after else "")
-        return True
+        return math.floor(self._limit) < allowed
 
 
 _gates: dict[str, RateLimitGate] = {}
