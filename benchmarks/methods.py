@@ -92,3 +92,19 @@ def previous_extend_program():
     program.evolve = dspy.Predict(PreviousExtendInstruction.with_instructions(PREVIOUS_EXTEND_METHOD))
     program.evolve.demos = [dspy.Example(**demo) for demo in PREVIOUS_EXTEND_DEMOS]
     return program
+
+
+def sentence_extend_program():
+    """An ``EvolInstruct`` that evolves as the extend style did at 2486368: today's method, the addition a free
+    sentence (no question form in the JSON schema)."""
+    import dspy
+
+    from autoevol_dspy import EvolInstruct
+    from autoevol_dspy.evolution.signatures import ExtendInstruction
+
+    program = EvolInstruct(style="extend")
+    sentence = ExtendInstruction.delete("added_requirement").append("added_requirement", dspy.OutputField(
+        desc="one sentence appended to the request that asks the assistant for something more; never an answer"),
+        type_=str)
+    program.evolve = dspy.Predict(sentence.with_instructions(program.method))
+    return program

@@ -41,7 +41,7 @@ from autoevol_dspy.search.holdout import HoldoutMeasure, compare_on_holdout, mea
 from autoevol_dspy.search.strategies import NoImprovement  # noqa: E402
 from autoevol_dspy.tasks import EvolutionTask  # noqa: E402
 from autoevol_dspy.evolution import default_style  # noqa: E402
-from methods import in_depth_method, previous_extend_program  # noqa: E402
+from methods import in_depth_method, previous_extend_program, sentence_extend_program  # noqa: E402
 
 logger = logging.getLogger("benchmarks.quality")
 
@@ -193,10 +193,12 @@ COMPARED: dict[str, tuple[str, Callable[[str], EvolInstruct]]] = {
     "in_depth": ("hand-written in-depth", lambda style: EvolInstruct(in_depth_method(style), style=style)),
     "previous": ("initial method at b1fd199 (extend: its method, field texts and 3 demos)",
                  lambda style: previous_extend_program()),
+    "sentence": ("initial method at 2486368 (extend: the addition a free sentence, no question form)",
+                 lambda style: sentence_extend_program()),
 }
 
 
-_LETTERS = {"previous": "a0", "in_depth": "b"}
+_LETTERS = {"previous": "a0", "sentence": "a1", "in_depth": "b"}
 
 
 def task_for(lms: Lms) -> EvolutionTask:
@@ -386,7 +388,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "addition) or rewrite (the paper's)")
     parser.add_argument("--compare", nargs="*", choices=list(COMPARED), default=["in_depth"],
                         help="methods measured on the held-out seeds beside the search: in_depth (hand-written), "
-                        "previous (the extend step at b1fd199, for before/after); default in_depth")
+                        "previous (the extend step at b1fd199), sentence (the extend step before the question form), for "
+                        "before/after; default in_depth")
     parser.add_argument("--proposal-style", choices=["rewrite", "amend"], default="amend",
                         help="how the optimizer LM proposes: amend (one rule appended; default, for small models) "
                         "or rewrite (the whole method, the paper's)")
