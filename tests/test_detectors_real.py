@@ -11,6 +11,7 @@ import pytest
 from autoevol_dspy.evolution import (
     AnsweredInstead,
     CopiedExample,
+    EchoesMethod,
     EvolInstructRules,
     EvolutionCase,
     LostKeyContent,
@@ -19,6 +20,7 @@ from autoevol_dspy.evolution import (
     Repetition,
     default_detectors,
 )
+from autoevol_dspy.evolution.method import INITIAL_EXTEND_METHOD, INITIAL_METHOD
 
 DATA = Path(__file__).parent / "data" / "embedded_evolutions.jsonl"
 ROWS = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
@@ -72,8 +74,8 @@ def test_real_instructions_are_not_answers():
 def test_default_detectors_run_cheap_rules_first():
     kinds = [type(detector) for detector in default_detectors()]
     assert kinds == [EvolInstructRules, AnsweredInstead, NearCopy, LostKeyContent, Repetition, CopiedExample,
-                     PaperResponseRules]
-    assert not any(detector.needs_response for detector in default_detectors()[1:6])
+                     EchoesMethod, PaperResponseRules]
+    assert not any(detector.needs_response for detector in default_detectors()[1:7])
 
 
 ALANI = (
@@ -324,3 +326,40 @@ def test_a_copied_worked_example_fails_and_an_own_addition_passes():
 def test_the_adapter_field_names_are_copied_template_words():
     case = EvolutionCase("Write a limerick.", "Write a limerick. Provide the JSON object with `added_requirement`.")
     assert EvolInstructRules().detect(case).category == "copied_template"
+
+
+# The evolving method's own words, written back as the evolution (embedded model, benchmarks/RESULTS.md).
+ECHOES = ["Added requirement to the request", "Added a new requirement to the instruction.",
+          "What can you do to make this request harder?", "The added requirement is to make the request harder.",
+          "How to add a new requirement to a request, such as a constraint, a format, or a related case to handle as "
+          "well as the JSON schema?"]
+# Real additions, some in the method's words, each with a word of its own; and a short generic one.
+OWN = ["Use exactly three stanzas and end with a question.", "Also handle the related case of an empty list.",
+       "Explain each step.", "Return the value as a JSON object.", "How much does she spend on it in a year?",
+       "Keep it under 80 words and add a friendly question at the end."]
+
+
+@pytest.mark.parametrize("addition", ECHOES)
+def test_an_evolution_in_the_methods_own_words_echoes_it(addition):
+    parent = "Can a process involve both reactions? List one."
+    failure = EchoesMethod().detect(EvolutionCase(parent, f"{parent} {addition}", method=INITIAL_EXTEND_METHOD))
+    assert failure is not None and failure.category == "echoes_method" and "from the evolving method" in failure.reason
+
+
+@pytest.mark.parametrize("addition", OWN)
+def test_an_addition_with_a_word_of_its_own_passes(addition):
+    parent = "Write a function that sorts a list."
+    assert EchoesMethod().detect(EvolutionCase(parent, f"{parent} {addition}", method=INITIAL_EXTEND_METHOD)) is None
+
+
+def test_echoes_method_needs_the_method_and_passes_the_real_ok_rewrites():
+    parent = "Can a process involve both reactions? List one."
+    assert EchoesMethod().detect(EvolutionCase(parent, f"{parent} {ECHOES[0]}")) is None  # no method known
+    for method in (INITIAL_METHOD, INITIAL_EXTEND_METHOD):
+        hits, total = 0, 0
+        for row in ROWS:
+            if row["label"] == "ok":
+                total += 1
+                hits += EchoesMethod().detect(EvolutionCase(row["seed"], row["evolved_instruction"], method=method)) \
+                    is not None
+        assert total == 39 and hits == 0  # measured 0/39 with both initial methods

@@ -32,6 +32,7 @@ from autoevol_dspy.text import bounded, clip
 __all__ = [
     "AnsweredInstead",
     "CopiedExample",
+    "EchoesMethod",
     "EvolInstructRules",
     "EvolutionCase",
     "Failure",
@@ -58,7 +59,8 @@ class EvolutionCase:
     """What the detectors judge: one instruction, its evolution, and the answer to it.
 
     ``examples``: the outputs of the worked examples (DSPy demos) the evolving LM was shown,
-    which an evolution of another instruction must not copy.
+    which an evolution of another instruction must not copy. ``method``: the evolving method
+    that made the evolution, whose words an evolution must not merely repeat ('' when unknown).
     Each text is :func:`~autoevol_dspy.text.bounded`: a megabyte of a model's loop is judged
     by its two ends, never read whole.
     """
@@ -67,6 +69,7 @@ class EvolutionCase:
     evolved: str
     response: str | None = None
     examples: tuple[str, ...] = ()
+    method: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "instruction", bounded(self.instruction))
@@ -74,6 +77,7 @@ class EvolutionCase:
         if self.response is not None:
             object.__setattr__(self, "response", bounded(self.response))
         object.__setattr__(self, "examples", tuple(bounded(str(text)) for text in self.examples))
+        object.__setattr__(self, "method", bounded(self.method))
 
 
 @runtime_checkable
@@ -600,6 +604,54 @@ class CopiedExample:
         return None
 
 
+def _stem(word: str) -> str:
+    """A word without an -ing, -ed or -s ending: "added" and "adds" meet "add"."""
+    for ending in ("ing", "ed", "s"):
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            return word[:-len(ending)]
+    return word
+
+
+#: Words of the evolving step's prompt around the method (the JSON adapter's template), echoed as often as the method.
+_PROMPT_WORDS = frozenset({"json", "schema", "object", "field", "value"})
+
+
+class EchoesMethod:
+    """Flags an evolution whose new words are all the evolving method's own ("Added requirement to the request",
+    "How to make a request harder, such as a constraint or a format?"): it talks about rewriting, not about
+    this instruction, and a small model writes it often. At least ``share`` of the words the evolution adds (content
+    words its parent does not hold), and at least ``min_words`` of them, come from the method or the prompt's
+    template. A real addition brings a word of its own ("Also handle an empty list" beside a method that names
+    "a related case to handle"); a short generic one ("Explain each step.") is left alone.
+    """
+
+    name = "echoes_method"
+    needs_response = False
+
+    def __init__(self, *, share: float = 1.0, min_words: int = 3) -> None:
+        self.share = share
+        self.min_words = min_words
+
+    def describe(self) -> dict:
+        return {"type": self.name, "share": self.share, "min_words": self.min_words}
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        if not case.method:
+            return None
+        parent = {_stem(word) for word in _letter_words(case.instruction)}
+        new = [word for word in dict.fromkeys(_letter_words(case.evolved))
+               if word not in _STOP_WORDS and _stem(word) not in parent]
+        if len(new) < self.min_words:
+            return None
+        method = {_stem(word) for word in _letter_words(case.method)} | _PROMPT_WORDS
+        echoed = [word for word in new if _stem(word) in method]
+        if len(echoed) < self.share * len(new):
+            return None
+        return Failure(category="echoes_method", detector=self.name,
+                       reason=f"{len(echoed)} of the {len(new)} words it adds come from the evolving method "
+                              f"({', '.join(echoed[:6])}): it is about rewriting, not about this instruction")
+
+
 class CompareInstructions(dspy.Signature):
     """Decide whether two instructions ask for the same thing with the same constraints, depth and breadth."""
 
@@ -643,4 +695,4 @@ def default_detectors() -> list[FailureDetector]:
     worked example) count only what the earlier ones let through.
     """
     return [EvolInstructRules(), AnsweredInstead(), NearCopy(), LostKeyContent(), Repetition(), CopiedExample(),
-            PaperResponseRules()]
+            EchoesMethod(), PaperResponseRules()]

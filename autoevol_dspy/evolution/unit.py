@@ -104,7 +104,8 @@ class Evolver:
             failure = Failure(category="unparseable_evolution", reason=reason, detector="evolution")
             return RoundResult(parent, None, step.reply, None, failure)
         examples = program.example_outputs if isinstance(program, EvolInstruct) else ()
-        case = EvolutionCase(instruction=parent, evolved=step.evolved, examples=examples)
+        method = program.method if isinstance(program, EvolInstruct) else ""
+        case = EvolutionCase(instruction=parent, evolved=step.evolved, examples=examples, method=method)
         failure = self._detect(case, after_response=False)
         response = None
         if failure is None and self.respond:
@@ -116,7 +117,8 @@ class Evolver:
                 failure = Failure(category="context_overflow", reason=f"the answer did not fit: {short_error(exc)}",
                                   detector="response")
                 return RoundResult(parent, step.evolved, step.reply, None, failure)
-            case = EvolutionCase(instruction=parent, evolved=step.evolved, response=response, examples=examples)
+            case = EvolutionCase(instruction=parent, evolved=step.evolved, response=response, examples=examples,
+                                 method=method)
             failure = self._detect(case, after_response=True)
         return RoundResult(parent, step.evolved, step.reply, response, failure)
 
