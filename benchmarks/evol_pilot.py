@@ -6,7 +6,7 @@ and the failures are counted by category. The seeds come from the *search* pool 
 ``quality.py`` (GSM8K questions outside its held-out draw, MT-Bench second turns), never from
 its held-out seeds, so choosing a variant here does not tune on what quality.py reports.
 
-    python benchmarks/evol_pilot.py --n 30 --variants previous_extend extend extend_demos   # embedded, minutes
+    python benchmarks/evol_pilot.py --n 30 --variants sentence_extend extend   # embedded, minutes
     python benchmarks/evol_pilot.py --smoke                             # scripted stub LM
 """
 
@@ -31,7 +31,7 @@ import quality  # noqa: E402
 from autoevol_dspy import EvolInstruct  # noqa: E402
 from autoevol_dspy.evolution.method import EXTEND_DEMOS  # noqa: E402
 from autoevol_dspy.evolution.unit import Evolver  # noqa: E402
-from methods import previous_extend_program  # noqa: E402
+from methods import previous_extend_program, sentence_extend_program  # noqa: E402
 
 
 def _with_demos() -> EvolInstruct:
@@ -46,6 +46,7 @@ VARIANTS: dict[str, Callable[[], EvolInstruct]] = {
     "extend": lambda: EvolInstruct(style="extend"),
     "extend_demos": _with_demos,
     "previous_extend": previous_extend_program,
+    "sentence_extend": sentence_extend_program,
 }
 
 

@@ -41,12 +41,12 @@ def test_quality_smoke_prints_tables_and_writes_its_section(tmp_path: Path) -> N
 def test_evol_pilot_smoke_counts_failures_per_variant() -> None:
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "evol_pilot.py"), "--smoke", "--data-dir", str(DATA),
-         "--variants", "previous_extend", "extend", "extend_demos", "rewrite"],
+         "--variants", "previous_extend", "sentence_extend", "extend", "extend_demos", "rewrite"],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = [line for line in completed.stdout.splitlines() if "answered_instead" in line]
-    assert len(lines) == 8 and all("/4" in line for line in lines)
+    assert len(lines) == 10 and all("/4" in line for line in lines)
 
 
 def test_head_to_head_smoke_prints_a_table_and_writes_its_section(tmp_path: Path) -> None:
