@@ -214,7 +214,7 @@ def optimize(train: list[str], dev: list[str], heldout: list[str], lms: Lms, set
         optimizer_temperature=settings.optimizer_temperature, num_candidates=settings.num_candidates,
         batch_sampler=settings.batch_size, dev_size=len(dev), max_steps=settings.max_steps,
         stopper=NoImprovement(patience=settings.max_steps), num_threads=settings.num_threads, seed=seed,
-        proposal_style=settings.proposal_style, progress=False,
+        proposal_style=None if settings.proposal_style == "auto" else settings.proposal_style, progress=False,
     )
     compiled = optimizer.compile(EvolInstruct(style=style_for(settings, lms)), trainset=train, valset=dev,
                                  holdoutset=heldout)
@@ -349,7 +349,7 @@ def render_section(results: list[dict[str, Any]], settings: Settings, command: s
         f"{', per LM' if settings.style == 'auto' else ''}) and "
         f"answers at temperature 0 (max_tokens {settings.evol_max_tokens} / {settings.response_max_tokens}); "
         f"optimizer LM {settings.optimizer_lm or 'the embedded model'} (proposal style "
-        f"`{settings.proposal_style}`) at temperature "
+        f"`{settings.proposal_style}`{', per LM' if settings.proposal_style == 'auto' else ''}) at temperature "
         f"{settings.optimizer_temperature} (max_tokens {settings.optimizer_max_tokens})")
     scale = (f"Per search: {settings.train_size} train seeds, dev {settings.dev_size}, batch {settings.batch_size}, "
              f"m={settings.num_candidates}, up to {settings.max_steps} step(s) (the paper: batch 10, dev 50, m=5, "
@@ -390,9 +390,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="methods measured on the held-out seeds beside the search: in_depth (hand-written), "
                         "previous (the extend step at b1fd199), sentence (the extend step before the question form), for "
                         "before/after; default in_depth")
-    parser.add_argument("--proposal-style", choices=["rewrite", "amend"], default="amend",
-                        help="how the optimizer LM proposes: amend (one rule appended; default, for small models) "
-                        "or rewrite (the whole method, the paper's)")
+    parser.add_argument("--proposal-style", choices=["auto", "mixed", "rewrite", "amend"], default="auto",
+                        help="where proposals come from: auto (default: the package's choice for the optimizer LM, "
+                        "autoevol_dspy.search.proposer.default_sources), mixed (edits from the signature, rules "
+                        "from the feedback and an LM amendment), amend (the LM appends one rule) or rewrite (the LM "
+                        "rewrites the whole method, the paper's)")
     parser.add_argument("--evol-max-tokens", type=int, default=96)
     parser.add_argument("--response-max-tokens", type=int, default=128)
     parser.add_argument("--optimizer-max-tokens", type=int, default=384)
