@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import dspy
 import pytest
@@ -153,3 +154,105 @@ def test_the_429_that_lowers_the_limit_is_sent_again_instead_of_using_a_retry() 
         assert gate.stats().limit == 2
     stats = gate.stats()
     assert stats.cuts == 6 and stats.resent == 6 and stats.in_flight == 0
+
+
+def test_errors_other_than_429_neither_cut_nor_grow_the_limit_and_free_their_slot() -> None:
+    gate = RateLimitGate(ceiling=8)
+    gate.release(gate.acquire(), rate_limited=True)
+    limit = gate.stats().limit
+
+    def broken() -> None:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        gate.call(broken)
+    assert gate.stats().limit == limit and gate.stats().in_flight == 0
+
+
+def test_the_async_path_passes_the_same_gate() -> None:
+    with StubServer(latency_s=1.5) as server:  # long enough for 150 requests to start on a loaded machine
+        lm = make_lm("openai/stub", api_base=server.base_url, cache=False)
+
+        async def many() -> list:
+            return await asyncio.gather(*(lm.acall(f"hello {i}") for i in range(150)))
+
+        replies = asyncio.run(many())
+        assert len(replies) == 150 and server.stats()["peak_in_service"] > 100
+    assert lm._async_engine_spec.gate is lm.engine.gate and lm.engine.gate.stats().in_flight == 0
+
+
+@pytest.fixture(autouse=True)
+def _no_dspy_lm(monkeypatch):
+    monkeypatch.setattr(backpressure, "_gates", {})  # a port reused by a later server must not inherit a cut
+    with dspy.context(lm=None):
+        yield
+
+
+def test_max_connections_bounds_the_requests_in_flight_and_survives_a_pickle(monkeypatch) -> None:
+    import pickle
+
+    with StubServer(latency_s=0.2) as server:
+        lm = make_lm("openai/stub", api_base=server.base_url, cache=False, max_connections=6)
+        threads = [threading.Thread(target=lm, args=(f"hello {i}",)) for i in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert server.stats()["peak_in_service"] == 6
+    assert pickle.loads(pickle.dumps(lm.engine)).dump_state()["max_connections"] == 6
+    with pytest.raises(LMSpecError, match="max_connections applies to LMs on the server engine"):
+        make_lm("anthropic/claude-x", max_connections=4)
+    keyed = make_lm("anthropic/claude-x", api_key="sk-test", max_connections=4)  # an explicit key: the server engine
+    assert keyed.engine.dump_state()["max_connections"] == 4
+
+
+def test_many_threads_through_one_gate_never_exceed_its_limit_and_leave_it_empty() -> None:
+    import random
+
+    gate, lock = RateLimitGate(ceiling=16), threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def attempt(rng: random.Random) -> None:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(rng.random() / 2000)
+        with lock:
+            state["now"] -= 1
+        if rng.random() < 0.05:
+            raise RateLimitError("slow down", retry_after=0.001)
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(150):
+            try:
+                gate.call(lambda: attempt(rng))
+            except RateLimitError:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck at the gate"
+    stats = gate.stats()
+    assert stats.in_flight == 0 and stats.cuts >= 1 and stats.resent >= 1 and 1 <= stats.limit <= 16
+    assert state["peak"] <= 16
+
+
+def test_settle_reads_how_a_request_ended_429_other_error_or_success() -> None:
+    gate = RateLimitGate(ceiling=8)
+    tokens = [gate.acquire() for _ in range(8)]
+    assert gate.settle(tokens.pop(), RateLimitError("slow down", retry_after=None)) is True  # lowers the limit
+    assert gate.stats().limit == 4 and gate.stats().cuts == 1
+    assert gate.settle(tokens.pop(), RateLimitError("slow down")) is True  # sent before the cut: stale
+    gate.settle(tokens.pop(), ValueError("broken reply"))  # neither cuts nor grows
+    assert gate.stats().limit == 4 and gate.stats().cuts == 1
+    for token in tokens:
+        gate.settle(token)
+    fresh = gate.acquire()
+    gate.settle(fresh)  # a success of the current window grows the limit
+    assert gate.stats().limit > 4 and gate.stats().in_flight == 0
+    floor = RateLimitGate(ceiling=1)
+    assert floor.settle(floor.acquire(), RateLimitError("slow down")) is False  # one request allowed: raised
