@@ -144,6 +144,21 @@ def test_a_429_an_earlier_cut_answered_is_sent_again_and_one_at_the_floor_is_rai
     assert gate.call(attempt) == "done" and gate.stats().in_flight == 0
 
 
+def test_a_call_whose_429_another_threads_cut_answered_is_sent_again() -> None:
+    gate = RateLimitGate(ceiling=8)
+    calls = []
+
+    def stale_then_ok() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            gate.release(gate.acquire(), rate_limited=True)  # another thread's 429 cuts while this one is out
+            raise RateLimitError("slow down")
+        return "ok"
+
+    assert gate.call(stale_then_ok) == "ok" and len(calls) == 2 and gate.stats().resent == 1
+    assert gate.stats().in_flight == 0
+
+
 def test_the_429_that_lowers_the_limit_is_sent_again_instead_of_using_a_retry() -> None:
     # The limit saws between one and two requests at a server's rate: each cut is the gate's answer, not an error,
     # so no call runs out of DSPy's retries however many cuts it meets (CI once lost a seed that met four).
