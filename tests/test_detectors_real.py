@@ -26,10 +26,11 @@ DATA = Path(__file__).parent / "data" / "embedded_evolutions.jsonl"
 ROWS = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
 
 
-def flagged(detector, labels: set[str]) -> tuple[int, int]:
-    """How many rows with one of ``labels`` the detector flags, out of how many."""
+def flagged(detector, labels: set[str], *, method: str = "") -> tuple[int, int]:
+    """How many rows with one of ``labels`` the detector flags, out of how many (``method``: the evolving method)."""
     rows = [row for row in ROWS if row["label"] in labels]
-    hits = sum(detector.detect(EvolutionCase(row["seed"], row["evolved_instruction"])) is not None for row in rows)
+    hits = sum(detector.detect(EvolutionCase(row["seed"], row["evolved_instruction"], method=method)) is not None
+               for row in rows)
     return hits, len(rows)
 
 
@@ -356,10 +357,4 @@ def test_echoes_method_needs_the_method_and_passes_the_real_ok_rewrites():
     parent = "Can a process involve both reactions? List one."
     assert EchoesMethod().detect(EvolutionCase(parent, f"{parent} {ECHOES[0]}")) is None  # no method known
     for method in (INITIAL_METHOD, INITIAL_EXTEND_METHOD):
-        hits, total = 0, 0
-        for row in ROWS:
-            if row["label"] == "ok":
-                total += 1
-                hits += EchoesMethod().detect(EvolutionCase(row["seed"], row["evolved_instruction"], method=method)) \
-                    is not None
-        assert total == 39 and hits == 0  # measured 0/39 with both initial methods
+        assert flagged(EchoesMethod(), {"ok"}, method=method) == (0, 39)  # measured 0/39 with both initial methods
