@@ -125,6 +125,21 @@ def test_feedback_rules_draft_appends_the_commonest_rule_once_per_run():
     assert source.draft(request(failures=(("metric_rejected", "the metric scored 0"),)), sample=0) is None
 
 
+def test_feedback_rules_show_the_rule_with_a_right_output_first_when_the_run_has_one():
+    """The rule with an accepted output shown before the instructions first (the edit library shows it after
+    them), then the rule alone; an output the metric never accepted is not shown."""
+    source = FeedbackRules()
+    step = request(passed_outputs=({"answer": "48 / 2 + 48"},))
+    rule = "The answer must be the number alone, without words, units or symbols."
+    first, second = (source.draft(step, sample=i).text for i in range(2))
+    assert first == f"Example answer: 48 / 2 + 48\nAnswer the question.\n{rule}"
+    assert second == f"Answer the question.\n{rule}"
+    assert source.draft(step, sample=2) is None
+    assert source.draft(request(passed_outputs=({"other": "5"},)), sample=0).text == f"Answer the question.\n{rule}"
+    shown = request(current="Answer the question.\nExample answer: 7", passed_outputs=({"answer": "7"},))
+    assert source.draft(shown, sample=0).text == f"Answer the question.\nExample answer: 7\n{rule}"  # said already
+
+
 # General edits ---------------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import regex
 from autoevol_dspy.search.strategies.proposal_source import Draft, FieldView, ProposalRequest, first_unclaimed
 from autoevol_dspy.text import bounded
 
-__all__ = ["EditLibrary", "example_of", "form_from_feedback", "framed", "signature_edits"]
+__all__ = ["EditLibrary", "example_edit", "example_of", "form_from_feedback", "framed", "signature_edits"]
 
 
 def _listed(values: tuple[str, ...]) -> str:
@@ -98,7 +98,7 @@ def _form(output: FieldView) -> str | None:
     return None
 
 
-def _example_edit(output: FieldView, example: str | None) -> str | None:
+def example_edit(output: FieldView, example: str | None) -> str | None:
     """The edit that shows ``example`` as a right ``output``."""
     return f"Example {output.words}: {example}" if example else None
 
@@ -140,7 +140,7 @@ def signature_edits(inputs: tuple[FieldView, ...], outputs: tuple[FieldView, ...
     sources = _sources(inputs)
     edits = [
         _form(main),
-        _example_edit(main, example),
+        example_edit(main, example),
         f"Reply with the {main.words} only: no explanation, no working, no extra words.",
         f"Write the {main.words} in as few words as it needs, on one line.",
         f"The {main.words} is {main.desc.rstrip('.')}." if main.desc else None,
@@ -173,7 +173,7 @@ class EditLibrary:
                  if edit.lower() not in request.current.lower()]
         whole = framed(request.current, request.inputs, outputs)
         wholes = [whole] if whole else []
-        shown = _example_edit(outputs[-1], example) if outputs else None
+        shown = example_edit(outputs[-1], example) if outputs else None
         if whole and shown and shown.lower() not in whole.lower():
             wholes.append(f"{whole}\n{shown}")  # the framed instructions and a right output: two ideas at once
         texts = [*(request.appended(edit) for edit in edits if edit in hints), *wholes,

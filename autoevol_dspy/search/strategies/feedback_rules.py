@@ -3,8 +3,12 @@
 A metric that returns ``dspy.Prediction(score=..., feedback=...)`` says what a right output
 looks like ("the answer must be the number alone, without words"). That sentence, stripped
 of what belongs to one case (quoted outputs, numbers), is already a general rule; the more
-failing cases it was said to, the more it is worth trying. No LM writes anything here, so
-a 135M optimizer LM cannot garble it, and the guard still checks every draft.
+failing cases it was said to, the more it is worth trying. When the run knows a right output
+(:func:`~autoevol_dspy.search.strategies.edit_library.example_of`), the rule comes first with
+that output shown before the instructions: a small model follows a rule it also sees met, and
+the edit library already tries the example after them (where a small model best takes an
+example differs by task; the dev set picks). No LM writes anything here, so a 135M optimizer
+LM cannot garble it, and the guard still checks every draft.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import regex
 
+from autoevol_dspy.search.strategies.edit_library import example_edit, example_of
 from autoevol_dspy.search.strategies.proposal_source import Draft, ProposalRequest, first_unclaimed
 from autoevol_dspy.text import bounded
 
@@ -61,7 +66,8 @@ def rules_from_feedback(feedback: list[str], *, limit: int = 5) -> list[str]:
 
 
 class FeedbackRules:
-    """Appends the rule the metric's feedback states most often (then the next, then the two most common).
+    """Appends the rule the metric's feedback states most often (then the next, then the two most common);
+    each first with an example of a right output shown before the instructions, when the run has one.
 
     It drafts nothing when the feedback states no general norm (a bare score, a detector's
     report about one case), and the step's other sources fill the sample.
@@ -74,11 +80,19 @@ class FeedbackRules:
         self.max_rules = max_rules
 
     def draft(self, request: ProposalRequest, *, sample: int, note: str = "") -> Draft | None:
-        rules = rules_from_feedback([reason for _, reason in request.failures], limit=self.max_rules)
+        feedback = [reason for _, reason in request.failures]
+        rules = rules_from_feedback(feedback, limit=self.max_rules)
         rules = [rule for rule in rules if rule.lower() not in request.current.lower()]
-        texts = [request.appended(rule) for rule in rules]
+        appended = [request.appended(rule) for rule in rules]
         if len(rules) >= 2:
-            texts.append(request.appended(" ".join(rules[:2])))
+            appended.append(request.appended(" ".join(rules[:2])))
+        output = request.outputs[-1] if request.outputs else None
+        shown = example_edit(output, example_of(output, request.passed_outputs, feedback)) if output else None
+        texts: list[str] = []
+        for text in appended:
+            if shown and shown.lower() not in text.lower():
+                texts.append(f"{shown}\n{text}")  # the rule with a right output shown: two ideas at once
+            texts.append(text)
         chosen = first_unclaimed(request, texts)
         if chosen is None:
             return None
