@@ -10,6 +10,7 @@ import pytest
 
 from autoevol_dspy.evolution import (
     AnsweredInstead,
+    AsksNothingNew,
     CopiedExample,
     EchoesMethod,
     EvolInstructRules,
@@ -20,7 +21,7 @@ from autoevol_dspy.evolution import (
     Repetition,
     default_detectors,
 )
-from autoevol_dspy.evolution.method import INITIAL_EXTEND_METHOD, INITIAL_METHOD
+from autoevol_dspy.evolution.method import EXTEND_DEMOS, INITIAL_EXTEND_METHOD, INITIAL_METHOD
 
 DATA = Path(__file__).parent / "data" / "embedded_evolutions.jsonl"
 ROWS = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
@@ -75,8 +76,8 @@ def test_real_instructions_are_not_answers():
 def test_default_detectors_run_cheap_rules_first():
     kinds = [type(detector) for detector in default_detectors()]
     assert kinds == [EvolInstructRules, AnsweredInstead, NearCopy, LostKeyContent, Repetition, CopiedExample,
-                     EchoesMethod, PaperResponseRules]
-    assert not any(detector.needs_response for detector in default_detectors()[1:7])
+                     EchoesMethod, AsksNothingNew, PaperResponseRules]
+    assert not any(detector.needs_response for detector in default_detectors()[1:8])
 
 
 ALANI = (
@@ -358,3 +359,37 @@ def test_echoes_method_needs_the_method_and_passes_the_real_ok_rewrites():
     assert EchoesMethod().detect(EvolutionCase(parent, f"{parent} {ECHOES[0]}")) is None  # no method known
     for method in (INITIAL_METHOD, INITIAL_EXTEND_METHOD):
         assert flagged(EchoesMethod(), {"ok"}, method=method) == (0, 39)  # measured 0/39 with both initial methods
+
+
+# Additions the embedded model appended under the extend method, every word about the request itself
+# (benchmarks/evol_pilot.py's MT-Bench search seeds: 5 of the 49 it passed before this detector).
+ASKS_NOTHING = ["What is the answer to this question?", "What is it that you ask for, and how can I help you?",
+                "What are the answers to the questions?", "Can you answer this?"]
+# Additions with a word about the request's subject, short ones among them.
+ASKS_SOMETHING = ["What is the Bahnhof?", "Can you answer in French?", "How many trees can you cut down?",
+                  "What is the answer if she has 3 more apples?", "Explain each step.",
+                  "What would you like to eat tonight?"]
+
+
+@pytest.mark.parametrize("addition", ASKS_NOTHING)
+def test_an_addition_about_the_request_itself_asks_nothing_new(addition):
+    parent = "Ich verstehe nur Bahnhof"
+    failure = AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}"))
+    assert failure is not None and failure.category == "asks_nothing_new" and "asks for nothing new" in failure.reason
+
+
+@pytest.mark.parametrize("addition", ASKS_SOMETHING)
+def test_an_addition_with_a_word_about_the_subject_asks_something(addition):
+    parent = "Ich verstehe nur Bahnhof"
+    assert AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}")) is None
+
+
+def test_asks_nothing_new_judges_appended_evolutions_only_and_passes_every_good_one():
+    assert flagged(AsksNothingNew(), {"ok"}) == (0, 39)  # whole rewrites: not judged
+    demos = [AsksNothingNew().detect(EvolutionCase(demo["instruction"], f"{demo['instruction']} "
+                                                   f"{demo['added_requirement']}")) for demo in EXTEND_DEMOS]
+    assert demos == [None] * len(EXTEND_DEMOS)
+    parent = "Write a function that sorts a list."
+    assert [addition for addition in OWN if AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}"))] == []
+    # a rewrite that does not keep its parent is another detector's business
+    assert AsksNothingNew().detect(EvolutionCase("Sort a list.", "What is the answer to this question?")) is None

@@ -167,6 +167,16 @@ def test_edit_library_puts_the_tasks_edit_for_the_commonest_failure_first_and_ne
     assert drafts[2] is None  # nothing else is known about a signature without fields
 
 
+def test_an_evolution_that_repeats_the_request_gets_the_edit_that_asks_about_a_variation():
+    task = EvolutionTask()
+    failures = (("repeats_itself", "it says the whole parent instruction twice"),) * 2 + (("near_copy", "90%"),)
+    step = request(current="Add one requirement to the request.", failures=failures,
+                   edit_hints=task.edit_hints, outputs=(), inputs=())
+    first = EditLibrary().draft(step, sample=0)
+    assert first.text == "Add one requirement to the request.\nAsk what changes if one number or condition of the " \
+                         "request changes."
+
+
 def test_a_text_field_gets_the_form_its_metrics_feedback_asks_for():
     """``answer: str`` says nothing of its form; a metric whose feedback asks for the number alone does."""
     step = request()

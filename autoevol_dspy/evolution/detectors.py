@@ -652,6 +652,37 @@ class EchoesMethod:
                               f"({', '.join(echoed[:6])}): it is about rewriting, not about this instruction")
 
 
+#: Words about the request itself, not about its subject: an addition made only of them asks for nothing new.
+_ABOUT_THE_REQUEST = frozenset(_stem(word) for word in """answer question request problem task solution result
+    instruction query prompt thing something anything everything ask help mean""".split())
+
+
+class AsksNothingNew:
+    """Flags an addition whose every word is about the request itself ("What is the answer to this question?",
+    "What is it that you ask for, and how can I help you?"): it appends a question but asks for nothing the
+    request did not. A small model writes it often under a method that tells it to ask something. Only an
+    evolution that keeps its parent word for word and appends to it is judged (the ``extend`` style); one word of
+    its own ("Can you answer in French?", "What is the Bahnhof?") is enough to pass.
+    """
+
+    name = "asks_nothing_new"
+    needs_response = False
+
+    def describe(self) -> dict:
+        return {"type": self.name}
+
+    def detect(self, case: EvolutionCase) -> Failure | None:
+        parent, evolved = " ".join(case.instruction.split()), " ".join(case.evolved.split())
+        if not parent or not evolved.startswith(parent):
+            return None
+        words = _letter_words(evolved[len(parent):])
+        if not words or any(word not in _STOP_WORDS and _stem(word) not in _ABOUT_THE_REQUEST for word in words):
+            return None
+        return Failure(category="asks_nothing_new", detector=self.name,
+                       reason="every word it adds is about the request itself "
+                              f"({clip(evolved[len(parent):].strip(), 80)!r}): it asks for nothing new")
+
+
 class CompareInstructions(dspy.Signature):
     """Decide whether two instructions ask for the same thing with the same constraints, depth and breadth."""
 
@@ -695,4 +726,4 @@ def default_detectors() -> list[FailureDetector]:
     worked example) count only what the earlier ones let through.
     """
     return [EvolInstructRules(), AnsweredInstead(), NearCopy(), LostKeyContent(), Repetition(), CopiedExample(),
-            EchoesMethod(), PaperResponseRules()]
+            EchoesMethod(), AsksNothingNew(), PaperResponseRules()]
