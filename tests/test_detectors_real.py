@@ -361,26 +361,40 @@ def test_echoes_method_needs_the_method_and_passes_the_real_ok_rewrites():
         assert flagged(EchoesMethod(), {"ok"}, method=method) == (0, 39)  # measured 0/39 with both initial methods
 
 
-# Additions the embedded model appended under the extend method, every word about the request itself
-# (benchmarks/evol_pilot.py's MT-Bench search seeds: 5 of the 49 it passed before this detector).
-ASKS_NOTHING = ["What is the answer to this question?", "What is it that you ask for, and how can I help you?",
-                "What are the answers to the questions?", "Can you answer this?"]
-# Additions with a word about the request's subject, short ones among them.
-ASKS_SOMETHING = ["What is the Bahnhof?", "Can you answer in French?", "How many trees can you cut down?",
-                  "What is the answer if she has 3 more apples?", "Explain each step.",
-                  "What would you like to eat tonight?"]
+# Additions the embedded model appended under the extend method with no word of their own
+# (benchmarks/evol_pilot.py's MT-Bench and GSM8K search seeds, all passed by the other rules).
+ASKS_NOTHING = [
+    ("Ich verstehe nur Bahnhof", "What is the answer to this question?"),
+    ("Take your previous response and rephrase it as a limerick.",
+     "What is it that you ask for, and how can I help you?"),
+    ("Ich verstehe nur Bahnhof", "What is the Bahnhof?"),
+    ("Vivian needs 2 bananas to make 1 yogurt. If she makes 5 yogurts, how many bananas does she need to buy?",
+     "How many bananas does Vivian need to buy?"),
+    ("If we select a student liked green, what's the probability that he or she would dislike both colors?",
+     "What is the probability that he or she would dislike both colors?"),
+    ("What are the differences between Riemannian geometry and euclidean geometry?",
+     "What is the difference between Riemannian geometry and euclidean geometry?"),
+]
+# Additions with a word of their own, short ones among them.
+ASKS_SOMETHING = [
+    ("Ich verstehe nur Bahnhof", "Can you answer in French?"),
+    ("Ich verstehe nur Bahnhof", "How many trees can you cut down?"),
+    ("Vivian needs 2 bananas to make 1 yogurt. If she makes 5 yogurts, how many bananas does she need to buy?",
+     "How much does she pay if each banana costs $0.25?"),
+    ("What are the differences between Riemannian geometry and euclidean geometry?", "Explain each step."),
+    ("What are the differences between Riemannian geometry and euclidean geometry?",
+     "Which one describes the surface of the Earth?"),
+]
 
 
-@pytest.mark.parametrize("addition", ASKS_NOTHING)
-def test_an_addition_about_the_request_itself_asks_nothing_new(addition):
-    parent = "Ich verstehe nur Bahnhof"
+@pytest.mark.parametrize(("parent", "addition"), ASKS_NOTHING)
+def test_an_addition_without_a_word_of_its_own_asks_nothing_new(parent, addition):
     failure = AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}"))
     assert failure is not None and failure.category == "asks_nothing_new" and "asks for nothing new" in failure.reason
 
 
-@pytest.mark.parametrize("addition", ASKS_SOMETHING)
-def test_an_addition_with_a_word_about_the_subject_asks_something(addition):
-    parent = "Ich verstehe nur Bahnhof"
+@pytest.mark.parametrize(("parent", "addition"), ASKS_SOMETHING)
+def test_an_addition_with_a_word_of_its_own_asks_something(parent, addition):
     assert AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}")) is None
 
 
@@ -390,6 +404,7 @@ def test_asks_nothing_new_judges_appended_evolutions_only_and_passes_every_good_
                                                    f"{demo['added_requirement']}")) for demo in EXTEND_DEMOS]
     assert demos == [None] * len(EXTEND_DEMOS)
     parent = "Write a function that sorts a list."
-    assert [addition for addition in OWN if AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}"))] == []
+    assert not [addition for addition in OWN
+                if AsksNothingNew().detect(EvolutionCase(parent, f"{parent} {addition}"))]
     # a rewrite that does not keep its parent is another detector's business
     assert AsksNothingNew().detect(EvolutionCase("Sort a list.", "What is the answer to this question?")) is None

@@ -41,8 +41,10 @@ _EDIT_HINTS = {
     "no_information_gain": "Make a real change: add one new requirement or constraint that makes the instruction "
                            "harder.",
     # the addition says the request's own question again: ask about a variation of it instead (on the search
-    # seeds of benchmarks/evol_pilot.py, embedded model: MT-Bench second turns 44 -> 51 of 80 passed)
+    # seeds of benchmarks/evol_pilot.py, embedded model, today's detectors: MT-Bench second turns 34 -> 41 of 80
+    # passed; GSM8K no better)
     "repeats_itself": "Ask what changes if one number or condition of the request changes.",
+    "asks_nothing_new": "Ask what changes if one number or condition of the request changes.",
     "copied_template": "Output only the new instruction itself, with no headings, markers or template words.",
     "unparseable_evolution": "Output the whole new instruction and nothing before or after it.",
     "loss_of_key_information": "Keep the new instruction complete and self-contained: everything needed to answer it "
