@@ -11,7 +11,7 @@ A guard that keeps the 135M model's garbage out must not hold back a strong opti
   signature, cases and feedback the guard sees). The ``tests/data`` references (usable rewrites
   of the embedded data set's incumbents, written for issue 15) are reported beside them.
 * **garbage**: every refused-worthy proposal of the embedded SmolLM2-135M on record: the 159
-  labelled ones of ``tests/data/embedded_proposals.jsonl`` and 15 more quoted in issue 15 and
+  labelled ones of ``tests/data/embedded_proposals.jsonl`` and 19 more quoted in issue 15 and
   ``RESULTS.md`` (``guard_sets/garbage.jsonl``).
 
 Each proposal is checked as the search checks it: against its incumbent, the cases and feedback

@@ -27,6 +27,7 @@ from autoevol_dspy.search.strategies.proposal_guard import (
     DropsTask,
     JudgeCheck,
     LengthOutOfRange,
+    NamesPromptFormat,
     NotAnInstruction,
     ProposalCheck,
     ProposalContext,
@@ -127,8 +128,9 @@ def test_usable_rewrites_pass_against_every_real_trajectory_of_their_incumbent()
 
 
 #: This data holds whole rewrites only: none keeps its incumbent whole, so RestatesInstructions has nothing to
-#: catch here (its garbage, the amend that says the instructions again, is in its own tests below).
-_LEAST_CAUGHT = {"RestatesInstructions": 0}
+#: catch here (its garbage, the amend that says the instructions again, is in its own tests below). Talk of the
+#: prompt's JSON format is mostly caught by the earlier checks already; NamesPromptFormat alone catches 7.
+_LEAST_CAUGHT = {"RestatesInstructions": 0, "NamesPromptFormat": 6}
 
 
 @pytest.mark.parametrize("rule", default_checks(), ids=lambda rule: type(rule).__name__)
@@ -290,7 +292,7 @@ def test_the_embedded_models_garbage_is_still_refused_with_the_signatures_words(
 
 
 def test_the_guard_benchmark_sets_meet_the_goal():
-    """benchmarks/guard.py's sets: <= 5% of 80 good instructions refused, >= 95% of 174 garbage caught."""
+    """benchmarks/guard.py's sets: <= 5% of 80 good instructions refused, >= 95% of 178 garbage caught."""
     spec = importlib.util.spec_from_file_location("guard_benchmark", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(BENCHMARK.parent))
@@ -304,7 +306,7 @@ def test_the_guard_benchmark_sets_meet_the_goal():
     assert len(good) >= 80 and len(garbage) >= 170
     refused = [v["id"] for v in good if v["first"] is not None]
     assert len(refused) <= 0.05 * len(good), refused  # measured: 1 of 80
-    assert sum(v["first"] is not None for v in garbage) >= 0.95 * len(garbage)  # measured: 172 of 174
+    assert sum(v["first"] is not None for v in garbage) >= 0.95 * len(garbage)  # measured: 175 of 178
 
 
 # --- rule by rule -------------------------------------------------------------------------
@@ -331,6 +333,30 @@ def test_repeats_itself_refuses_loops_but_not_a_repeated_term():
     numbered = " ".join(f"{i}. You're not happy." for i in range(1, 40))
     assert rule.check(qa(numbered)) is not None
     assert rule.check(ProposalContext(text=INITIAL_METHOD, incumbent=INITIAL_METHOD)) is None
+
+
+def test_repeats_itself_refuses_a_loop_that_a_long_text_around_it_dilutes():
+    # the embedded optimizer's amendment in a quality.py search (benchmarks/guard_sets/garbage.jsonl, g19)
+    steps = " ".join(f"- Step {i}: Add a new requirement to the original instructions. Add a new requirement to "
+                     "the instructions to make them more challenging." for i in range(2, 8))
+    text = f"{INITIAL_METHOD}\n{INITIAL_METHOD}\n{steps}"
+    rejection = RepeatsItself().check(ProposalContext(text=text, incumbent=INITIAL_METHOD))
+    assert rejection is not None and "12 times" in rejection.reason
+    assert RepeatsItself(loop_repeats=13).check(ProposalContext(text=text, incumbent=INITIAL_METHOD)) is None
+
+
+def test_names_prompt_format_refuses_talk_of_json_that_neither_incumbent_nor_fields_bring():
+    rule = NamesPromptFormat()
+    for addition in ("The request is harder to follow, so I will give you a JSON object. Please provide the request.",
+                     "Follow the schema of the reply."):
+        rejection = rule.check(qa(f"{ANSWER_THE_QUESTION} {addition}"))
+        assert rejection is not None and rejection.category == "format_talk", addition
+    assert rule.check(qa("Answer the question. Give the answer as a bare number, and show no working.")) is None
+    told = ProposalContext(text="Return the record as JSON with every key filled.", incumbent="Return the record as JSON.")
+    assert rule.check(told) is None  # the incumbent asks for it
+    typed = ProposalContext(text="Write the settings as a JSON object.", incumbent="Write the settings.",
+                            output_fields=("settings_json",), output_terms={"settings_json": ("object",)})
+    assert rule.check(typed) is None  # the output field is named for it
 
 
 def test_repeats_itself_refuses_one_number_run_on_but_not_real_numbers():
@@ -462,8 +488,8 @@ def test_copies_trajectory_finds_numbers_names_and_sentences_of_the_cases():
 def test_guard_runs_cheap_rules_first_and_reports_the_first_rejection():
     guard = ProposalGuard()
     assert [type(rule).__name__ for rule in guard.checks] == [
-        "LengthOutOfRange", "RepeatsItself", "RestatesInstructions", "NotAnInstruction", "DropsTask",
-        "CopiesTrajectory"]
+        "LengthOutOfRange", "RepeatsItself", "RestatesInstructions", "NotAnInstruction", "NamesPromptFormat",
+        "DropsTask", "CopiesTrajectory"]
     rejection = guard.check(qa("The correct answer is 20."))
     assert rejection.check == "NotAnInstruction"
     assert [r.check for r in guard.check_all(qa("The correct answer is 20."))] == [

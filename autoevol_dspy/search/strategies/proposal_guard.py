@@ -36,6 +36,7 @@ __all__ = [
     "JudgeCheck",
     "JudgeInstructions",
     "LengthOutOfRange",
+    "NamesPromptFormat",
     "NotAnInstruction",
     "ProposalCheck",
     "ProposalContext",
@@ -176,15 +177,18 @@ class LengthOutOfRange:
 
 
 class RepeatsItself:
-    """Refuses a degenerate loop: one phrase repeated until it fills much of the text, as small models do, or one
-    number run on and on ("1.1.2.1.1.1.2.2.2..."): more than ``max_number_parts`` parts in one number."""
+    """Refuses a degenerate loop: one phrase repeated until it fills much of the text, as small models do, or
+    said ``loop_repeats`` times however long the text around it ("Step 3: Add a new requirement ... Step 9: Add a
+    new requirement ..."), or one number run on and on ("1.1.2.1.1.1.2.2.2..."): more than ``max_number_parts``
+    parts in one number."""
 
     def __init__(self, *, ngram: int = 4, min_repeats: int = 4, min_share: float = 0.25,
-                 max_number_parts: int = 12) -> None:
+                 max_number_parts: int = 12, loop_repeats: int = 10) -> None:
         self.ngram = int(_positive("ngram", ngram))
         self.min_repeats = int(_positive("min_repeats", min_repeats))
         self.min_share = _positive("min_share", min_share)
         self.max_number_parts = int(_positive("max_number_parts", max_number_parts))
+        self.loop_repeats = int(_positive("loop_repeats", loop_repeats))
 
     def check(self, proposal: ProposalContext) -> Rejection | None:
         run_on = next((number for number in _NUMBER.findall(proposal.text)
@@ -197,14 +201,16 @@ class RepeatsItself:
         if not grams:
             return None
         gram, times = grams.most_common(1)[0]
-        if times >= self.min_repeats and times * self.ngram >= self.min_share * len(words):
+        fills = times >= self.min_repeats and times * self.ngram >= self.min_share * len(words)
+        if fills or times >= self.loop_repeats:
             return Rejection(category="repetition", check="RepeatsItself",
                              reason=f"it repeats {' '.join(gram)!r} {times} times")
         return None
 
     def describe(self) -> dict[str, Any]:
         return {"type": "RepeatsItself", "ngram": self.ngram, "min_repeats": self.min_repeats,
-                "min_share": self.min_share, "max_number_parts": self.max_number_parts}
+                "min_share": self.min_share, "max_number_parts": self.max_number_parts,
+                "loop_repeats": self.loop_repeats}
 
 
 class RestatesInstructions:
@@ -553,6 +559,32 @@ class CopiesTrajectory:
         return {"type": "CopiesTrajectory", "ngram": self.ngram, "min_number": self.min_number}
 
 
+#: Words of the prompt's own format, which the adapter sets: a small optimizer LM copies them from its prompt.
+_FORMAT_WORDS = frozenset({"json", "schema"})
+
+
+class NamesPromptFormat:
+    """Refuses a proposal that brings up the prompt's format ("so I will give you a JSON object") where neither
+    the incumbent nor the words of the output fields do: in DSPy the adapter sets the format, and instructions
+    that ask for another one fight it. The 135M optimizer LM copies the word from its own JSON prompt."""
+
+    def check(self, proposal: ProposalContext) -> Rejection | None:
+        known = set(_lower_words(proposal.incumbent))
+        known |= {word for name, terms in proposal.output_terms.items() for word in (*name.lower().split("_"),
+                                                                                     *map(str.lower, terms))}
+        known |= {word for name in proposal.output_fields for word in name.lower().split("_")}
+        named = next((word for word in _lower_words(proposal.text) if word in _FORMAT_WORDS and word not in known),
+                     None)
+        if named is None:
+            return None
+        return Rejection(category="format_talk", check="NamesPromptFormat",
+                         reason=f"it brings up the prompt's format ({named!r}), which the adapter sets, "
+                                "instead of saying what to do")
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "NamesPromptFormat"}
+
+
 class JudgeInstructions(dspy.Signature):
     """Decide whether a proposed text is usable instructions for the same task as the current instructions.
 
@@ -590,8 +622,8 @@ class JudgeCheck:
 
 def default_checks() -> list[ProposalCheck]:
     """The rule checks, cheapest first; no LM calls."""
-    return [LengthOutOfRange(), RepeatsItself(), RestatesInstructions(), NotAnInstruction(), DropsTask(),
-            CopiesTrajectory()]
+    return [LengthOutOfRange(), RepeatsItself(), RestatesInstructions(), NotAnInstruction(), NamesPromptFormat(),
+            DropsTask(), CopiesTrajectory()]
 
 
 class ProposalGuard:
