@@ -98,6 +98,8 @@ ALANI = (
         ('def add(a, b):\n    """Return the sum of a and b."""\n',
          'def add(a, b):\n    """Return the sum of a and b, for ints only."""\n    return a + b\n', "code body"),
         ("Write a haiku about rain.", "Rain taps on the roof, the garden drinks.", "asks for nothing"),
+        ('def add(a, b):\n    """Return the sum of a and b."""\n',
+         'def add(a, b):\n    """Return the sum of a and b.""" Can you finish it?\n    return a + b', "code body"),
         # the extend style's bare answers, which near_copy used to count
         (ALANI, ALANI + " 5 hours", "bare result"),
         (SOCCER_SHORT := "How many goals did the other players score?", SOCCER_SHORT + " $2.30.", "bare result"),
@@ -124,6 +126,9 @@ def test_answered_instead_flags(parent, evolved, reason):
          'def add(a, b):\n    """Return the sum of a and b; raise TypeError unless both are ints."""\n'),
         (ALANI, ALANI + " Answer in 2 sentences."),
         ("Write a poem about 15 cats.", "Write a poem about 15 cats. 15 cats"),  # the parent's own words
+        # the extend style on a code stub: the question lands on the docstring's last, indented line
+        ('def add(a, b):\n    """Return the sum of a and b."""\n',
+         'def add(a, b):\n    """Return the sum of a and b.""" What should it return for two strings?'),
     ],
 )
 def test_answered_instead_passes_real_requests(parent, evolved):

@@ -264,6 +264,15 @@ def _appended(parent: str, evolved: str) -> str:
     return flat[flat.rindex("?") + 1:].strip() if "?" in flat else ""
 
 
+def _question_after(parent: str, evolved: str) -> bool:
+    """Whether ``evolved`` is ``parent`` with one question appended on its last line (the extend style on a code
+    stub: the docstring's closing quotes, then "What should it return for an empty list?"), which would otherwise
+    read as an indented line of code."""
+    stem = parent.rstrip()
+    added = evolved[len(stem):].strip() if stem and evolved.startswith(stem) else ""
+    return bool(added) and "\n" not in added and added[:1].isalpha() and added.endswith("?")
+
+
 def _code_lines(text: str) -> int:
     """Indented code statements outside docstrings: a stub has none of its own, a solution has some."""
     code = _DOCSTRING.sub("", text)
@@ -305,7 +314,8 @@ class AnsweredInstead:
             stated = _STATED_RESULT.search(bounded(tail, 2_000))
             if stated and stated.group(1).rstrip(".,") not in parent:
                 return self._fail(f"it states a result after the request ({clip(tail, 60)!r}) instead of asking")
-        if _STUB.search(evolved) and _code_lines(evolved) > _code_lines(parent):
+        if (_STUB.search(evolved) and _code_lines(evolved) > _code_lines(parent)
+                and not _question_after(parent, evolved)):
             return self._fail("it writes the code body instead of asking for it")
         if _asks(parent) and not _asks(evolved):
             return self._fail("it states things and asks for nothing: no question, imperative or request")
