@@ -102,6 +102,12 @@ def test_feedback_rules_keep_the_norm_and_drop_what_belongs_to_one_case():
         "The label should be one lowercase word.",
     ]
     assert rules_from_feedback(["the metric scored 0", "Right."]) == []
+    # a detector's report about one evolution is no norm, though it says "instead of" (a quality.py search
+    # adopted it as a rule on HumanEval); the same subject with a modal is one
+    assert rules_from_feedback(["it writes the code body instead of asking for it",
+                                "This answer uses words instead of digits."]) == []
+    assert rules_from_feedback(["Wrong: it must be a bare number, without words."]) == [
+        "It must be a bare number, without words."]
 
 
 @pytest.mark.parametrize("feedback", [

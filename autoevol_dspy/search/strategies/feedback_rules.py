@@ -35,6 +35,10 @@ _NORM = regex.compile(
     r"only|always|never|do not|don't|avoid|without|instead of|no more than|at most|at least|exactly)\b",
     regex.IGNORECASE,
 )
+# A clause about what one output did ("it writes the code body instead of asking for it": a detector's report)
+# is no norm, though "instead of" is in it; "it must be a number" is one.
+_REPORT = regex.compile(r"^(?:it|this|that)\s++(?!must\b|should\b|shall\b|needs?\s++to\b|has\s++to\b|"
+                        r"is\s++(?:expected|required)\b)", regex.IGNORECASE)
 _DIGIT = regex.compile(r"\d")
 _WORDS = regex.compile(r"[A-Za-z']+")
 
@@ -48,8 +52,8 @@ def _as_rule(clause: str) -> str | None:
     """``clause`` as a sentence of instructions, or ``None`` when it is no general norm."""
     clause = _LEAD.sub("", clause).strip(" ,;:-")
     words = _WORDS.findall(clause)
-    if not 4 <= len(words) <= 40 or not _NORM.search(clause) or _DIGIT.search(clause):
-        return None  # a number belongs to one case; a norm needs a few words
+    if not 4 <= len(words) <= 40 or not _NORM.search(clause) or _DIGIT.search(clause) or _REPORT.match(clause):
+        return None  # a number belongs to one case; a norm needs a few words and is no report about one output
     clause = clause[0].upper() + clause[1:]
     return clause if clause.endswith((".", "!")) else f"{clause}."
 
