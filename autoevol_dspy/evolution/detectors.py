@@ -673,8 +673,8 @@ class AsksNothingNew:
     "How many bananas does Vivian need to buy?") or asks about the request in general ("What is the answer to
     this question?"); the 135M model writes both often, and both passed the other rules (benchmarks/RESULTS.md).
     Only an evolution that keeps its parent word for word and appends to it is judged (the ``extend`` style);
-    one word of its own ("Can you answer in French?", "What if she has 3 more?" beside a request without
-    "if") is enough to pass.
+    one word of its own ("Can you answer in French?", "What should it return for an empty list?") is enough
+    to pass.
     """
 
     name = "asks_nothing_new"

@@ -40,9 +40,9 @@ _EDIT_HINTS = {
     "unchanged": "Make a real change: add one new requirement or constraint that makes the instruction harder.",
     "no_information_gain": "Make a real change: add one new requirement or constraint that makes the instruction "
                            "harder.",
-    # the addition says the request's own question again: ask about a variation of it instead (on the search
-    # seeds of benchmarks/evol_pilot.py, embedded model, today's detectors: MT-Bench second turns 34 -> 41 of 80
-    # passed; GSM8K no better)
+    # the addition says the request's own question again: ask about a variation of it instead (the best of seven
+    # edits on benchmarks/evol_pilot.py's search seeds, embedded model: MT-Bench second turns 34 -> 41 of 80
+    # passed, GSM8K no better; held out it is no better either: RESULTS.md, quality)
     "repeats_itself": "Ask what changes if one number or condition of the request changes.",
     "asks_nothing_new": "Ask what changes if one number or condition of the request changes.",
     "copied_template": "Output only the new instruction itself, with no headings, markers or template words.",
