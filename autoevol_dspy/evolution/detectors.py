@@ -256,11 +256,18 @@ _LISTED = regex.compile(r"^[ \t]*+(?:[a-z0-9][.)]|[-*•])\s", regex.MULTILINE) 
 _LETTERS = regex.compile(r"[A-Za-z]+")
 
 
+def _kept_addition(parent: str, evolved: str) -> str | None:
+    """What the evolved text adds after its parent (whitespace aside); ``None`` when it does not keep the parent."""
+    flat_parent, flat = " ".join(parent.split()), " ".join(evolved.split())
+    return flat[len(flat_parent):].strip() if flat_parent and flat.startswith(flat_parent) else None
+
+
 def _appended(parent: str, evolved: str) -> str:
     """What follows the parent in the evolved text (whitespace aside), or what follows its last question; else ''."""
-    flat_parent, flat = " ".join(parent.split()), " ".join(evolved.split())
-    if flat_parent and flat.startswith(flat_parent):
-        return flat[len(flat_parent):].strip()
+    added = _kept_addition(parent, evolved)
+    if added is not None:
+        return added
+    flat = " ".join(evolved.split())
     return flat[flat.rindex("?") + 1:].strip() if "?" in flat else ""
 
 
@@ -334,6 +341,12 @@ _POSSESSIVE = regex.compile(r"'s$")
 
 def _letter_words(text: str) -> list[str]:
     return _LETTER_WORDS.findall(text.lower())
+
+
+def _words_of_its_own(parent: str, text: str, *, known: frozenset[str] = frozenset()) -> list[str]:
+    """The content words of ``text``, once each, whose stems are neither the parent's nor in ``known``."""
+    seen = {_stem(word) for word in _letter_words(parent)} | known
+    return [word for word in dict.fromkeys(_letter_words(text)) if word not in _STOP_WORDS and _stem(word) not in seen]
 
 
 _LONG_TEXT_WORDS = 400
@@ -648,9 +661,7 @@ class EchoesMethod:
     def detect(self, case: EvolutionCase) -> Failure | None:
         if not case.method:
             return None
-        parent = {_stem(word) for word in _letter_words(case.instruction)}
-        new = [word for word in dict.fromkeys(_letter_words(case.evolved))
-               if word not in _STOP_WORDS and _stem(word) not in parent]
+        new = _words_of_its_own(case.instruction, case.evolved)
         if len(new) < self.min_words:
             return None
         method = {_stem(word) for word in _letter_words(case.method)} | _PROMPT_WORDS
@@ -684,13 +695,9 @@ class AsksNothingNew:
         return {"type": self.name}
 
     def detect(self, case: EvolutionCase) -> Failure | None:
-        parent, evolved = " ".join(case.instruction.split()), " ".join(case.evolved.split())
-        if not parent or not evolved.startswith(parent):
-            return None
-        added = evolved[len(parent):].strip()
-        own = {_stem(word) for word in _letter_words(parent)} | _ABOUT_THE_REQUEST
-        words = _letter_words(added)
-        if not words or any(word not in _STOP_WORDS and _stem(word) not in own for word in words):
+        added = _kept_addition(case.instruction, case.evolved)
+        if not added or not _letter_words(added) or _words_of_its_own(case.instruction, added,
+                                                                       known=_ABOUT_THE_REQUEST):
             return None
         return Failure(category="asks_nothing_new", detector=self.name,
                        reason=f"every word it adds ({clip(added, 80)!r}) is the request's own or about the "

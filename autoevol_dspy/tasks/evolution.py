@@ -32,6 +32,11 @@ ones. Keep its step-by-step structure and its rule that the rewriter outputs onl
 final rewritten instruction."""
 
 
+# For an addition that says the request's own question again: ask about a variation of it instead (the best of
+# seven edits tried on benchmarks/evol_pilot.py's search seeds with a throwaway harness, embedded model: MT-Bench
+# second turns 34 -> 41 of 80 passed, GSM8K no better; held out it is no better either: RESULTS.md, quality).
+_ASK_A_VARIATION = "Ask what changes if one number or condition of the request changes."
+
 _EDIT_HINTS = {
     "answered_instead": "Never answer, solve or explain the instruction: output only the new instruction, which "
                         "still asks for the same thing.",
@@ -40,11 +45,8 @@ _EDIT_HINTS = {
     "unchanged": "Make a real change: add one new requirement or constraint that makes the instruction harder.",
     "no_information_gain": "Make a real change: add one new requirement or constraint that makes the instruction "
                            "harder.",
-    # the addition says the request's own question again: ask about a variation of it instead (the best of seven
-    # edits on benchmarks/evol_pilot.py's search seeds, embedded model: MT-Bench second turns 34 -> 41 of 80
-    # passed, GSM8K no better; held out it is no better either: RESULTS.md, quality)
-    "repeats_itself": "Ask what changes if one number or condition of the request changes.",
-    "asks_nothing_new": "Ask what changes if one number or condition of the request changes.",
+    "repeats_itself": _ASK_A_VARIATION,
+    "asks_nothing_new": _ASK_A_VARIATION,
     "copied_template": "Output only the new instruction itself, with no headings, markers or template words.",
     "unparseable_evolution": "Output the whole new instruction and nothing before or after it.",
     "loss_of_key_information": "Keep the new instruction complete and self-contained: everything needed to answer it "
