@@ -84,7 +84,7 @@ def _inline_patterns() -> dict[str, regex.Pattern]:
 def test_the_hostile_inputs_reach_every_pattern_the_package_compiles():
     patterns = package_patterns()
     assert len(patterns) >= 40  # the detectors, the guard, the parser, redaction, ...
-    assert "autoevol_dspy.evolution.detectors._EQUATION" in patterns
+    assert "autoevol_dspy.evolution.detectors.answered._EQUATION" in patterns
     assert any(name.startswith("autoevol_dspy.evolution.parsing._FINAL_PATTERNS[") for name in patterns)
     assert len(_inline_patterns()) >= 3
 
