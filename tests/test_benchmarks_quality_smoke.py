@@ -87,3 +87,29 @@ def test_rerun_replaces_the_section_instead_of_appending(tmp_path: Path) -> None
     common.write_section(results, "A", "new a")
     common.write_section(results, "C", "new c")
     assert results.read_text() == "# Results\n\n## A\n\nnew a\n\n## B\n\nold b\n\n## C\n\nnew c\n"
+
+
+def test_method_ceiling_smoke_measures_library_edits_and_names_the_oracle(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    completed = _run("method_ceiling.py", results, "--domains", "mt_bench")
+    _assert_table(completed)
+    assert "| edit 1 | `" in completed.stdout and "| edit 3 | `" in completed.stdout
+    assert "The oracle (lowest p of 3 candidates" in completed.stdout
+    assert "## How far the method's words move the evolver" in results.read_text()
+
+
+def test_method_ceiling_lists_each_library_edit_of_the_initial_method_once() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import method_ceiling
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from autoevol_dspy.evolution.method import INITIAL_EXTEND_METHOD
+    from autoevol_dspy.tasks import EvolutionTask
+
+    candidates = method_ceiling.library_candidates(INITIAL_EXTEND_METHOD)
+    added = [method_ceiling.added_line(INITIAL_EXTEND_METHOD, text) for text in candidates]
+    assert all(text.startswith(INITIAL_EXTEND_METHOD) for text in candidates)
+    assert len(set(added)) == len(added) and all(line and "\n" not in line for line in added)
+    assert set(EvolutionTask.edit_hints.values()) <= set(added)  # every failure category's edit is measured
+    assert any(line.startswith("Reply with the added requirement only") for line in added)  # and the signature's
