@@ -412,6 +412,12 @@ class LlamaCppEngine:
             prompt_tokens = _prompt_tokens(context, messages)
             if prompt_tokens >= self.n_ctx:
                 raise PromptTooLongError(prompt_tokens=prompt_tokens, n_ctx=self.n_ctx, model=self.model_path.name)
+            if key == context.last_key:
+                # The same prompt again would reuse its whole KV cache, and llama.cpp would read only its last
+                # token again, through a one-token kernel whose rounding differs from a full read's: on an x86
+                # machine one request at temperature 0 got two different JSON replies. A full read keeps a
+                # prompt's reply the same however it was routed.
+                context.llama.reset()
             context.last_key = key
             result = self._generate(context.llama, messages, kwargs)
         return _to_response(result, request.model)
