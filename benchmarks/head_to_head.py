@@ -1414,9 +1414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         record = measure(args, recorded_command(argv if argv is not None else sys.argv[1:]))
     section = render_section(record["parts"], record["settings"], record["command"], record["info"],
                              record["seconds"], record.get("note"))
-    print(section)
-    if args.results is not None:
-        common.write_section(args.results, SECTION, section)
+    common.publish(section, section=SECTION, results=args.results, write=args.results is not None)
     return 0
 
 

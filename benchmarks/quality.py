@@ -446,9 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     results = [run_domain(key, settings) for key in args.domains]
     section = render_section(results, settings, command.strip(), info, time.perf_counter() - started)
-    print(section)
-    if args.results is not None:
-        common.write_section(args.results, SECTION, section)
+    common.publish(section, section=SECTION, results=args.results, write=args.results is not None)
     return 0
 
 
