@@ -10,7 +10,7 @@ which no honest search can beat, so its p-value is a lower bound on what a searc
 If even the oracle is not confirmed, the criterion is out of reach of the method's words on this
 evolver, whatever the search does; if it is, a search with enough dev seeds could find it.
 
-    python benchmarks/method_ceiling.py --domains mt_bench gsm8k     # embedded SmolLM2-135M (about an hour)
+    python benchmarks/method_ceiling.py --domains mt_bench gsm8k     # embedded SmolLM2-135M (about 50 min a domain on 2 cores)
     python benchmarks/method_ceiling.py --smoke                      # seconds, scripted stub LM
 """
 
@@ -22,7 +22,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import common  # noqa: E402
 import quality  # noqa: E402
 from autoevol_dspy import EvolInstruct  # noqa: E402
 from autoevol_dspy.evolution.signatures import ExtendInstruction  # noqa: E402
-from autoevol_dspy.search.holdout import HoldoutComparison, HoldoutMeasure, compare_on_holdout  # noqa: E402
+from autoevol_dspy.search.holdout import HoldoutComparison, compare_on_holdout  # noqa: E402
 from autoevol_dspy.search.strategies import EditLibrary  # noqa: E402
 from autoevol_dspy.search.strategies.proposal_source import ProposalRequest, fields_of  # noqa: E402
 from autoevol_dspy.tasks import EvolutionTask  # noqa: E402
@@ -104,13 +104,9 @@ def run_domain(key: str, settings: quality.Settings, *, limit: int | None) -> di
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _rate(m: HoldoutMeasure) -> str:
-    return f"{100 * m.failure_rate:.1f}% [{100 * m.interval[0]:.1f}, {100 * m.interval[1]:.1f}]"
-
-
 def _row(label: str, text: str, item: Measured) -> list[str]:
     check = item.check
-    return [label, f"`{text}`", _rate(check.best), f"{check.wins}/{check.losses}", f"{check.p_value:.3f}",
+    return [label, f"`{text}`", quality._rate(check.best), f"{check.wins}/{check.losses}", f"{check.p_value:.3f}",
             quality._categories(item.categories)]
 
 
@@ -122,7 +118,7 @@ def oracle(result: dict[str, Any]) -> Measured | None:
 
 def render_domain(result: dict[str, Any]) -> str:
     initial_text = result["initial_text"]
-    rows = [["(a) initial method", "—", _rate(result["initial"]), "—", "—",
+    rows = [["(a) initial method", "—", quality._rate(result["initial"]), "—", "—",
              quality._categories(result["initial_categories"])]]
     for number, item in enumerate(result["measured"], start=1):
         rows.append(_row(f"edit {number}", quality._short(added_line(initial_text, item.method), 110), item))
@@ -136,7 +132,7 @@ def render_domain(result: dict[str, Any]) -> str:
     confirmed = sum(1 for m in result["measured"] if m.check.verdict == "confirmed")
     line = ("no candidate" if best is None else
             f"the oracle (lowest p of {len(result['measured']) + (result['pair'] is not None)} candidates, chosen on "
-            f"these held-out seeds): {_rate(best.check.best)} against {_rate(result['initial'])}, "
+            f"these held-out seeds): {quality._rate(best.check.best)} against {quality._rate(result['initial'])}, "
             f"{best.check.wins}/{best.check.losses}, p = {best.check.p_value:.3f}; candidates with p < 0.05: "
             f"{confirmed} of {len(result['measured'])}")
     return (f"### {quality.DOMAINS[result['domain']].title}\n\n{table}\n\n{line[0].upper()}{line[1:]}.\n\n"
@@ -187,11 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     common.configure_dspy()
     settings = quality.Settings(
         data_dir=str(args.data_dir), smoke=args.smoke, heldout=args.heldout, search_seeds=(), batch_size=1,
-        dev_size=0, train_size=0, num_candidates=1, max_steps=0, style="auto", proposal_style="auto", compare=(),
+        dev_size=0, train_size=0, num_candidates=1, max_steps=0,
+        style="extend" if args.smoke else "auto", proposal_style="auto", compare=(),
         evol_max_tokens=args.evol_max_tokens, response_max_tokens=args.response_max_tokens, optimizer_max_tokens=0,
         evol_lm=None, optimizer_lm=None, optimizer_temperature=0.0, num_threads=args.num_threads)
-    if args.smoke:
-        settings = replace(settings, style="extend")
     command = "python benchmarks/method_ceiling.py " + " ".join(
         shlex.quote(a) for a in quality._recorded(argv or sys.argv[1:]))
     info = common.machine_info()
